@@ -1,0 +1,59 @@
+"""The documented Python functions behind the CLI subcommands; each returns the same object
+that ``--json`` prints."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from nas.cost import cost, cost_by_scope
+from nas.ir import LayerGraph
+
+
+def _resolve(spec: Any, img_size: int | None = None):  # noqa: ANN202
+    from search_spaces import ArchConfig, load_config, validate
+
+    cfg = spec if isinstance(spec, ArchConfig) else load_config(spec)
+    if img_size is not None:
+        cfg = validate(dataclasses.replace(cfg, img_size=img_size))
+    return cfg
+
+
+def summarize(graph: LayerGraph) -> dict[str, Any]:
+    """Params, FLOPs and gradient-path metrics of a graph (network level and per layer)."""
+    c = cost(graph)
+    out: dict[str, Any] = {"params": c.params, "flops": c.flops}
+    try:
+        from nas.metrics import gradient_path_metrics
+    except ImportError:  # the metrics engine is optional until it lands
+        return out
+    out.update(gradient_path_metrics(graph).to_dict())
+    return out
+
+
+def show(spec: Any, img_size: int | None = None) -> dict[str, Any]:
+    """Describe a preset name, YAML path or ArchConfig: params, FLOPs, per-stage summary and
+    gradient-path metrics.
+
+    >>> show("darknet53")["params"]
+    41609928
+    """
+    from search_spaces import compile_config
+
+    cfg = _resolve(spec, img_size)
+    graph = compile_config(cfg)
+    out = {"name": Path(str(spec)).stem if not hasattr(spec, "family") else "config", "img_size": cfg.img_size}
+    out.update(summarize(graph))
+    out["stages"] = [
+        {"stage": k, "params": v.params, "flops": v.flops} for k, v in cost_by_scope(graph, depth=2).items()
+    ]
+    out["config"] = cfg.to_dict()
+    return out
+
+
+def show_all(img_size: int | None = None) -> list[dict[str, Any]]:
+    """``show`` for every preset (classifiers keep their own image size unless one is given)."""
+    from search_spaces import preset_names
+
+    return [show(name, img_size) for name in preset_names()]

@@ -1,0 +1,66 @@
+"""Exact params and FLOPs from the IR.
+
+Convention (DESIGN §4): FLOPs = 2 × multiply-accumulates of convolutions and linear layers,
+one forward pass, batch 1 — what ``torch.utils.flop_counter`` counts, darknet's BFLOPs and the
+YOLO repos' "GFLOPs". Params = every trainable parameter, BatchNorm's affine ones included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nas.ir import LayerGraph, Node
+
+
+@dataclass(frozen=True)
+class Cost:
+    params: int
+    flops: int
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / 1e9
+
+
+def node_cost(node: Node, in_channels: int) -> tuple[int, int]:
+    """(params, flops) of one node given its input channel count; zero for parameter-free ops."""
+    if node.op == "conv":
+        a = node.attrs
+        fan_in = in_channels // a["groups"] * a["k"] * a["k"]
+        params = fan_in * node.channels + (2 * node.channels if a["bn"] else 0) + (node.channels if a["bias"] else 0)
+        return params, 2 * fan_in * node.channels * node.size[0] * node.size[1]
+    if node.op == "linear":
+        return in_channels * node.channels + node.channels, 2 * in_channels * node.channels
+    return 0, 0
+
+
+def cost(graph: LayerGraph) -> Cost:
+    """Params and FLOPs of ``graph``. O(nodes).
+
+    >>> g = LayerGraph(3, (8, 8))
+    >>> _ = g.conv(g.input_name, 4, k=3)
+    >>> cost(g)
+    Cost(params=116, flops=13824)
+    """
+    params = flops = 0
+    nodes = graph.nodes
+    for node in nodes.values():
+        if node.op == "conv" or node.op == "linear":
+            p, f = node_cost(node, nodes[node.inputs[0]].channels)
+            params += p
+            flops += f
+    return Cost(params, flops)
+
+
+def cost_by_scope(graph: LayerGraph, depth: int = 2) -> dict[str, Cost]:
+    """Cost summed per scope prefix (``backbone.stage3``), in forward order — the per-stage table."""
+    out: dict[str, list[int]] = {}
+    for node in graph:
+        if node.op not in ("conv", "linear"):
+            continue
+        key = ".".join(node.name.split(".")[:depth]) if "." in node.name else node.name
+        p, f = node_cost(node, graph.nodes[node.inputs[0]].channels)
+        acc = out.setdefault(key, [0, 0])
+        acc[0] += p
+        acc[1] += f
+    return {k: Cost(p, f) for k, (p, f) in out.items()}

@@ -1,0 +1,109 @@
+"""The paper's design strategies as IR building blocks. Each block maps a tensor of ``c``
+channels to ``c`` channels at the same resolution, so any block fits any stage.
+
+- residual unit (Darknet): 1×1 c→c/2, 3×3 c/2→c, identity added.
+- PRN unit: the same, but only the first ``mask_fraction × c`` channels take the identity
+  (masked residual, Fig. 3); mask 1 is ResNet, mask 0 PlainNet.
+- CSP block (Fig. 4/5): a 1×1 base conv whose output is split; ``split_ratio`` of it runs
+  through residual units (width b, as CSPDarknet53), the rest crosses the stage; ``fusion``
+  places the transition layers.
+- ELAN block (Fig. 6): split like CSP; the block path stacks ``elan_stack`` computational
+  blocks of 3×3 convs, every block's output is aggregated, one transition closes the stage —
+  stacking inside the block does not add a transition to anyone's shortest gradient path.
+"""
+
+from __future__ import annotations
+
+from nas.ir import LayerGraph
+from search_spaces.config import ConfigError, PartConfig
+
+
+def whole(part: str, knob: str, value: float, c: int, where: str) -> int:
+    """``value × c`` as a whole channel count, or a ConfigError naming the knob."""
+    n = value * c
+    if abs(n - round(n)) > 1e-9:
+        raise ConfigError(
+            f"{part}.{knob}: {value!r} gives {n:g} of the {c} channels of {where}, not a whole number; "
+            f"accepted: a value v with v × channels whole in every stage (0.25, 0.5, 0.75 always are)"
+        )
+    return int(round(n))
+
+
+def residual_unit(g: LayerGraph, x: str, c: int, hidden: int, p: PartConfig, part: str, prn: bool) -> str:
+    """One (masked) residual unit; honours ``stop_gradient`` (Fig. 9)."""
+    y = g.conv(x, hidden, 1, name="cv1")
+    y = g.conv(y, c, 3, name="cv2")
+    identity = x
+    if p.stop_gradient == "identity":
+        identity = g.detach(identity, name="stop_identity")
+    elif p.stop_gradient == "block":
+        y = g.detach(y, name="stop_block")
+    if not prn:
+        return g.add(y, identity)
+    m = whole(part, "mask_fraction", p.mask_fraction, c, g.current_scope)
+    if m == 0:
+        return y
+    return g.add(y, identity, dst=(0, m), src=(0, m))
+
+
+def res_block(g: LayerGraph, x: str, c: int, n: int, p: PartConfig, part: str) -> str:
+    if c % 2:
+        raise ConfigError(
+            f"width: gives {c} channels in {g.current_scope}, which do not halve; accepted: widths giving even channels"
+        )
+    for i in range(n):
+        with g.scope(f"unit{i}"):
+            x = residual_unit(g, x, c, c // 2, p, part, prn=p.block == "prn")
+    return x
+
+
+def csp_block(g: LayerGraph, x: str, c: int, n: int, p: PartConfig, part: str, expand: int = 1) -> str:
+    """``expand=2`` is CSPDarknet53's first stage: the base conv doubles the channels and the
+    units keep a hidden width of half the block path."""
+    base_c = expand * c
+    b = whole(part, "split_ratio", p.split_ratio, base_c, g.current_scope)
+    base = g.conv(x, base_c, 1, name="split_conv")
+    path = g.split(base, 0, b, name="block_path")
+    cross = g.split(base, b, base_c, name="cross_path")
+    inner = PartConfig(block="res", stop_gradient=p.stop_gradient)
+    for i in range(n):
+        with g.scope(f"unit{i}"):
+            path = residual_unit(g, path, b, b // expand, inner, part, prn=False)
+    if p.fusion in ("fusion", "last"):
+        path = g.conv(path, b, 1, name="transition_block")
+    y = g.concat([path, cross])
+    if p.fusion in ("fusion", "first") or expand != 1:
+        y = g.conv(y, c, 1, name="transition")
+    return y
+
+
+def elan_block(g: LayerGraph, x: str, c: int, convs: int, p: PartConfig, part: str) -> str:
+    b = whole(part, "split_ratio", p.split_ratio, c, g.current_scope)
+    base = g.conv(x, c, 1, name="split_conv")
+    path = g.split(base, 0, b, name="block_path")
+    taps = [base]
+    for s in range(p.elan_stack):
+        with g.scope(f"stack{s}"):
+            for j in range(convs):
+                path = g.conv(path, b, 3, name=f"cv{j + 1}")
+        taps.append(path)
+    return g.conv(g.concat(taps), c, 1, name="transition")
+
+
+def stage_block(g: LayerGraph, x: str, c: int, n: int, p: PartConfig, part: str, depth: float) -> str:
+    """The computational block of one stage/neck node: ``n`` residual-style units, or an ELAN
+    block whose computational blocks hold ``round(2 × depth)`` 3×3 convs each."""
+    if p.block in ("res", "prn"):
+        return res_block(g, x, c, n, p, part)
+    if p.block == "csp":
+        return csp_block(g, x, c, n, p, part)
+    return elan_block(g, x, c, max(1, round(2 * depth)), p, part)
+
+
+def make_channels(c: float, width: float, divisor: int = 8) -> int:
+    """Channels scaled by ``width``, rounded to a multiple of ``divisor`` (at least one)."""
+    return max(divisor, int(c * width / divisor + 0.5) * divisor)
+
+
+def repeats(n: int, depth: float) -> int:
+    return max(1, round(n * depth))

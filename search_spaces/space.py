@@ -1,0 +1,128 @@
+"""The search space as knobs: what an Optuna trial samples (``suggest``) and what a small space
+enumerates. Knobs are conditional on the block type — a CSP stage has no mask fraction — so
+trials only carry the parameters that shape the network."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from search_spaces.config import BLOCKS, FUSIONS, ArchConfig, PartConfig
+
+
+class TrialLike(Protocol):
+    """The part of ``optuna.Trial`` the space needs (keeps this module free of optuna)."""
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Values each knob may take. The defaults are the paper's design strategies around the
+    YOLOR presets (DESIGN §2)."""
+
+    family: str = "yolor"
+    blocks: tuple[str, ...] = BLOCKS
+    split_ratios: tuple[float, ...] = (0.25, 0.5, 0.75)
+    fusions: tuple[str, ...] = FUSIONS
+    mask_fractions: tuple[float, ...] = (0.25, 0.5, 0.75)
+    elan_stacks: tuple[int, ...] = (1, 2, 3, 4)
+    widths: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25)
+    depths: tuple[float, ...] = (0.33, 0.67, 1.0, 1.33)
+    img_size: int = 640
+    num_classes: int = 80
+
+    def _part(self, choose: Any, part: str) -> PartConfig:
+        block = choose(f"{part}.block", self.blocks)
+        kw: dict[str, Any] = {"block": block}
+        if block in ("csp", "elan"):
+            kw["split_ratio"] = choose(f"{part}.split_ratio", self.split_ratios)
+        if block == "csp":
+            kw["fusion"] = choose(f"{part}.fusion", self.fusions)
+        if block == "prn":
+            kw["mask_fraction"] = choose(f"{part}.mask_fraction", self.mask_fractions)
+        if block == "elan":
+            kw["elan_stack"] = choose(f"{part}.elan_stack", self.elan_stacks)
+        return PartConfig(**kw)
+
+    def _config(self, choose: Any) -> ArchConfig:
+        return ArchConfig(
+            family=self.family,
+            img_size=self.img_size,
+            num_classes=self.num_classes,
+            width=choose("width", self.widths),
+            depth=choose("depth", self.depths),
+            backbone=self._part(choose, "backbone"),
+            neck=self._part(choose, "neck"),
+        )
+
+    def suggest(self, trial: TrialLike) -> ArchConfig:
+        """Sample a config with an Optuna trial; parameter names are ``backbone.block`` etc."""
+        return self._config(trial.suggest_categorical)
+
+    def sample(self, rng: random.Random) -> ArchConfig:
+        """A uniformly random config (per knob), for tests and random-search baselines."""
+        return self._config(lambda _name, choices: rng.choice(list(choices)))
+
+    def params_of(self, cfg: ArchConfig) -> dict[str, Any]:
+        """The trial parameters that would produce ``cfg`` (inverse of ``suggest``)."""
+        out: dict[str, Any] = {}
+
+        def record(name: str, choices: Any) -> Any:
+            value = _get(cfg, name)
+            out[name] = value
+            return value
+
+        self._config(record)
+        return out
+
+    def parts(self) -> list[PartConfig]:
+        """Every distinct PartConfig the space can take."""
+        out = []
+        for block in self.blocks:
+            if block in ("res",):
+                out.append(PartConfig(block=block))
+            elif block == "prn":
+                out += [PartConfig(block=block, mask_fraction=m) for m in self.mask_fractions]
+            elif block == "csp":
+                out += [
+                    PartConfig(block=block, split_ratio=r, fusion=f) for r in self.split_ratios for f in self.fusions
+                ]
+            else:
+                out += [
+                    PartConfig(block=block, split_ratio=r, elan_stack=s)
+                    for r in self.split_ratios
+                    for s in self.elan_stacks
+                ]
+        return out
+
+    def __len__(self) -> int:
+        n = len(self.parts())
+        return n * n * len(self.widths) * len(self.depths)
+
+    def enumerate(self) -> Iterator[ArchConfig]:
+        """Every config of the space (use on small spaces: ``len(space)`` says how many)."""
+        parts = self.parts()
+        for w, d, b, n in itertools.product(self.widths, self.depths, parts, parts):
+            yield ArchConfig(
+                family=self.family,
+                img_size=self.img_size,
+                num_classes=self.num_classes,
+                width=w,
+                depth=d,
+                backbone=b,
+                neck=n,
+            )
+
+
+def _get(cfg: ArchConfig, name: str) -> Any:
+    obj: Any = cfg
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+SPACES = {"yolor": SearchSpace()}
