@@ -27,6 +27,21 @@ def compile(cfg):  # noqa: A001 - the name the design uses
     return compile_config(cfg)
 
 
+def analyze(model, input_shape=(1, 3, 224, 224)):  # noqa: ANN001, ANN201
+    """Params, FLOPs and gradient-path metrics of any ``torch.nn.Module`` (traced with torch.fx);
+    the same object ``nas analyze --json`` prints."""
+    from nas.fx import analyze as _analyze
+
+    return _analyze(model, input_shape)
+
+
+def show(spec, img_size=None):  # noqa: ANN001, ANN201
+    """Params, FLOPs, per-stage summary and metrics of a preset/YAML/ArchConfig (``nas show``)."""
+    from nas.api import show as _show
+
+    return _show(spec, img_size)
+
+
 def load_config(spec):
     """A preset name or YAML path -> validated ArchConfig."""
     from search_spaces import load_config as _load
@@ -34,4 +49,4 @@ def load_config(spec):
     return _load(spec)
 
 
-__all__ = ["Cost", "GraphError", "LayerGraph", "Node", "build", "compile", "cost", "load_config"]
+__all__ = ["Cost", "GraphError", "LayerGraph", "Node", "analyze", "build", "compile", "cost", "load_config", "show"]

@@ -119,9 +119,13 @@ def _plugins() -> list[Callable[[Any], None]]:
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user."""
     from nas.ir import GraphError
+    from nas.search import SearchError
     from search_spaces.config import ConfigError
 
-    errs: list[type[BaseException]] = [UsageError, ConfigError, GraphError]
+    errs: list[type[BaseException]] = [UsageError, ConfigError, GraphError, SearchError]
+    fx = sys.modules.get("nas.fx")  # its errors exist only once it is imported (keeps torch out of here)
+    if fx is not None:
+        errs += [fx.UnsupportedOpError, fx.TraceError]
     try:
         from evaluators.errors import DataError
 
@@ -151,4 +155,7 @@ def entry() -> None:
 
 
 if __name__ == "__main__":
-    entry()
+    # run the imported module's entry, so exception classes are the ones other modules raise
+    from nas.cli import entry as _entry
+
+    _entry()

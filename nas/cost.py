@@ -64,3 +64,27 @@ def cost_by_scope(graph: LayerGraph, depth: int = 2) -> dict[str, Cost]:
         acc[0] += p
         acc[1] += f
     return {k: Cost(p, f) for k, (p, f) in out.items()}
+
+
+_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
+
+
+def parse_flops(text: str) -> int:
+    """A FLOPs budget as the CLI accepts it: ``150GFLOPs``, ``150G``, ``1.5e11``, ``900MFLOPs``,
+    ``0.15TFLOPs`` (case-insensitive, ``FLOPs``/``FLOP`` suffix optional).
+
+    >>> parse_flops("150GFLOPs"), parse_flops("0.15TFLOPs"), parse_flops("1.5e11")
+    (150000000000, 150000000000, 150000000000)
+    """
+    import re
+
+    accepted = (
+        "a positive number with an optional K/M/G/T prefix and FLOPs suffix, e.g. 150GFLOPs, 150G, 1.5e11, 900MFLOPs"
+    )
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)(?:flops?)?\s*", text, re.IGNORECASE)
+    if m is None:
+        raise ValueError(f"budget: {text!r} is not a FLOPs amount; accepted: {accepted}")
+    value = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not 0 < value < 1e18:
+        raise ValueError(f"budget: {text!r} is out of range; accepted: {accepted}")
+    return int(round(value))

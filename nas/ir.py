@@ -172,7 +172,8 @@ class LayerGraph:
         sizes = {self.nodes[x].size for x in xs}
         if len(sizes) != 1:
             raise GraphError(f"concat of tensors with different sizes {sorted(sizes)}")
-        return self._add("concat", tuple(xs), sum(self.nodes[x].channels for x in xs), sizes.pop(), {}, name)
+        flat = all(self.nodes[x].flat for x in xs)
+        return self._add("concat", tuple(xs), sum(self.nodes[x].channels for x in xs), sizes.pop(), {}, name, flat=flat)
 
     def add(
         self,
@@ -194,13 +195,13 @@ class LayerGraph:
             raise GraphError(f"add ranges {dst} and {src} differ in width")
         full = dst == (0, a.channels) and src == (0, b.channels)
         attrs = {"dst": tuple(dst), "src": tuple(src), "full": full}
-        return self._add("add", (x, y), a.channels, a.size, attrs, name)
+        return self._add("add", (x, y), a.channels, a.size, attrs, name, flat=a.flat)
 
     def split(self, x: str, lo: int, hi: int, name: str | None = None) -> str:
         src = self.nodes[x]
         if not 0 <= lo < hi <= src.channels:
             raise GraphError(f"split [{lo}, {hi}) outside {src.channels} channels")
-        return self._add("split", (x,), hi - lo, src.size, {"lo": lo, "hi": hi}, name)
+        return self._add("split", (x,), hi - lo, src.size, {"lo": lo, "hi": hi}, name, flat=src.flat)
 
     def maxpool(self, x: str, k: int, stride: int = 1, name: str | None = None) -> str:
         src = self.nodes[x]

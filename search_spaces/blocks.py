@@ -30,14 +30,18 @@ def whole(part: str, knob: str, value: float, c: int, where: str) -> int:
 
 
 def residual_unit(g: LayerGraph, x: str, c: int, hidden: int, p: PartConfig, part: str, prn: bool) -> str:
-    """One (masked) residual unit; honours ``stop_gradient`` (Fig. 9)."""
-    y = g.conv(x, hidden, 1, name="cv1")
-    y = g.conv(y, c, 3, name="cv2")
+    """One (masked) residual unit; honours ``stop_gradient`` (Fig. 9): ``identity`` cuts the
+    gradient of the identity connection (the network becomes a PlainNet for gradients);
+    ``block`` cuts the gradient the computational block passes back to the trunk, so its layers
+    still learn (from the loss through the identities: shortest path 1, longest 2) but every
+    gradient path runs along the identities."""
     identity = x
     if p.stop_gradient == "identity":
         identity = g.detach(identity, name="stop_identity")
     elif p.stop_gradient == "block":
-        y = g.detach(y, name="stop_block")
+        x = g.detach(x, name="stop_block")
+    y = g.conv(x, hidden, 1, name="cv1")
+    y = g.conv(y, c, 3, name="cv2")
     if not prn:
         return g.add(y, identity)
     m = whole(part, "mask_fraction", p.mask_fraction, c, g.current_scope)

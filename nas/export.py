@@ -1,0 +1,96 @@
+"""``nas export`` and ``nas dashboard``: read a finished (or running) search's storage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nas.search import SearchError, open_storage
+
+
+def _open_run(run_dir: str | Path):  # noqa: ANN202
+    import optuna
+
+    run_dir = Path(run_dir)
+    meta = run_dir / "search.json"
+    if not meta.is_file():
+        raise SearchError(
+            f"{run_dir}: not a search run (no search.json); accepted: a runs/<name> folder made by nas search"
+        )
+    name = json.loads(meta.read_text())["name"]
+    storage = open_storage(None, run_dir) if (run_dir / "optuna.journal").is_file() else None
+    if storage is None:
+        raise SearchError(f"{run_dir}: no optuna.journal (searches with --storage URL: open that storage directly)")
+    try:
+        return optuna.load_study(study_name=name, storage=storage), name
+    except KeyError:
+        raise SearchError(f"{run_dir}: the proxy study {name!r} has no trials yet") from None
+
+
+def export(
+    run_dir: str | Path,
+    out: str | Path = "arch.yaml",
+    trial: int | None = None,
+    max_flops: int | None = None,
+    onnx: str | Path | None = None,
+) -> dict[str, Any]:
+    """Write a trained trial's ArchConfig as YAML: ``trial`` by number, else the best-AP
+    COMPLETE trial within ``max_flops`` (default: the search budget). The YAML is re-compiled
+    and must reproduce the FLOPs and gradient-path metrics the trial recorded, or nothing is
+    written. ``onnx`` also writes the full-size model as ONNX."""
+    from nas.runio import atomic_write_text
+    from nas.search import score_candidate
+    from search_spaces import parse_yaml
+
+    study, _ = _open_run(run_dir)
+    done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    if trial is not None:
+        match = [t for t in done if t.number == trial]
+        if not match:
+            numbers = ", ".join(str(t.number) for t in done) or "none"
+            raise SearchError(f"--trial: {trial} is not a completed trained trial; accepted: {numbers}")
+        chosen = match[0]
+    else:
+        limit = (
+            max_flops if max_flops is not None else json.loads((Path(run_dir) / "search.json").read_text())["budget"]
+        )
+        fits = [t for t in done if t.user_attrs["flops"] <= limit]
+        if not fits:
+            raise SearchError(f"no completed trial within {limit / 1e9:g} GFLOPs; accepted: a larger --max-flops")
+        chosen = max(fits, key=lambda t: (t.values[0], -t.user_attrs["flops"]))
+    cfg = parse_yaml(chosen.user_attrs["config"])
+    again = score_candidate(cfg)
+    if again["flops"] != chosen.user_attrs["flops"] or again["metrics"] != chosen.user_attrs["metrics"]:
+        raise SearchError(f"trial {chosen.number}: its config no longer rebuilds the recorded FLOPs/metrics")
+    atomic_write_text(out, cfg.to_yaml())
+    result = {"trial": chosen.number, "AP": chosen.values[0], "flops": again["flops"], "out": str(out)}
+    if onnx is not None:
+        result["onnx"] = str(export_onnx(cfg, onnx))
+    return result
+
+
+def export_onnx(cfg, path: str | Path) -> Path:  # noqa: ANN001
+    """The full-size model as ONNX (opset 17, batch 1), written atomically."""
+    import io
+
+    import torch
+
+    import nas
+    from nas.runio import atomic_write_bytes
+
+    model = nas.build(nas.compile(cfg)).eval()
+    x = torch.zeros(1, 3, cfg.img_size, cfg.img_size)
+    buf = io.BytesIO()
+    names = [f"p{i + 3}" for i in range(len(model.graph.outputs))]
+    torch.onnx.export(model, (x,), buf, input_names=["images"], output_names=names, opset_version=17, dynamo=False)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def dashboard(run_dir: str | Path, port: int = 8080, host: str = "127.0.0.1") -> None:
+    """Serve optuna-dashboard on the run's storage (both studies: ``<name>-cheap`` and ``<name>``)."""
+    from optuna_dashboard import run_server
+
+    _open_run(run_dir)
+    run_server(open_storage(None, Path(run_dir)), host=host, port=port)

@@ -1,0 +1,115 @@
+"""CLI shells for ``nas search``, ``nas export`` and ``nas dashboard``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from nas.search import SearchOptions
+
+D = SearchOptions(budget=1)
+
+
+def add_search_parsers(sub: Any) -> None:
+    p = sub.add_parser("search", help="two-stage search under a FLOPs budget")
+    p.add_argument("--budget", required=True, help="FLOPs budget at full size, e.g. 150GFLOPs, 150G, 1.5e11")
+    p.add_argument("--name", default=D.name, help="run name: outputs go to runs/NAME (default: %(default)s)")
+    p.add_argument("--space", default=D.space, help="search space (default: %(default)s)")
+    p.add_argument("--candidates", type=int, default=D.candidates, help="cheap-stage candidates (default: %(default)s)")
+    p.add_argument(
+        "--trials", type=int, default=D.trials, help="candidates trained on the proxy (default: %(default)s)"
+    )
+    p.add_argument("--data", default=D.data, help="shapes (embedded) or a COCO-format annotation file/folder")
+    p.add_argument("--epochs", type=int, default=D.epochs, help="proxy epochs per trial (default: %(default)s)")
+    p.add_argument("--img-size", type=int, default=D.img_size, help="proxy image size (default: %(default)s)")
+    p.add_argument(
+        "--width-mult", type=float, default=D.width_mult, help="proxy width multiplier (default: %(default)s)"
+    )
+    p.add_argument("--images", type=int, default=D.images, help="proxy training images (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=D.workers, help="concurrent proxy trainings (default: %(default)s)")
+    p.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: $RAY_ADDRESS or local)")
+    p.add_argument("--storage", default=None, help="Optuna storage URL (default: runs/NAME/optuna.journal)")
+    p.add_argument("--seed", type=int, default=D.seed)
+    p.add_argument("--cheap-score", default=D.cheap_score, help="gradpath | flops | params (default: %(default)s)")
+    p.add_argument("--runs-dir", default=D.runs_dir, help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_search)
+
+    p = sub.add_parser("export", help="write a trained trial's config (and ONNX model)")
+    p.add_argument("run", help="runs/NAME of a search")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--trial", type=int, help="proxy-study trial number")
+    g.add_argument("--max-flops", help="best AP within this many FLOPs (default: the search budget)")
+    p.add_argument("-o", "--out", default="arch.yaml", help="YAML path (default: %(default)s)")
+    p.add_argument("--onnx", help="also write the full-size model as ONNX")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_export)
+
+    p = sub.add_parser("dashboard", help="optuna-dashboard on a search's storage")
+    p.add_argument("run", help="runs/NAME of a search")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1")
+    p.set_defaults(func=run_dashboard)
+
+
+def _flops(text: str) -> int:
+    from nas.cli import UsageError
+    from nas.cost import parse_flops
+
+    try:
+        return parse_flops(text)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def run_search(args: argparse.Namespace) -> int:
+    from nas.search import search
+
+    opts = SearchOptions(
+        budget=_flops(args.budget),
+        name=args.name,
+        space=args.space,
+        candidates=args.candidates,
+        trials=args.trials,
+        data=args.data,
+        epochs=args.epochs,
+        img_size=args.img_size,
+        width_mult=args.width_mult,
+        images=args.images,
+        workers=args.workers,
+        seed=args.seed,
+        cheap_score=args.cheap_score,
+        ray_address=args.ray_address,
+        storage=args.storage,
+        runs_dir=args.runs_dir,
+    )
+    log = (lambda s: print(s, file=sys.stderr)) if args.json else print
+    summary = search(opts, progress=not args.no_progress and sys.stderr.isatty(), log=log)
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from nas.export import export
+
+    max_flops = _flops(args.max_flops) if args.max_flops else None
+    result = export(args.run, args.out, trial=args.trial, max_flops=max_flops, onnx=args.onnx)
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"trial {result['trial']} (AP {result['AP']:.3f}, {result['flops'] / 1e9:.1f} GFLOPs) -> {result['out']}")
+    return 0
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    from nas.export import dashboard
+
+    print(f"optuna-dashboard on http://{args.host}:{args.port}/ (Ctrl-C to stop)")
+    dashboard(args.run, port=args.port, host=args.host)
+    return 0

@@ -1,0 +1,294 @@
+"""The search: budget parsing, selection, the cheap stage's records and determinism under a kill,
+and (slow) an end-to-end search with Ray, resume after SIGKILL in the proxy stage, export and
+the dashboard's view of the storage."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nas.cost import parse_flops
+from nas.search import SearchOptions, _pareto_fronts, cheap_stage, open_storage, score_candidate, select_candidates
+from search_spaces import parse_yaml
+
+TINY = ["--candidates", "120", "--trials", "2", "--epochs", "2", "--images", "32", "--img-size", "64"]
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("150GFLOPs", 150e9), ("150G", 150e9), ("1.5e11", 150e9), ("900MFLOPs", 900e6), ("0.15TFLOPs", 150e9)],
+)
+def test_budget_units(text, value):
+    assert parse_flops(text) == int(value)
+
+
+@pytest.mark.parametrize("text", ["abc", "-5G", "0", "150GB", "", "G"])
+def test_bad_budget_is_one_line_exit_2(text, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "search", "--budget", text, "--runs-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "budget" in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written for bad input
+
+
+@given(st.lists(st.tuples(st.integers(0, 20), st.integers(0, 20)), min_size=1, max_size=40))
+def test_pareto_fronts_match_brute_force(points):
+    def dominates(a, b):
+        return a[0] >= b[0] and a[1] <= b[1] and a != b
+
+    fronts = _pareto_fronts(points)
+    assert sorted(i for f in fronts for i in f) == list(range(len(points)))
+    first = {i for i, p in enumerate(points) if not any(dominates(q, p) for q in points)}
+    assert set(fronts[0]) == first
+
+
+def _fake(number, score, flops, key, bb="res", nk="res", state="COMPLETE"):
+    cfg = f"backbone: {{block: {bb}}}\nneck: {{block: {nk}}}\n"
+    return SimpleNamespace(
+        number=number, state=SimpleNamespace(name=state), values=[score, flops], user_attrs={"key": key, "config": cfg}
+    )
+
+
+def test_selection_is_feasible_deduplicated_and_diverse():
+    trials = [
+        _fake(0, 9.0, 50, "a", "res"),
+        _fake(1, 9.0, 50, "a", "res"),  # duplicate design
+        _fake(2, 99.0, 500, "b", "elan"),  # over budget
+        _fake(3, 8.0, 40, "c", "res"),
+        _fake(4, 7.0, 30, "d", "res"),
+        _fake(5, 6.5, 45, "e", "csp"),  # dominated by c, but another block type
+        _fake(6, 5.0, 10, "f", "res", state="FAIL"),
+    ]
+    chosen = select_candidates(trials, 3, budget=100)
+    keys = [t.user_attrs["key"] for t in chosen]
+    assert "b" not in keys and "f" not in keys and len(set(keys)) == len(keys) == 3
+    assert set(keys) == {"a", "c", "d"}  # the whole first front
+    chosen = select_candidates(trials, 4, budget=100)
+    assert {t.user_attrs["key"] for t in chosen} == {"a", "c", "d", "e"}
+
+
+def test_cheap_stage_records_every_candidate(tmp_path):
+    opts = SearchOptions(budget=parse_flops("60G"), name="cheap", candidates=40, runs_dir=str(tmp_path))
+    study = cheap_stage(open_storage(None, opts.run_dir), opts, progress=False)
+    trials = study.get_trials()
+    assert len(trials) == 40 and all(t.state.name == "COMPLETE" for t in trials)
+    feasible = 0
+    for t in trials:
+        cfg = parse_yaml(t.user_attrs["config"])
+        again = score_candidate(cfg)
+        assert t.values == [again["score"], float(again["flops"])]
+        assert t.user_attrs["metrics"] == again["metrics"]
+        over = again["flops"] - opts.budget
+        assert t.system_attrs["constraints"] == [over]  # what optuna-dashboard 0.21 reads
+        assert t.user_attrs["feasible"] == (over <= 0)
+        feasible += over <= 0
+    assert 0 < feasible < 40
+
+
+def _wait_for(predicate, timeout: float) -> bool:
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _journal_trials(path: Path, study: str):
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(path)))
+    return optuna.load_study(study_name=study, storage=storage).get_trials()
+
+
+def test_cheap_stage_killed_and_resumed_proposes_what_an_unbroken_run_does(tmp_path):
+    budget = "60G"
+    unbroken = SearchOptions(budget=parse_flops(budget), name="a", candidates=150, runs_dir=str(tmp_path))
+    reference = {t.user_attrs["key"] for t in cheap_stage(open_storage(None, unbroken.run_dir), unbroken, False).trials}
+
+    # the real CLI, killed with SIGKILL once the cheap stage has recorded some candidates
+    journal = tmp_path / "b" / "optuna.journal"
+    cmd = [sys.executable, "-m", "nas.cli", "search", "--budget", budget, "--name", "b", "--runs-dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd + ["--candidates", "150"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert _wait_for(lambda: journal.exists() and journal.stat().st_size > 200_000, 60)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len([t for t in _journal_trials(journal, "b-cheap") if t.state.name == "COMPLETE"])
+    assert 0 < done_before < 150
+
+    resumed = SearchOptions(budget=parse_flops(budget), name="b", candidates=150, runs_dir=str(tmp_path))
+    trials = cheap_stage(open_storage(None, resumed.run_dir), resumed, False).trials
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(complete) == 150
+    assert {t.user_attrs["key"] for t in complete} == reference
+    assert all(t.user_attrs.get("interrupted") for t in trials if t.state.name == "FAIL")
+
+
+def test_second_search_on_a_busy_run_refuses(tmp_path):
+    from nas.runio import RunLock
+
+    lock = RunLock(tmp_path / "busy")
+    assert lock.acquire()
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "nas.cli",
+                "search",
+                "--budget",
+                "50G",
+                "--name",
+                "busy",
+                "--runs-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        lock.release()
+    assert proc.returncode == 2 and "in use by another nas search" in proc.stderr
+
+
+def test_rerun_with_other_options_refuses(tmp_path):
+    (tmp_path / "r").mkdir()
+    opts = SearchOptions(budget=parse_flops("50G"), name="r", runs_dir=str(tmp_path))
+    (tmp_path / "r" / "search.json").write_text(json.dumps(opts.identity()))
+    proc = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "search", "--budget", "80G", "--name", "r", "--runs-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "was started with budget=50000000000" in proc.stderr
+
+
+# -- end to end (Ray) --------------------------------------------------------------------------
+def _search_cmd(tmp_path: Path, name: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "nas.cli",
+        "search",
+        "--budget",
+        "45G",
+        "--name",
+        name,
+        "--runs-dir",
+        str(tmp_path),
+    ] + TINY
+
+
+@pytest.mark.slow
+def test_end_to_end_search_export_and_dashboard(tmp_path):
+    proc = subprocess.run(_search_cmd(tmp_path, "e2e"), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = tmp_path / "e2e"
+    for name in ("best.yaml", "summary.json", "pareto.png", "optuna.journal"):
+        assert (run / name).stat().st_size > 0
+    summary = json.loads((run / "summary.json").read_text())
+    assert len(summary["trials"]) == 2
+    assert all(t["flops"] <= parse_flops("45G") for t in summary["trials"])
+    assert {t["state"] for t in summary["trials"]} <= {"COMPLETE", "PRUNED"}
+    assert "Pareto front" in proc.stdout
+
+    cheap = _journal_trials(run / "optuna.journal", "e2e-cheap")
+    proxy = _journal_trials(run / "optuna.journal", "e2e")
+    assert len(cheap) == 120
+    assert len(proxy) == 2 and len({t.user_attrs["key"] for t in proxy}) == 2
+    best = next(t for t in proxy if t.number == summary["best_trial"])
+    assert parse_yaml((run / "best.yaml").read_text()) == parse_yaml(best.user_attrs["config"])
+
+    out = tmp_path / "arch.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "export", str(run), "-o", str(out), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    exported = json.loads(proc.stdout)
+    again = score_candidate(parse_yaml(out.read_text()))
+    assert again["flops"] == best.user_attrs["flops"] == exported["flops"]
+    assert again["metrics"] == best.user_attrs["metrics"]
+
+    # optuna-dashboard's own API sees both studies; its constraint field marks over-budget
+    # cheap candidates infeasible and every trained trial feasible (its Pareto plot uses it)
+    from optuna_dashboard import wsgi
+
+    app = wsgi(open_storage(None, run))
+    studies = {s["study_name"]: s["study_id"] for s in _api(app, "/api/studies")["study_summaries"]}
+    assert set(studies) == {"e2e", "e2e-cheap"}
+    trained = _api(app, f"/api/studies/{studies['e2e']}", "after=0")["trials"]
+    assert trained and all(t["constraints"][0] <= 0 for t in trained)
+    candidates = _api(app, f"/api/studies/{studies['e2e-cheap']}", "after=0")["trials"]
+    assert any(t["constraints"][0] > 0 for t in candidates)
+
+
+def _api(app, path: str, query: str = "") -> dict:
+    import io
+
+    status = {}
+
+    def start_response(s, headers, exc_info=None):
+        status["code"] = s
+
+    env = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "CONTENT_LENGTH": "0",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.url_scheme": "http",
+    }
+    body = b"".join(app(env, start_response))
+    assert status["code"].startswith("200"), (status, body[:300])
+    return json.loads(body)
+
+
+@pytest.mark.slow
+def test_proxy_stage_killed_and_resumed_keeps_finished_and_duplicates_nothing(tmp_path):
+    run = tmp_path / "kill"
+    proc = subprocess.Popen(_search_cmd(tmp_path, "kill"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # kill once the first proxy trial has a checkpoint on disk (mid-training)
+    assert _wait_for(lambda: any(run.glob("trials/*/checkpoint.pt")), 600)
+    assert proc.poll() is None  # still running
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished_before = {
+        t.user_attrs["key"]: t.number
+        for t in _journal_trials(run / "optuna.journal", "kill")
+        if t.state.name in ("COMPLETE", "PRUNED")
+    }
+    proc = subprocess.run(_search_cmd(tmp_path, "kill"), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proxy = _journal_trials(run / "optuna.journal", "kill")
+    finished = [t for t in proxy if t.state.name in ("COMPLETE", "PRUNED")]
+    keys = [t.user_attrs["key"] for t in finished]
+    assert len(keys) == len(set(keys)) == 2  # nothing duplicated
+    for key, number in finished_before.items():  # nothing finished was recomputed
+        assert any(t.number == number and t.user_attrs["key"] == key for t in finished)
+    cheap = _journal_trials(run / "optuna.journal", "kill-cheap")
+    expected = {t.user_attrs["key"] for t in select_candidates(cheap, 2, parse_flops("45G"))}
+    assert set(keys) == expected
+    assert all(t.user_attrs.get("interrupted") for t in proxy if t.state.name == "FAIL")
