@@ -17,7 +17,7 @@ $(BIN)/nas: pyproject.toml
 setup: $(BIN)/nas
 
 search: setup
-	$(BIN)/nas show --all
+	$(BIN)/nas search --budget $(BUDGET)
 
 test: setup
 	$(BIN)/ruff check nas search_spaces evaluators tests benchmarks

@@ -12,8 +12,9 @@ from typing import Any, NoReturn
 EXIT_USAGE = 2
 
 
-class UsageError(Exception):
-    """Raised for bad input anywhere under the CLI; becomes one line + exit 2."""
+class UsageError(ValueError):
+    """Raised for bad input anywhere under the CLI; becomes one line + exit 2. A ValueError, so
+    the functions behind the subcommands can raise it where plain Python callers expect one."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -148,6 +149,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as e:  # disk full, permission denied, a file where a folder must be: not a bug
+        print(f"error: {_os_error(e)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _os_error(e: OSError) -> str:
+    """``[Errno 28] No space left on device: 'runs/x/summary.json'`` as one line."""
+    where = " -> ".join(repr(str(f)) for f in (e.filename, e.filename2) if f is not None)
+    text = f"{e.strerror or str(e) or type(e).__name__}" + (f": {where}" if where else "")
+    return " ".join(text.split())
 
 
 def entry() -> None:

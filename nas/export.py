@@ -18,7 +18,13 @@ def _open_run(run_dir: str | Path):  # noqa: ANN202
         raise SearchError(
             f"{run_dir}: not a search run (no search.json); accepted: a runs/<name> folder made by nas search"
         )
-    name = json.loads(meta.read_text())["name"]
+    try:
+        options = json.loads(meta.read_text(encoding="utf-8"))
+        name, _ = options["name"], int(options["budget"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise SearchError(
+            f"{meta}: unreadable or not made by nas search ({type(e).__name__}); it is not trusted, nothing was read"
+        ) from None
     storage = open_storage(None, run_dir) if (run_dir / "optuna.journal").is_file() else None
     if storage is None:
         raise SearchError(f"{run_dir}: no optuna.journal (searches with --storage URL: open that storage directly)")
@@ -43,6 +49,8 @@ def export(
     from nas.search import score_candidate
     from search_spaces import parse_yaml
 
+    if Path(out).is_dir():
+        raise SearchError(f"-o: {out} is a folder; accepted: a YAML file path")
     study, _ = _open_run(run_dir)
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if trial is not None:
@@ -88,9 +96,25 @@ def export_onnx(cfg, path: str | Path) -> Path:  # noqa: ANN001
     return Path(path)
 
 
-def dashboard(run_dir: str | Path, port: int = 8080, host: str = "127.0.0.1") -> None:
-    """Serve optuna-dashboard on the run's storage (both studies: ``<name>-cheap`` and ``<name>``)."""
+def dashboard(run_dir: str | Path, port: int = 8080, host: str = "127.0.0.1", log: Any = print) -> None:
+    """Serve optuna-dashboard on the run's storage (both studies: ``<name>-cheap`` and ``<name>``).
+    The run, the port and the address are checked before the server starts, so a bad one is one
+    clear error rather than a server banner and a traceback."""
+    import socket
+
     from optuna_dashboard import run_server
 
+    if not 0 <= port <= 65535:
+        raise SearchError(f"--port: {port} is out of range; accepted: 0 to 65535")
     _open_run(run_dir)
+    try:  # bind once ourselves: the server would print its banner before failing
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except (OSError, UnicodeError) as e:
+        raise SearchError(
+            f"--host/--port: cannot listen on {host}:{port} ({e}); accepted: a free port on a local address"
+        ) from None
+    log(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
     run_server(open_storage(None, Path(run_dir)), host=host, port=port)

@@ -16,6 +16,7 @@ continue, not restart), and recomputes nothing finished.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -30,7 +31,7 @@ from typing import Any
 from nas.cost import cost
 from nas.runio import RunLock, atomic_write_json, atomic_write_text
 
-CHEAP_SCORES = ("gradpath", "flops", "params")
+CHEAP_SCORES = ("gradpath", "flops", "params", "synflow", "naswot")
 FINISHED = ("COMPLETE", "PRUNED")
 
 
@@ -75,8 +76,15 @@ def validate_options(opts: SearchOptions) -> None:
     """Reject bad options before anything is written."""
     from search_spaces.space import SPACES
 
-    if not opts.name or any(c in opts.name for c in "/\\\0") or opts.name.startswith("."):
-        raise SearchError(f"--name: {opts.name!r} is not a usable run name; accepted: a plain folder name")
+    if (
+        not opts.name
+        or any(c in opts.name for c in "/\\\0")
+        or opts.name.startswith(".")
+        or len(opts.name.encode("utf-8", "surrogatepass")) > 200
+    ):
+        raise SearchError(
+            f"--name: {opts.name[:60]!r} is not a usable run name; accepted: a plain folder name of at most 200 bytes"
+        )
     if opts.space not in SPACES:
         raise SearchError(f"--space: {opts.space!r} is unknown; accepted: {', '.join(SPACES)}")
     if opts.cheap_score not in CHEAP_SCORES:
@@ -87,16 +95,37 @@ def validate_options(opts: SearchOptions) -> None:
         ("--epochs", opts.epochs, 1, 1000),
         ("--images", opts.images, 8, 10**7),
         ("--workers", opts.workers, 1, 1024),
+        ("--seed", opts.seed, 0, 2**31 - 1),
     ):
         if not lo <= value <= hi:
             raise SearchError(f"{flag}: {value} is out of range; accepted: an integer from {lo} to {hi}")
-    if opts.img_size % 32 or not 32 <= opts.img_size <= 2048:
-        raise SearchError(f"--img-size: {opts.img_size} is not accepted; accepted: a multiple of 32 from 32 to 2048")
+    # 64: the proxy's smallest image (evaluators.coco_data); a 32 px search would fail every trial
+    if opts.img_size % 32 or not 64 <= opts.img_size <= 2048:
+        raise SearchError(f"--img-size: {opts.img_size} is not accepted; accepted: a multiple of 32 from 64 to 2048")
     if not 0.03 <= opts.width_mult <= 4:
         raise SearchError(f"--width-mult: {opts.width_mult} is out of range; accepted: 0.03 to 4")
     if opts.data != "shapes" and not Path(opts.data).exists():
         raise SearchError(
             f"--data: {opts.data} does not exist; accepted: shapes or a COCO-format annotation file/folder"
+        )
+
+
+def check_data(opts: SearchOptions) -> None:
+    """Load a ``--data`` set once in the driver, so a broken annotation file or a set with no
+    decodable image stops the search at once (exit 2) instead of failing every trial in Ray.
+    Corrupt images and dangling annotations are skipped (one warning), as training does."""
+    if opts.data == "shapes":
+        return
+    from evaluators.coco_data import load_proxy_data
+    from evaluators.errors import DataError
+
+    try:
+        data = load_proxy_data(opts.data, img_size=opts.img_size, images=opts.images, root=opts.runs_dir)
+    except DataError as e:
+        raise SearchError(f"--data: {e}") from None
+    if not len(data.train.images) or not len(data.val.images):
+        raise SearchError(
+            f"--data: {opts.data}: no decodable image in the train or the val split; accepted: a COCO-format set"
         )
 
 
@@ -113,12 +142,60 @@ def open_storage(url: str | None, run_dir: Path):  # noqa: ANN201 - optuna stora
 
     if url is None or "://" not in url:
         path = Path(url) if url else run_dir / "optuna.journal"
+        if path.is_dir():
+            raise SearchError(f"--storage: {path} is a folder; accepted: a journal file path or an Optuna RDB URL")
         path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
+        try:
+            return JournalStorage(JournalFileBackend(str(path)))
+        except (ValueError, KeyError, TypeError) as e:  # a damaged record: Optuna cannot replay the file
+            raise SearchError(
+                f"{path}: the Optuna journal cannot be read ({type(e).__name__}: {str(e)[:120]}); "
+                "it was damaged outside nas search: restore it from a backup or start another --name"
+            ) from None
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as e:  # noqa: BLE001 - any driver error is a user-facing storage problem
         raise SearchError(f"--storage: cannot open {url.split('@')[-1]!r} ({type(e).__name__}: {e})") from None
+
+
+def prepare_journal(path: Path, log: Callable[[str], None]) -> None:
+    """Make the run's own journal safe to append to; called only under the run's ``RunLock``.
+
+    A process killed (or a disk that filled) mid-append can leave (a) a torn last record without
+    its newline — the next append would glue a record to it and make the whole file unreadable —
+    and (b) Optuna's lock symlink ``optuna.journal.lock``, which stalls the next writer for its
+    30 s grace period. The lock is ours (no other writer can hold it while we hold the run), and
+    the torn record was never acknowledged, so both are removed."""
+    lock = path.with_name(path.name + ".lock")
+    for _ in range(20):  # a live append (e.g. a note from the dashboard) holds it for milliseconds
+        if not lock.is_symlink() and not lock.exists():
+            break
+        time.sleep(0.1)
+    else:
+        lock.unlink(missing_ok=True)
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        size = f.seek(0, os.SEEK_END)
+        keep = 0
+        block = 1 << 16
+        pos = size
+        while pos > 0:  # find the last newline, scanning back in blocks
+            start = max(0, pos - block)
+            f.seek(start)
+            chunk = f.read(pos - start)
+            i = chunk.rfind(b"\n")
+            if i >= 0:
+                keep = start + i + 1
+                break
+            pos = start
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    log(f"warning: {path}: dropped a torn last record ({size - keep} bytes) left by an interrupted write")
 
 
 def _mark_constraint(study, trial, value: float) -> None:  # noqa: ANN001
@@ -144,31 +221,54 @@ def _fail_interrupted(study) -> int:  # noqa: ANN001
 
 # -- cheap stage -------------------------------------------------------------------------------
 def score_candidate(cfg, kind: str = "gradpath") -> dict[str, Any]:  # noqa: ANN001
-    """Compile, cost and score one config: the attributes a cheap trial records."""
+    """Compile, cost and score one config: the attributes a cheap trial records.
+
+    ``synflow``/``naswot`` also build the proxy-scale model (width ×0.25, 96 px) and record
+    their value under ``zero_cost``: ~1–3 s per candidate on CPU instead of milliseconds, so they
+    are opt-in baselines, never computed on the default path."""
     from nas.metrics import gradient_path_metrics
     from search_spaces import compile_config
 
     graph = compile_config(cfg)
     c = cost(graph)
     metrics = gradient_path_metrics(graph).to_dict(layers=False)
-    return {
+    zero_cost = None
+    if kind in ("synflow", "naswot"):
+        from evaluators import zero_cost as zc
+
+        model = zc.proxy_model(cfg)
+        zero_cost = (
+            {"synflow": zc.synflow(model)} if kind == "synflow" else {"naswot": zc.naswot(model, zc.proxy_batch())}
+        )
+    out = {
         "flops": c.flops,
         "params": c.params,
         "metrics": metrics,
-        "score": cheap_score(kind, c.flops, c.params, metrics),
+        "score": cheap_score(kind, c.flops, c.params, metrics, zero_cost),
     }
+    if zero_cost is not None:
+        out["zero_cost"] = zero_cost
+    return out
 
 
-def cheap_score(kind: str, flops: int, params: int, metrics: dict[str, Any]) -> float:
+def cheap_score(
+    kind: str, flops: int, params: int, metrics: dict[str, Any], zero_cost: dict[str, float] | None = None
+) -> float:
     """The cheap stage's quality estimate (higher is better).
 
     ``gradpath``: log of the gradient combinations per layer-channel, minus the log of the
     longest shortest gradient path — rich combinations (PRN/CSP) and short paths (ELAN) are what
-    the paper argues make a network learn well. ``flops``/``params``: plain size baselines."""
+    the paper argues make a network learn well. ``flops``/``params``: plain size baselines.
+    ``synflow``/``naswot``: zero-cost proxies (``evaluators.zero_cost``), read from ``zero_cost``
+    as computed by :func:`score_candidate`. How well each ranks proxy AP: docs/does_it_work.md."""
     if kind == "flops":
         return float(flops)
     if kind == "params":
         return float(params)
+    if kind in ("synflow", "naswot"):
+        if not zero_cost or kind not in zero_cost:
+            raise ValueError(f"cheap score {kind!r} needs its zero-cost value (score_candidate computes it)")
+        return float(zero_cost[kind])
     comb = max(1, metrics["gradient_combinations"])
     sgp = max(1, metrics["max_shortest_gradient_path"] or 1)
     return math.log(comb) - math.log(sgp)
@@ -190,7 +290,8 @@ def cheap_stage(storage, opts: SearchOptions, progress: bool = True):  # noqa: A
     for i in range(done, opts.candidates):
         # A sampler seeded by the candidate's index: its proposal depends only on the study's
         # history and the index, so a resumed search proposes what an unbroken one would have.
-        study.sampler = optuna.samplers.NSGAIISampler(seed=opts.seed * 1_000_003 + i, population_size=100)
+        seed = (opts.seed * 1_000_003 + i) % 2**32  # numpy's seed range; a no-op for seed < 4293
+        study.sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=100)
         trial = study.ask()
         cfg = space.suggest(trial)
         s = score_candidate(cfg, opts.cheap_score)
@@ -266,9 +367,17 @@ def _proxy_trainable(config: dict[str, Any]) -> None:
     from search_spaces import parse_yaml
 
     o, job = config["options"], config["trial"]
+    fire = _fault_injector(o.get("fault"), job["number"])
+    fire(0)
+    reported = [0]
+
+    def tell_tune(epoch: int, metrics: dict[str, Any]) -> None:
+        reported[0] = epoch
+        tune.report({"epoch": epoch, "AP": float(metrics.get("AP") or 0.0), "AP50": float(metrics.get("AP50") or 0.0)})
 
     def report(epoch: int, metrics: dict[str, Any]) -> None:
-        tune.report({"epoch": epoch, "AP": float(metrics.get("AP") or 0.0), "AP50": float(metrics.get("AP50") or 0.0)})
+        fire(epoch)  # after the epoch's checkpoint is written, before Tune hears of the epoch
+        tell_tune(epoch, metrics)
 
     result = train_from_config(
         parse_yaml(job["config"]),
@@ -286,10 +395,65 @@ def _proxy_trainable(config: dict[str, Any]) -> None:
     )
     if result.get("status") == "failed":
         tune.report({"epoch": -1, "AP": 0.0, "failed": result.get("reason", "failed")})
+    elif result.get("status") == "ok" and reported[0] < result.get("epochs_done", 0):
+        # resumed from a checkpoint that already held the last epoch (the search was killed after
+        # the training ended but before Optuna was told): report the result it holds, else
+        # Tune ends the trial without a result and it would be recorded as stopped early
+        tell_tune(result["epochs_done"], result)
 
 
-def _tune_callback(study, pending: dict[int, Any], epochs: int, bar: Any):  # noqa: ANN001, ANN202
-    """Tells Optuna as each Ray trial ends, in the driver, so a kill loses nothing finished."""
+FAULT_ENV = "GRADPATH_FAULT"
+
+
+def _fault_injector(spec: str | None, number: int) -> Callable[[int], None]:
+    """TEST-ONLY fault injection, so tests can prove how the search handles a failing trial.
+
+    ``GRADPATH_FAULT`` (read by the driver, passed to every trial) is a comma-separated list of
+    ``TRIAL:KIND@EPOCH``; TRIAL is a proxy-study trial number or ``*``; the fault fires when
+    EPOCH's checkpoint is written (0: before training). KIND: ``raise`` (an exception: Tune
+    retries once, the retry resumes after the checkpoint), ``kill`` (SIGKILL of the Ray worker
+    process), ``nan`` (every later loss is NaN: the trial ends failed). Unset: does nothing."""
+    fault = None
+    for item in (spec or "").split(","):
+        target, _, rest = item.strip().partition(":")
+        kind, _, epoch = rest.partition("@")
+        if target in ("*", str(number)) and kind in ("raise", "nan", "kill"):
+            fault = (kind, int(epoch or 0))
+    if fault is None:
+        return lambda epoch: None
+    kind, at = fault
+    poisoned = [False]
+    if kind == "nan":
+        import evaluators.train as train_module
+
+        real_loss = train_module.detection_loss
+
+        def nan_loss(*args: Any, **kwargs: Any) -> Any:
+            loss, parts = real_loss(*args, **kwargs)
+            return (loss * float("nan"), parts) if poisoned[0] else (loss, parts)
+
+        train_module.detection_loss = nan_loss  # this worker process only (reuse_actors=False)
+
+    def fire(epoch: int) -> None:
+        if epoch != at:
+            return
+        if kind == "raise":
+            raise RuntimeError(f"injected fault ({FAULT_ENV}) at epoch {epoch}")
+        if kind == "kill":
+            import signal
+
+            os.kill(os.getpid(), signal.SIGKILL)
+        poisoned[0] = True
+
+    return fire
+
+
+def _tune_callback(study, pending: dict[int, Any], epochs: int, bar: Any, failure: list[BaseException]):  # noqa: ANN001, ANN202
+    """Tells Optuna as each Ray trial ends, in the driver, so a kill loses nothing finished.
+
+    A storage write that fails here (disk full, permission lost) is kept in ``failure`` instead of
+    raised: Tune would treat it as the *trial's* failure and retry the trial. The search's stopper
+    then ends every trial and ``_run_tune`` raises it: one clear error, nothing told after it."""
     import optuna
     from ray.tune import Callback
 
@@ -302,33 +466,59 @@ def _tune_callback(study, pending: dict[int, Any], epochs: int, bar: Any):  # no
 
         def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN003
             number = trial.config["trial"]["number"]
+            if failure:  # the storage failed: leave the trial RUNNING, the next run re-runs it
+                return
             ot = pending.pop(number, None)
             if ot is None:
                 return
             last = trial.last_result or {}
-            if "failed" in last:
-                ot.set_user_attr("reason", str(last["failed"]))
-                study.tell(ot, state=optuna.trial.TrialState.FAIL)
-            elif last.get("epoch", 0) >= epochs:
-                ot.set_user_attr("AP50", last.get("AP50"))
-                study.tell(ot, [float(last["AP"]), ot.user_attrs["flops"]])
-            else:
-                ot.set_user_attr("last_AP", last.get("AP"))
-                ot.set_user_attr("epochs_done", last.get("epoch", 0))
-                ot.set_user_attr("reason", "stopped early by ASHA")
-                study.tell(ot, state=optuna.trial.TrialState.PRUNED)
+            try:
+                if "failed" in last:
+                    ot.set_user_attr("reason", str(last["failed"]))
+                    study.tell(ot, state=optuna.trial.TrialState.FAIL)
+                elif last.get("epoch", 0) >= epochs:
+                    ot.set_user_attr("AP50", last.get("AP50"))
+                    study.tell(ot, [float(last["AP"]), ot.user_attrs["flops"]])
+                else:
+                    ot.set_user_attr("last_AP", last.get("AP"))
+                    ot.set_user_attr("epochs_done", last.get("epoch", 0))
+                    ot.set_user_attr("reason", "stopped early by ASHA")
+                    study.tell(ot, state=optuna.trial.TrialState.PRUNED)
+            except Exception as e:  # noqa: BLE001 - any storage error stops the search, see above
+                failure.append(e)
+                return
             bar.update(1)
 
         def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN003
+            if failure:
+                return
             ot = pending.pop(trial.config["trial"]["number"], None)
             if ot is None:
                 return
-            reason = getattr(trial, "error_msg", None) or "the training raised an exception"
-            ot.set_user_attr("reason", str(reason).strip().splitlines()[-1][:500] if reason else "error")
-            study.tell(ot, state=optuna.trial.TrialState.FAIL)
+            try:
+                ot.set_user_attr("reason", _error_reason(trial))
+                study.tell(ot, state=optuna.trial.TrialState.FAIL)
+            except Exception as e:  # noqa: BLE001
+                failure.append(e)
+                return
             bar.update(1)
 
     return OptunaTeller()
+
+
+def _error_reason(trial: Any) -> str:
+    """The last ``SomeError: message`` line of the trial's last error (Tune keeps the traceback
+    in ``error.txt``), e.g. ``RuntimeError: CUDA out of memory`` or the worker's death."""
+    import re
+
+    try:
+        text = trial.get_error() or ""
+    except Exception:  # noqa: BLE001 - the reason is best effort, the FAIL state is not
+        text = ""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip() and not ln.startswith("Failure #")]
+    errors = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b.*", ln)]
+    reason = (errors or lines or ["the training raised an exception"])[-1]
+    return reason[:500]
 
 
 def proxy_stage(storage, opts: SearchOptions, chosen: list, progress: bool = True):  # noqa: ANN001, ANN201
@@ -377,19 +567,36 @@ def proxy_stage(storage, opts: SearchOptions, chosen: list, progress: bool = Tru
     return study
 
 
+def _stop_all(failure: list[BaseException]) -> Any:
+    from ray.tune.stopper import Stopper
+
+    class StopAll(Stopper):
+        """Ends every trial once the storage has failed (see ``_tune_callback``)."""
+
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return bool(failure)
+
+        def stop_all(self) -> bool:
+            return bool(failure)
+
+    return StopAll()
+
+
 def _run_tune(opts: SearchOptions, ray_trials: list[dict[str, Any]], study, pending, bar) -> None:  # noqa: ANN001
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         address = opts.ray_address or os.environ.get("RAY_ADDRESS")
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=os.cpu_count(), **kwargs)
+            # a local cluster stays on loopback: nothing of it is reachable from the network
+            ray.init(num_cpus=os.cpu_count(), _node_ip_address="127.0.0.1", **kwargs)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // opts.workers)
     options = {
         "data": str(Path(opts.data).resolve()) if opts.data != "shapes" else "shapes",
@@ -400,8 +607,10 @@ def _run_tune(opts: SearchOptions, ray_trials: list[dict[str, Any]], study, pend
         "seed": opts.seed,
         "threads": cpus,
         "data_root": str(Path(opts.runs_dir).resolve()),
+        "fault": os.environ.get(FAULT_ENV),  # test-only, see _fault_injector
     }
     param_space = {"options": options, "trial": tune.grid_search(ray_trials)}
+    failure: list[BaseException] = []
     # max_t one past the last epoch: ASHA only ever stops trials early; a trial that reaches its
     # last epoch ends by returning, so "completed" and "stopped by ASHA" stay distinguishable.
     scheduler = ASHAScheduler(
@@ -424,11 +633,23 @@ def _run_tune(opts: SearchOptions, ray_trials: list[dict[str, Any]], study, pend
             name=f"tune-{int(time.time())}",
             storage_path=str((opts.run_dir / "ray").resolve()),
             verbose=0,
-            callbacks=[_tune_callback(study, pending, opts.epochs, bar)],
+            callbacks=[_tune_callback(study, pending, opts.epochs, bar, failure)],
+            stop=_stop_all(failure),
             failure_config=tune.FailureConfig(max_failures=1),
         ),
     )
-    tuner.fit()
+    try:
+        tuner.fit()
+    finally:
+        if started:  # our local Ray: stop its processes now, not at interpreter exit
+            ray.shutdown()
+    if failure:
+        e = failure[0]
+        text = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
+        raise SearchError(
+            f"the search stopped: recording a trial in its storage failed ({text}); every trial recorded "
+            "before is kept: fix the cause (disk space, permissions) and re-run the same command to resume"
+        ) from e
 
 
 # -- outputs -----------------------------------------------------------------------------------
@@ -558,25 +779,24 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
         nas.search(SearchOptions(budget=parse_flops("150GFLOPs"), name="demo"))
     """
     validate_options(opts)
+    check_data(opts)
     _quiet_libraries()
     run_dir = opts.run_dir
-    existing = run_dir / "search.json"
-    if existing.is_file():
-        try:
-            before = json.loads(existing.read_text())
-        except (OSError, json.JSONDecodeError):
-            before = None
-        if before is not None and before != opts.identity():
-            diff = ", ".join(f"{k}={before.get(k)!r}" for k in opts.identity() if before.get(k) != opts.identity()[k])
-            raise SearchError(f"{run_dir} was started with {diff}; re-run with the same options or use another --name")
+    meta = run_dir / "search.json"
+    created = [p for p in (run_dir, *run_dir.parents) if not p.exists()]  # what the lock will make
     lock = RunLock(run_dir)
     if not lock.acquire():
         raise SearchError(
             f"{run_dir} is in use by another nas search (lock {lock.path}); wait for it or use another --name"
         )
+    started = False
     try:
+        _check_identity(meta, opts)  # under the lock: no other search can write search.json meanwhile
+        if opts.storage is None:
+            prepare_journal(run_dir / "optuna.journal", log)
         storage = open_storage(opts.storage, run_dir)
-        atomic_write_json(existing, opts.identity())
+        atomic_write_json(meta, opts.identity())
+        started = True
         t0 = time.perf_counter()
         cheap = cheap_stage(storage, opts, progress)
         trials = cheap.get_trials(deepcopy=False)
@@ -596,3 +816,39 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
         return summary
     finally:
         lock.release()
+        if created and not started:
+            _remove_unstarted(created)
+
+
+def _check_identity(meta: Path, opts: SearchOptions) -> None:
+    """A resumed run must have the options it was started with. An unreadable ``search.json``
+    (written atomically, so only damaged from outside) is not trusted: the search stops."""
+    if not meta.exists():
+        return
+    try:
+        before = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SearchError(
+            f"{meta} cannot be read ({type(e).__name__}); it records the options of this run: "
+            "restore it, delete it to resume with the current options, or use another --name"
+        ) from None
+    if not isinstance(before, dict):
+        raise SearchError(f"{meta} is not a JSON object; restore it, delete it, or use another --name")
+    if before != opts.identity():
+        ident = opts.identity()
+        diff = ", ".join(f"{k}={before.get(k)!r}" for k in ident if before.get(k) != ident[k])
+        raise SearchError(f"{meta.parent} was started with {diff}; re-run with the same options or use another --name")
+
+
+def _remove_unstarted(created: list[Path]) -> None:
+    """Undo the folders a search made (run folder first, then the runs folders above it) before
+    failing at its start (bad storage): bad input leaves no half-made run behind. Only the lock
+    and an empty journal are removed, then the folders if empty."""
+    run_dir = created[0]
+    for name in (".lock", "optuna.journal"):
+        f = run_dir / name
+        if f.is_file() and (name == ".lock" or f.stat().st_size == 0):
+            f.unlink(missing_ok=True)
+    for folder in created:
+        with contextlib.suppress(OSError):  # not empty: something else is there, keep it
+            folder.rmdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from typing import Any
@@ -55,14 +56,14 @@ def add_search_parsers(sub: Any) -> None:
     p.set_defaults(func=run_dashboard)
 
 
-def _flops(text: str) -> int:
+def _flops(text: str, flag: str = "--budget") -> int:
     from nas.cli import UsageError
     from nas.cost import parse_flops
 
     try:
         return parse_flops(text)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    except ValueError as e:  # name the flag the user typed (parse_flops says "budget")
+        raise UsageError(str(e).replace("budget:", f"{flag}:", 1)) from None
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -87,7 +88,10 @@ def run_search(args: argparse.Namespace) -> int:
         runs_dir=args.runs_dir,
     )
     log = (lambda s: print(s, file=sys.stderr)) if args.json else print
-    summary = search(opts, progress=not args.no_progress and sys.stderr.isatty(), log=log)
+    # with --json, stdout is the summary only: Ray's own notices (e.g. "(raylet) A worker died")
+    # are printed to stdout from its threads, so they go to stderr while the search runs
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        summary = search(opts, progress=not args.no_progress and sys.stderr.isatty(), log=log)
     if args.json:
         json.dump(summary, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
@@ -97,7 +101,7 @@ def run_search(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from nas.export import export
 
-    max_flops = _flops(args.max_flops) if args.max_flops else None
+    max_flops = _flops(args.max_flops, "--max-flops") if args.max_flops is not None else None
     result = export(args.run, args.out, trial=args.trial, max_flops=max_flops, onnx=args.onnx)
     if args.json:
         json.dump(result, sys.stdout, indent=2)
@@ -110,6 +114,5 @@ def run_export(args: argparse.Namespace) -> int:
 def run_dashboard(args: argparse.Namespace) -> int:
     from nas.export import dashboard
 
-    print(f"optuna-dashboard on http://{args.host}:{args.port}/ (Ctrl-C to stop)")
     dashboard(args.run, port=args.port, host=args.host)
     return 0

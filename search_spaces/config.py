@@ -98,12 +98,19 @@ class ArchConfig:
 
 # -- validation ---------------------------------------------------------------------------------
 def _fail(path: str, value: Any, accepted: str, what: str = "is not accepted") -> ConfigError:
-    return ConfigError(f"{path}: {value!r} {what}; accepted: {accepted}")
+    return ConfigError(f"{_short(path)}: {_short(repr(value))} {what}; accepted: {accepted}")
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """Clip a user value in a message, so a huge or deeply nested one stays a readable line."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _number(path: str, value: Any, accepted: str, integer: bool = False) -> float:
     ok_types = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, ok_types) or not math.isfinite(value):
+    # an int too large for a float is finite: isfinite() would raise OverflowError on it
+    finite = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+    if isinstance(value, bool) or not isinstance(value, ok_types) or not finite:
         raise _fail(path, value, accepted, "is not " + ("an integer" if integer else "a number"))
     return value
 
@@ -192,6 +199,10 @@ def parse_yaml(text: str, source: str = "config") -> ArchConfig:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{source}: malformed YAML{where}; accepted: a YAML mapping with schema: 1") from None
+    except (RecursionError, ValueError) as e:  # nesting deeper than the parser's stack; a 5000-digit int
+        raise ConfigError(
+            f"{source}: YAML not accepted ({type(e).__name__}); accepted: a YAML mapping with schema: 1"
+        ) from None
     return from_dict(raw)
 
 
@@ -199,9 +210,16 @@ def load_config(spec: str | Path) -> ArchConfig:
     """A preset name (``yolor-csp``) or a YAML file path -> validated ArchConfig."""
     spec_s = str(spec)
     path = Path(spec_s)
-    if not spec_s.endswith((".yaml", ".yml")) and PRESET_DIR.joinpath(f"{spec_s}.yaml").is_file():
+    try:  # is_file() raises (not False) on a name too long for the file system
+        is_preset = not spec_s.endswith((".yaml", ".yml")) and PRESET_DIR.joinpath(f"{spec_s}.yaml").is_file()
+        is_file = path.is_file()
+    except (OSError, ValueError) as e:
+        raise ConfigError(
+            f"{_short(spec_s)}: not a usable name ({type(e).__name__}); accepted: a preset or a YAML file"
+        ) from None
+    if is_preset:
         path = PRESET_DIR / f"{spec_s}.yaml"
-    elif not path.is_file():
+    elif not is_file:
         if spec_s.endswith((".yaml", ".yml")) or "/" in spec_s:
             raise ConfigError(f"{spec_s}: no such file; accepted: a preset name or an existing YAML file")
         raise ConfigError(f"{spec_s}: unknown preset; accepted: {', '.join(preset_names())} or a YAML file")

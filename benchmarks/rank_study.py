@@ -1,0 +1,459 @@
+"""Rank study: does the gradient-path score predict proxy accuracy better than FLOPs?
+
+Candidates are feasible configs (< 150 GFLOPs at 640 px) sampled *stratified* over the 16
+(backbone block × neck block) pairs, the other knobs uniform; candidate ``i`` depends only on
+``(--seed, i)``, so a larger ``--candidates`` extends the same list. Each is trained with one
+reduced proxy recipe (flags below; the default recipe takes 5–9 min per candidate on a shared
+2-core machine, too slow for ≥ 40 candidates); the first ``--repeat-seeds`` are trained again
+with seed 1 to measure the noise ceiling (seed-to-seed Kendall τ).
+
+Reported, with bootstrap 95 % CIs over candidates: Kendall τ and Spearman ρ between proxy AP and
+every network-level gradient-path metric, the cheap scores, FLOPs, params, synflow and NASWOT;
+plus k-fold cross-validated τ of small fitted rank combinations. Resumable: each training has
+its own ``runs/bench/rank_study/<hash>/seed<k>/`` (the trainer's checkpoint/metrics.json), the
+zero-cost features ``<hash>/features.json``; a re-run reuses both.
+
+    .venv/bin/python -m benchmarks.rank_study --candidates 40 --repeat-seeds 10
+    .venv/bin/python -m benchmarks.rank_study --shard 0/2 --threads 1 &   # two workers
+    .venv/bin/python -m benchmarks.rank_study --shard 1/2 --threads 1 &
+    .venv/bin/python -m benchmarks.rank_study --analyze-only             # tables + plot
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import BENCH_DIR, write_result  # noqa: E402
+
+BUDGET = 150e9  # FLOPs at 640 px: the feasibility limit of the study
+STUDY_DIR = BENCH_DIR / "rank_study"
+RECIPE = {"epochs": 5, "images": 480, "img_size": 96, "width_mult": 0.25}
+METRIC_KEYS = (
+    "max_shortest_gradient_path",
+    "longest_gradient_path",
+    "gradient_combinations",
+    "distinct_gradient_combinations",
+    "duplicate_gradient_ratio",
+)
+
+
+# -- statistics --------------------------------------------------------------------------------
+def _ranks(x: Sequence[float]) -> np.ndarray:
+    """Average ranks (ties share the mean rank), as scipy.stats.rankdata."""
+    a = np.asarray(x, dtype=float)
+    order = np.argsort(a, kind="mergesort")
+    ranks = np.empty(len(a))
+    ranks[order] = np.arange(1, len(a) + 1)
+    for v in np.unique(a):
+        tie = a == v
+        if tie.sum() > 1:
+            ranks[tie] = ranks[tie].mean()
+    return ranks
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's τ-b (tie-corrected), O(n²): n is tens here. NaN when either side is constant."""
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    i, j = np.triu_indices(len(a), 1)
+    da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+    n_a, n_b = np.count_nonzero(da), np.count_nonzero(db)
+    if not n_a or not n_b:
+        return float("nan")
+    return float((da * db).sum() / math.sqrt(n_a * n_b))
+
+
+def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's ρ: Pearson correlation of average ranks. NaN when either side is constant."""
+    ra, rb = _ranks(x), _ranks(y)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def bootstrap_ci(
+    x: Sequence[float],
+    y: Sequence[float],
+    stat: Callable[[Sequence[float], Sequence[float]], float],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``stat(x, y)``, resampling pairs (candidates) with replacement;
+    resamples where the statistic is undefined (all ties) are skipped."""
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(a), len(a))
+        v = stat(a[idx], b[idx])
+        if math.isfinite(v):
+            vals.append(v)
+    if not vals:
+        return (float("nan"), float("nan"))
+    lo, hi = np.quantile(vals, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return (float(lo), float(hi))
+
+
+def correlation(x: Sequence[float], y: Sequence[float], n_boot: int = 1000) -> dict[str, Any]:
+    """τ and ρ with their bootstrap 95 % CIs (one dict per predictor in the report)."""
+    return {
+        "n": len(x),
+        "kendall_tau": kendall_tau(x, y),
+        "kendall_tau_ci95": bootstrap_ci(x, y, kendall_tau, n_boot),
+        "spearman_rho": spearman_rho(x, y),
+        "spearman_rho_ci95": bootstrap_ci(x, y, spearman_rho, n_boot),
+    }
+
+
+# -- fitted score ------------------------------------------------------------------------------
+def _zscore_ranks(col: np.ndarray) -> np.ndarray:
+    r = _ranks(col)
+    return (r - r.mean()) / (r.std() or 1.0)
+
+
+def fit_rank_linear(features: np.ndarray, target: np.ndarray, ridge: float = 1.0) -> np.ndarray:
+    """Ridge regression of the target's ranks on the features' ranks (both standardised): a rank
+    model needs no transform choices and ignores outliers, which 40 points cannot afford."""
+    x = np.column_stack([_zscore_ranks(c) for c in features.T])
+    y = _zscore_ranks(target)
+    return np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ y)
+
+
+def predict_rank_linear(train: np.ndarray, weights: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """Score test rows: each feature becomes its rank within the training column (interpolated),
+    standardised with the training ranks' mean/std — so a single new candidate can be scored."""
+    cols = []
+    for j in range(train.shape[1]):
+        ref = np.sort(train[:, j])
+        r = np.interp(test[:, j], ref, np.arange(1, len(ref) + 1))
+        tr = _ranks(train[:, j])
+        cols.append((r - tr.mean()) / (tr.std() or 1.0))
+    return np.column_stack(cols) @ weights
+
+
+def cv_tau(
+    features: np.ndarray, target: np.ndarray, folds: int = 5, repeats: int = 20, seed: int = 0, ridge: float = 1.0
+) -> dict[str, Any]:
+    """Repeated k-fold cross-validation of the fitted rank model: τ between held-out predictions
+    (pooled over the folds of one repeat) and the target; mean and 2.5/97.5 % over repeats."""
+    n = len(target)
+    rng = np.random.default_rng(seed)
+    taus = []
+    for _ in range(repeats):
+        perm = rng.permutation(n)
+        pred = np.empty(n)
+        for f in range(folds):
+            test = perm[f::folds]
+            train = np.setdiff1d(perm, test)
+            w = fit_rank_linear(features[train], target[train], ridge)
+            pred[test] = predict_rank_linear(features[train], w, features[test])
+        taus.append(kendall_tau(pred, target))
+    return {
+        "cv_kendall_tau": float(np.mean(taus)),
+        "cv_kendall_tau_range95": [float(v) for v in np.quantile(taus, [0.025, 0.975])],
+        "folds": folds,
+        "repeats": repeats,
+    }
+
+
+# -- candidates --------------------------------------------------------------------------------
+def candidate(i: int, seed: int = 0) -> Any:
+    """Candidate ``i``: block pair ``i mod 16`` of a per-round shuffled pair order, other knobs
+    uniform, resampled until feasible. A pure function of (seed, i)."""
+    from nas.cost import cost
+    from search_spaces import compile_config
+    from search_spaces.config import BLOCKS
+    from search_spaces.space import SearchSpace
+
+    space = SearchSpace()
+    pairs = [(b, n) for b in BLOCKS for n in BLOCKS]
+    rnd, pos = divmod(i, len(pairs))
+    random.Random(f"{seed}-round-{rnd}").shuffle(pairs)
+    backbone, neck = pairs[pos]
+    rng = random.Random(f"{seed}-cand-{i}")
+    for _ in range(1000):
+        cfg = space.sample(rng)
+        cfg = dataclasses.replace(
+            cfg,
+            backbone=_with_block(space, cfg.backbone, backbone, rng),
+            neck=_with_block(space, cfg.neck, neck, rng),
+        ).canonical()
+        if cost(compile_config(cfg)).flops < BUDGET:
+            return cfg
+    raise RuntimeError(f"no feasible config for pair {backbone}/{neck}")
+
+
+def _with_block(space: Any, part: Any, block: str, rng: random.Random) -> Any:
+    return dataclasses.replace(
+        part,
+        block=block,
+        split_ratio=rng.choice(space.split_ratios),
+        fusion=rng.choice(space.fusions),
+        mask_fraction=rng.choice(space.mask_fractions),
+        elan_stack=rng.choice(space.elan_stacks),
+    )
+
+
+def candidates(n: int, seed: int = 0) -> list[Any]:
+    """The first ``n`` distinct candidates (a duplicate design is skipped, not retrained)."""
+    out, seen, i = [], set(), 0
+    while len(out) < n:
+        cfg = candidate(i, seed)
+        i += 1
+        if cfg.key() not in seen:
+            seen.add(cfg.key())
+            out.append(cfg)
+    return out
+
+
+def job_order(cands: list[Any], repeat_seeds: int) -> list[tuple[Any, int]]:
+    """Seed-0 runs, with the seed-1 repeat of candidate k right after the seed-0 run of
+    candidate 3k+2: a study cut short by its deadline still has both a ranking and a noise
+    ceiling, in a 3:1 ratio."""
+    jobs: list[tuple[Any, int]] = []
+    repeats = list(cands[:repeat_seeds])
+    for i, c in enumerate(cands):
+        jobs.append((c, 0))
+        if i % 3 == 2 and repeats:
+            jobs.append((repeats.pop(0), 1))
+    return jobs + [(c, 1) for c in repeats]
+
+
+def recipe_tag(recipe: dict[str, Any]) -> str:
+    return "e{epochs}-i{images}-s{img_size}-w{width_mult}".format(**recipe)
+
+
+def cand_dir(cfg: Any, recipe: dict[str, Any]) -> Path:
+    h = hashlib.sha1(f"{cfg.key()}|{recipe_tag(recipe)}".encode()).hexdigest()[:12]
+    return STUDY_DIR / h
+
+
+def features(cfg: Any, recipe: dict[str, Any]) -> dict[str, Any]:
+    """Cheap features of one candidate (cached in ``features.json``): cost at 640 px,
+    gradient-path metrics, cheap scores, and zero-cost proxies on the proxy-scale model."""
+    folder = cand_dir(cfg, recipe)
+    path = folder / "features.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    from evaluators.zero_cost import zero_cost_scores
+    from nas.search import cheap_score, score_candidate
+
+    s = score_candidate(cfg, "gradpath")
+    tick = time.perf_counter()
+    zc = zero_cost_scores(cfg, recipe["width_mult"], recipe["img_size"])
+    out = {
+        "key": cfg.key(),
+        "config": cfg.to_dict(),
+        "flops": s["flops"],
+        "params": s["params"],
+        "metrics": s["metrics"],
+        "gradpath": cheap_score("gradpath", s["flops"], s["params"], s["metrics"]),
+        **zc,
+        "zero_cost_s": round(time.perf_counter() - tick, 3),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=2, default=str))
+    tmp.replace(path)
+    return out
+
+
+def train(cfg: Any, recipe: dict[str, Any], seed: int, threads: int) -> dict[str, Any]:
+    from evaluators.train import train_from_config
+
+    return train_from_config(
+        cfg,
+        seed=seed,
+        out_dir=cand_dir(cfg, recipe) / f"seed{seed}",
+        progress=False,
+        num_threads=threads,
+        **recipe,
+    )
+
+
+def finished(cfg: Any, recipe: dict[str, Any], seed: int) -> dict[str, Any] | None:
+    path = cand_dir(cfg, recipe) / f"seed{seed}" / "metrics.json"
+    if not path.exists():
+        return None
+    m = json.loads(path.read_text())
+    return m if m.get("status") in ("ok", "failed") else None
+
+
+# -- analysis ----------------------------------------------------------------------------------
+def predictors(f: dict[str, Any]) -> dict[str, float]:
+    """Every predictor of the report, oriented so that higher should mean better (FLOPs and
+    params as-is: bigger nets learn more; a negative τ then says the opposite)."""
+    m = f["metrics"]
+    out = {f"gp.{k}": float(m[k]) for k in METRIC_KEYS}
+    out["cheap.gradpath"] = float(f["gradpath"])
+    out["flops"] = float(f["flops"])
+    out["params"] = float(f["params"])
+    out["synflow"] = float(f["synflow"])
+    out["naswot"] = float(f["naswot"])
+    return out
+
+
+FITTED = {
+    "fit.flops": ["flops"],
+    "fit.params": ["params"],
+    "fit.gradpath+flops": ["gp.gradient_combinations", "gp.max_shortest_gradient_path", "flops"],
+    "fit.gp_all": [f"gp.{k}" for k in METRIC_KEYS],
+    "fit.gp_all+flops": [f"gp.{k}" for k in METRIC_KEYS] + ["flops"],
+    "fit.gp_all+flops+params": [f"gp.{k}" for k in METRIC_KEYS] + ["flops", "params"],
+    "fit.synflow+naswot+flops": ["synflow", "naswot", "flops"],
+}
+
+
+def collect(cands: list[Any], recipe: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for cfg in cands:
+        fpath = cand_dir(cfg, recipe) / "features.json"
+        r0 = finished(cfg, recipe, 0)
+        if not fpath.exists() or r0 is None:
+            continue
+        f = json.loads(fpath.read_text())
+        r1 = finished(cfg, recipe, 1)
+        rows.append(
+            {
+                "key": f["key"],
+                "dir": str(cand_dir(cfg, recipe)),
+                "blocks": f"{cfg.backbone.block}/{cfg.neck.block}",
+                "config": cfg.to_yaml(),
+                "AP": float(r0.get("AP") or 0.0) if r0["status"] == "ok" else 0.0,
+                "AP50": float(r0.get("AP50") or 0.0) if r0["status"] == "ok" else 0.0,
+                "AP_seed1": None if r1 is None else float(r1.get("AP") or 0.0),
+                "AP50_seed1": None if r1 is None else float(r1.get("AP50") or 0.0),
+                "status": r0["status"],
+                "wall_time_s": r0.get("wall_time_s"),
+                "predictors": predictors(f),
+            }
+        )
+    return rows
+
+
+def analyze(rows: list[dict[str, Any]], target: str = "AP", n_boot: int = 1000) -> dict[str, Any]:
+    """Correlation table, noise ceiling and cross-validated fitted scores for one target."""
+    y = np.array([r[target] for r in rows])
+    names = list(rows[0]["predictors"])
+    table = {k: correlation([r["predictors"][k] for r in rows], y, n_boot) for k in names}
+    pairs = [(r[target], r[f"{target}_seed1"]) for r in rows if r[f"{target}_seed1"] is not None]
+    ceiling = correlation([a for a, _ in pairs], [b for _, b in pairs], n_boot) if len(pairs) >= 3 else None
+    fitted = {}
+    if len(rows) >= 10:
+        for name, cols in FITTED.items():
+            x = np.array([[r["predictors"][c] for c in cols] for r in rows])
+            fitted[name] = {"features": cols, **cv_tau(x, y)}
+            w = fit_rank_linear(x, y)
+            fitted[name]["weights_all_data"] = dict(zip(cols, (float(v) for v in w), strict=True))
+    return {"target": target, "correlations": table, "seed_to_seed": ceiling, "fitted_cv": fitted}
+
+
+def plot(report: dict[str, Any], rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    corr = report["correlations"]
+    names = sorted(corr, key=lambda k: corr[k]["kendall_tau"] if math.isfinite(corr[k]["kendall_tau"]) else -9)
+    tau = [corr[k]["kendall_tau"] for k in names]
+    lo = [t - corr[k]["kendall_tau_ci95"][0] for k, t in zip(names, tau, strict=True)]
+    hi = [corr[k]["kendall_tau_ci95"][1] - t for k, t in zip(names, tau, strict=True)]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(13, 5.5))
+    a1.barh(names, tau, xerr=[lo, hi], color="tab:blue", capsize=3)
+    if report["seed_to_seed"]:
+        s = report["seed_to_seed"]["kendall_tau"]
+        a1.axvline(s, color="tab:red", ls="--", label=f"seed-to-seed τ = {s:.2f}")
+        a1.legend(loc="lower right")
+    a1.axvline(0, color="k", lw=0.5)
+    a1.set_xlabel(f"Kendall τ with proxy {report['target']} (95 % bootstrap CI)")
+    a1.set_title(f"n = {len(rows)} candidates")
+    x = np.log10([r["predictors"]["flops"] for r in rows])
+    a2.scatter(x, [r[report["target"]] for r in rows], c=[r["predictors"]["cheap.gradpath"] for r in rows])
+    a2.set_xlabel("log10 FLOPs at 640 px (colour: gradpath score)")
+    a2.set_ylabel(f"proxy {report['target']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--candidates", type=int, default=40)
+    p.add_argument("--repeat-seeds", type=int, default=10, help="the first N candidates also get seed 1")
+    p.add_argument("--seed", type=int, default=0, help="candidate sampling seed")
+    p.add_argument("--epochs", type=int, default=RECIPE["epochs"])
+    p.add_argument("--images", type=int, default=RECIPE["images"])
+    p.add_argument("--img-size", type=int, default=RECIPE["img_size"])
+    p.add_argument("--width-mult", type=float, default=RECIPE["width_mult"])
+    p.add_argument("--threads", type=int, default=1, help="1: on a shared machine 2 threads ran 15x slower")
+    p.add_argument("--shard", default="0/1", help="i/n: train only jobs j with j mod n == i")
+    p.add_argument("--analyze-only", action="store_true")
+    p.add_argument("--deadline", default=None, help="UTC HH:MM: start no training after it")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    args = p.parse_args(argv)
+    recipe = {"epochs": args.epochs, "images": args.images, "img_size": args.img_size, "width_mult": args.width_mult}
+    cands = candidates(args.candidates, args.seed)
+    if not args.analyze_only:
+        shard, of = (int(v) for v in args.shard.split("/"))
+        jobs = job_order(cands, args.repeat_seeds)
+        for j, (cfg, seed) in enumerate(jobs):
+            if j % of != shard or finished(cfg, recipe, seed) is not None:
+                continue
+            if args.deadline and time.strftime("%H:%M", time.gmtime()) >= args.deadline:
+                print(f"deadline {args.deadline} UTC reached: stopping", flush=True)
+                break
+            features(cfg, recipe)
+            tick = time.perf_counter()
+            r = train(cfg, recipe, seed, args.threads)
+            print(
+                f"[{j + 1}/{len(jobs)}] {cfg.backbone.block}/{cfg.neck.block} seed {seed}: AP {r.get('AP')} "
+                f"AP50 {r.get('AP50')} {time.perf_counter() - tick:.0f} s",
+                flush=True,
+            )
+        if of > 1:
+            return 0
+    rows = collect(cands, recipe)
+    if len(rows) < 3:
+        print(f"only {len(rows)} finished candidates: nothing to analyse yet")
+        return 0
+    reports = {t: analyze(rows, t, args.bootstrap) for t in ("AP", "AP50")}
+    result = {
+        "recipe": recipe,
+        "budget_flops_at_640": BUDGET,
+        "candidates_requested": args.candidates,
+        "candidates_finished": len(rows),
+        "second_seed_finished": sum(r["AP_seed1"] is not None for r in rows),
+        "block_pairs": sorted({r["blocks"] for r in rows}),
+        "reports": reports,
+        "rows": rows,
+    }
+    write_result("rank_study", result)
+    plot(reports["AP"], rows, BENCH_DIR / "rank_study.png")
+    corr = reports["AP"]["correlations"]
+    for k in sorted(corr, key=lambda k: -np.nan_to_num(corr[k]["kendall_tau"], nan=-9)):
+        c = corr[k]
+        print(f"{k:36s} τ {c['kendall_tau']:+.3f} {np.round(c['kendall_tau_ci95'], 3)}  ρ {c['spearman_rho']:+.3f}")
+    if reports["AP"]["seed_to_seed"]:
+        print("seed-to-seed τ", round(reports["AP"]["seed_to_seed"]["kendall_tau"], 3))
+    for k, v in reports["AP"]["fitted_cv"].items():
+        print(f"{k:36s} CV τ {v['cv_kendall_tau']:+.3f} {np.round(v['cv_kendall_tau_range95'], 3)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,445 @@
+"""The proxy recipe: the one training code path of ``nas train`` and the search's workers.
+
+Why one function: every trained candidate must be scored the same way, so ``train_proxy`` owns
+the whole recipe (data order, augmentation, optimiser, schedule, evaluation) and everything else
+only chooses the model and the data. A run is a pure function of its arguments: data order and
+flips come from a generator seeded by ``(seed, epoch)``, the model is initialised after
+``torch.manual_seed(seed)``, and the per-epoch checkpoint holds every piece of state, so a run
+resumed after epoch k ends with the same weights and metrics as one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from evaluators.coco_data import ProxyData, load_proxy_data
+from evaluators.coco_eval import METRICS, coco_from_dict, evaluate_bbox
+from evaluators.detection import decode, detection_loss, init_head_bias
+from evaluators.errors import DataError
+
+Report = Callable[[int, dict[str, Any]], None]
+ModelOrFactory = nn.Module | Callable[[int], nn.Module]
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Default proxy recipe: a yolor-size preset at width ×0.25 trains in about 3 minutes on 2 idle
+    CPU cores (measured by ``benchmarks/proxy.py``). AdamW at a high rate with small batches: on
+    CPU the number of updates, not the batch size, limits how far a few minutes get."""
+
+    epochs: int = 6
+    img_size: int = 160
+    width_mult: float = 0.25
+    images: int = 800
+    batch_size: int = 8
+    lr: float = 4e-3
+    weight_decay: float = 0.05
+    warmup_iters: int = 100
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 10.0
+    flip: bool = True
+
+
+DEFAULT = Recipe()
+
+
+def train_proxy(
+    model: ModelOrFactory,
+    *,
+    data: str | Path | ProxyData = "shapes",
+    epochs: int = DEFAULT.epochs,
+    img_size: int = DEFAULT.img_size,
+    images: int = DEFAULT.images,
+    seed: int = 0,
+    out_dir: Path | str | None = None,
+    batch_size: int = DEFAULT.batch_size,
+    lr: float = DEFAULT.lr,
+    weight_decay: float = DEFAULT.weight_decay,
+    warmup_iters: int = DEFAULT.warmup_iters,
+    val_images: int | None = None,
+    data_seed: int = 0,
+    categories: list[str | int] | None = None,
+    data_root: Path | str = Path("runs"),
+    num_threads: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+    resume: bool = True,
+    flops: float | None = None,
+    extra: dict[str, Any] | None = None,
+    report: Report | None = None,
+) -> dict[str, Any]:
+    """Train a detector on the proxy task and return its metrics (also in ``out_dir/metrics.json``).
+
+    ``num_threads`` defaults to torch's own choice: all cores, or ``OMP_NUM_THREADS`` where set
+    (as Ray sets it for its workers; more threads than free cores slows training many-fold).
+    ``model`` is a module or a factory ``num_classes -> module`` (called after seeding, so its
+    initialisation is reproducible). Its forward returns ``[P3, P4, P5]`` as described in
+    :mod:`evaluators.detection`. After every epoch, box AP is measured on the val split and
+    ``report(epoch, metrics)`` is called; an exception from ``report`` (a scheduler stopping the
+    trial) ends the run with status ``stopped`` and is re-raised. A non-finite loss ends it with
+    status ``failed`` and the reason. With ``out_dir``, a checkpoint is written atomically per
+    epoch and, with ``resume``, a later call with the same arguments continues from it (or returns
+    the finished result). ``flops`` (forward, batch 1) and ``extra`` are recorded as given.
+
+    Example::
+
+        result = train_proxy(lambda nc: MyDetector(nc), epochs=2, images=64, out_dir="runs/t")
+        result["AP50"]
+    """
+    started = time.perf_counter()
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if not isinstance(data, ProxyData):
+        data = load_proxy_data(
+            data,
+            img_size=img_size,
+            images=images,
+            val_images=val_images,
+            data_seed=data_seed,
+            categories=categories,
+            root=data_root,
+        )
+    if data.img_size != img_size:
+        raise ValueError(f"data was loaded at {data.img_size} px, training asked for {img_size}")
+    _seed_everything(seed)
+    net = model if isinstance(model, nn.Module) else model(data.num_classes)
+    init_head_bias(net, img_size, data.num_classes)
+    net.to(dev)
+
+    steps_per_epoch = math.ceil(len(data.train.images) / batch_size)
+    total_steps = epochs * steps_per_epoch
+    optimizer = _optimizer(net, lr, weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(total_steps, min(warmup_iters, total_steps // 2))
+    )
+    amp = dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    params = sum(p.numel() for p in net.parameters())
+    fingerprint = {
+        "data": data.name,
+        "num_classes": data.num_classes,
+        "train_images": len(data.train.images),
+        "val_images": len(data.val.images),
+        "epochs": epochs,
+        "img_size": img_size,
+        "seed": seed,
+        "batch_size": batch_size,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "warmup_iters": warmup_iters,
+        "params": params,
+    }
+    result: dict[str, Any] = {
+        "status": "running",
+        "reason": None,
+        **fingerprint,
+        "data_skipped": {"images": data.skipped_images, "annotations": data.skipped_annotations},
+        "flops": flops,
+        "device": str(dev),
+        "history": [],
+        **{k: None for k in METRICS},
+        **(extra or {}),
+    }
+    out = Path(out_dir) if out_dir is not None else None
+    checkpoint = out / "checkpoint.pt" if out else None
+    start_epoch, train_time, images_seen, prior_wall = 0, 0.0, 0, 0.0
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    state = _load_checkpoint(checkpoint, dev) if checkpoint and resume and checkpoint.exists() else None
+    if state is not None:
+        if state["fingerprint"] != fingerprint:
+            raise DataError(
+                f"{out} holds a checkpoint of a different run ({_diff(state['fingerprint'], fingerprint)});"
+                " use another output folder or delete it"
+            )
+        net.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+        start_epoch, train_time, images_seen = state["epoch"], state["train_time"], state["images_seen"]
+        prior_wall = state["wall_time"]
+        result["history"] = state["history"]
+        if result["history"]:
+            result.update({k: result["history"][-1][k] for k in METRICS})
+
+    coco_gt = coco_from_dict(data.val.gt)
+
+    def finish(status: str, reason: str | None = None) -> dict[str, Any]:
+        result["status"], result["reason"] = status, reason
+        result["epochs_done"] = len(result["history"])
+        result["train_time_s"] = round(train_time, 3)
+        result["wall_time_s"] = round(prior_wall + time.perf_counter() - started, 3)
+        result["images_per_s"] = round(images_seen / train_time, 2) if train_time else None
+        if out:
+            _write_json_atomic(out / "metrics.json", result)
+        return result
+
+    for epoch in range(start_epoch, epochs):
+        tick = time.perf_counter()
+        net.train()
+        sums = {"loss": 0.0, "box": 0.0, "obj": 0.0, "cls": 0.0}
+        order, flips = _epoch_plan(len(data.train.images), seed, epoch)
+        batches = range(0, len(order), batch_size)
+        bar = _progress(batches, epoch, epochs, progress)
+        for step, first in enumerate(bar):
+            idx = order[first : first + batch_size]
+            x, targets = _batch(data, idx, flips[first : first + batch_size], dev)
+            with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
+                outputs = net(x)
+            loss, parts = detection_loss([o.float() for o in outputs], targets)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                train_time += time.perf_counter() - tick
+                return finish("failed", f"non-finite loss ({value}) at epoch {epoch + 1}, step {step + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(net.parameters(), DEFAULT.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            sums["loss"] += value
+            for k, v in parts.items():
+                sums[k] += v
+            images_seen += len(idx)
+            if hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{value:.3f}")
+        train_time += time.perf_counter() - tick
+        metrics = evaluate_model(net, data, coco_gt, dev)
+        entry = {
+            "epoch": epoch + 1,
+            **{k: round(v / len(batches), 5) for k, v in sums.items()},
+            **metrics,
+            "lr": optimizer.param_groups[0]["lr"],
+            "epoch_time_s": round(time.perf_counter() - tick, 3),
+        }
+        result["history"].append(entry)
+        result.update(metrics)
+        if checkpoint:
+            _save_atomic(
+                checkpoint,
+                {
+                    "epoch": epoch + 1,
+                    "model": net.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "rng": _get_rng_state(),
+                    "fingerprint": fingerprint,
+                    "history": result["history"],
+                    "train_time": train_time,
+                    "images_seen": images_seen,
+                    "wall_time": prior_wall + time.perf_counter() - started,
+                },
+            )
+        finish("running")
+        if report is not None:
+            try:
+                report(epoch + 1, dict(entry))
+            except BaseException as err:
+                finish("stopped", f"report() raised {type(err).__name__}: {err}")
+                raise
+    return finish("ok")
+
+
+@torch.no_grad()
+def evaluate_model(
+    net: nn.Module, data: ProxyData, coco_gt: Any, device: torch.device, batch_size: int = 32
+) -> dict[str, float | None]:
+    """COCO box metrics of ``net`` on the val split, boxes mapped back to original pixels."""
+    net.eval()
+    val = data.val
+    detections = []
+    for first in range(0, len(val.images), batch_size):
+        x = val.images[first : first + batch_size].to(device).float().div_(255)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            outputs = net(x)
+        for i, (boxes, scores, classes) in enumerate(decode([o.float() for o in outputs])):
+            k = first + i
+            info = val.gt["images"][k]
+            boxes = (boxes / val.scales[k]).cpu()
+            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, info["width"])
+            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, info["height"])
+            for (x1, y1, x2, y2), s, c in zip(boxes.tolist(), scores.tolist(), classes.tolist(), strict=True):
+                if x2 > x1 and y2 > y1:
+                    detections.append(
+                        {
+                            "image_id": val.image_ids[k],
+                            "category_id": data.category_ids[c],
+                            "bbox": [x1, y1, x2 - x1, y2 - y1],
+                            "score": s,
+                        }
+                    )
+    return {k: (None if v is None else round(v, 5)) for k, v in evaluate_bbox(coco_gt, detections).items()}
+
+
+def train_from_config(
+    cfg: Any,
+    *,
+    data: str | Path = "shapes",
+    epochs: int = DEFAULT.epochs,
+    img_size: int = DEFAULT.img_size,
+    width_mult: float = DEFAULT.width_mult,
+    images: int = DEFAULT.images,
+    seed: int = 0,
+    out_dir: Path | str | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Build a detector from an ArchConfig (or preset name / YAML path) and train the proxy.
+
+    The config's width is multiplied by ``width_mult``, its image size and class count set to the
+    proxy's; forward FLOPs come from ``nas.cost`` of the compiled graph. Other keyword arguments go
+    to :func:`train_proxy`. This is what ``nas train`` and the search call.
+    """
+    import nas
+    from search_spaces import load_config
+
+    base = cfg if dataclasses.is_dataclass(cfg) else load_config(cfg)
+    loaded = load_proxy_data(
+        data,
+        img_size=img_size,
+        images=images,
+        val_images=kwargs.pop("val_images", None),
+        data_seed=kwargs.pop("data_seed", 0),
+        categories=kwargs.pop("categories", None),
+        root=kwargs.pop("data_root", Path("runs")),
+    )
+    arch = dataclasses.replace(base, width=base.width * width_mult, img_size=img_size, num_classes=loaded.num_classes)
+    graph = nas.compile(arch)
+    extra = {"config": json.loads(json.dumps(dataclasses.asdict(arch), default=str))}
+    extra["width_mult"] = width_mult
+    return train_proxy(
+        lambda _nc: nas.build(graph),
+        data=loaded,
+        epochs=epochs,
+        img_size=img_size,
+        images=images,
+        seed=seed,
+        out_dir=out_dir,
+        flops=float(nas.cost(graph).flops),
+        extra=extra,
+        **kwargs,
+    )
+
+
+def _batch(
+    data: ProxyData, idx: torch.Tensor, flips: torch.Tensor, device: torch.device
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Images as float (B, 3, S, S) in [0, 1] and their targets, horizontally flipped where asked."""
+    x = data.train.images[idx].float().div_(255)
+    targets = []
+    size = data.img_size
+    for j, i in enumerate(idx.tolist()):
+        t = data.train.targets[i]
+        if flips[j]:
+            x[j] = x[j].flip(-1)
+            t = t.clone()
+            t[:, 1], t[:, 3] = size - t[:, 3], size - t[:, 1]
+        targets.append(t.to(device))
+    return x.to(device, non_blocking=True), targets
+
+
+def _epoch_plan(n: int, seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shuffled order and flip decisions of one epoch: a pure function of (seed, epoch)."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=g)
+    flips = torch.rand(n, generator=g) < (0.5 if DEFAULT.flip else 0.0)
+    return order, flips
+
+
+def _optimizer(net: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and norm parameters (1-d tensors)."""
+    decay = [p for p in net.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in net.parameters() if p.requires_grad and p.ndim <= 1]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.999),
+    )
+
+
+def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
+    """Linear warm-up, then cosine from 1 to ``min_lr_ratio`` (per optimiser step)."""
+    low = DEFAULT.min_lr_ratio
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = min(1.0, (step - warmup) / max(1, total - warmup))
+        return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return factor
+
+
+def _progress(batches: range, epoch: int, epochs: int, enabled: bool) -> Any:
+    if not enabled or not sys.stderr.isatty():
+        return batches
+    from tqdm import tqdm
+
+    return tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", file=sys.stderr, leave=False)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _get_rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
+    return ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in new if old.get(k) != new.get(k))
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint's state, or None (with a warning) when it cannot be read: it is a cache of
+    finished epochs, so a damaged one costs a retrain, never a crash or a half-restored run."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+        if not isinstance(state, dict) or not {"fingerprint", "epoch", "model", "history"} <= state.keys():
+            raise ValueError("not a proxy checkpoint")
+        return state
+    except Exception as err:  # noqa: BLE001 - truncated zip, bad pickle, wrong type: all mean "unusable"
+        logging.getLogger(__name__).warning("%s: unreadable checkpoint ignored, training from epoch 0 (%s)", path, err)
+        return None
+
+
+def _save_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)

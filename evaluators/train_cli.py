@@ -1,0 +1,125 @@
+"""``nas train``: a thin shell over :func:`evaluators.train.train_from_config`.
+
+Kept here rather than in ``nas/cli.py`` so that the proxy's options and defaults live beside the
+recipe they expose; ``nas/cli.py`` only registers the subcommand. Bad input raises
+:class:`~evaluators.errors.DataError` / ``ValueError`` with a one-line message (the CLI prints it
+and exits 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from evaluators.coco_eval import METRICS
+from evaluators.train import DEFAULT
+
+
+def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register the ``train`` subcommand on an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "train",
+        help="train a config on the proxy task and report COCO box AP",
+        description="Train a preset or ArchConfig YAML on the proxy task (width scaled by "
+        "--width-mult, small images, few epochs) and report COCO box AP on the held-out split. "
+        "Re-running the same command resumes from the last finished epoch.",
+    )
+    p.add_argument("config", metavar="PRESET|FILE.yaml", help="preset name or ArchConfig YAML")
+    p.add_argument(
+        "--data",
+        default="shapes",
+        metavar="shapes|PATH",
+        help="'shapes' (embedded synthetic set, default), a COCO annotation JSON, or a folder "
+        "with instances_val*.json [and instances_train*.json] (in it or annotations/)",
+    )
+    p.add_argument("--epochs", type=int, default=DEFAULT.epochs, metavar="E")
+    p.add_argument("--img-size", type=int, default=DEFAULT.img_size, metavar="S")
+    p.add_argument("--width-mult", type=float, default=DEFAULT.width_mult, metavar="W")
+    p.add_argument("--images", type=int, default=DEFAULT.images, metavar="N", help="train images")
+    p.add_argument("--seed", type=int, default=0, metavar="S")
+    p.add_argument("--threads", type=int, default=None, metavar="T", help="default: all cores")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="default runs/train/<name>")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run_train)
+    return p
+
+
+def default_out_dir(args: argparse.Namespace) -> Path:
+    """``runs/train/<config>-<data>-w<W>-<S>px-n<N>-e<E>-s<seed>``: one folder per distinct run."""
+    config = Path(args.config).stem if str(args.config).endswith((".yaml", ".yml")) else args.config
+    data = "shapes" if args.data == "shapes" else Path(args.data).stem or Path(args.data).name
+    name = f"{config}-{data}-w{args.width_mult:g}-{args.img_size}px-n{args.images}-e{args.epochs}-s{args.seed}"
+    return Path("runs") / "train" / name
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run ``nas train``; 0 when training finished, 1 when it failed (e.g. non-finite loss)."""
+    from evaluators.train import train_from_config
+
+    check_args(args)
+    out = args.out or default_out_dir(args)
+    result = train_from_config(
+        args.config,
+        data=args.data,
+        epochs=args.epochs,
+        img_size=args.img_size,
+        width_mult=args.width_mult,
+        images=args.images,
+        seed=args.seed,
+        out_dir=out,
+        num_threads=args.threads,
+        progress=not args.json,
+    )
+    result = {**result, "out_dir": str(out)}
+    if args.json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(_table(result))
+    if result["status"] != "ok":
+        print(f"error: training {result['status']}: {result['reason']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Reject bad options before anything is loaded or written: each becomes one line, exit 2
+    (a UsageError is a ValueError, for callers of ``run_train``)."""
+    import math
+
+    from nas.cli import UsageError
+
+    for name in ("epochs", "images"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be >= 1")
+    if args.img_size % 32 or not 64 <= args.img_size <= 2048:
+        raise UsageError(f"--img-size: {args.img_size} is not accepted; accepted: a multiple of 32 from 64 to 2048")
+    if not (math.isfinite(args.width_mult) and 0 < args.width_mult <= 4):
+        raise UsageError(f"--width-mult: {args.width_mult} is out of range; accepted: a number > 0 and <= 4")
+    if args.threads is not None and not 1 <= args.threads <= 1024:
+        raise UsageError(f"--threads: {args.threads} is out of range; accepted: an integer from 1 to 1024")
+    if not -(2**31) <= args.seed < 2**31:
+        raise UsageError(f"--seed: {args.seed} is out of range; accepted: an integer from -2**31 to 2**31-1")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out: {args.out} is a file; accepted: a folder (made if missing)")
+
+
+def _table(result: dict[str, Any]) -> str:
+    cols = ("epoch", "loss", *METRICS, "epoch_time_s")
+    rows = [cols] + [tuple("-" if e.get(c) is None else f"{e[c]:.4g}" for c in cols) for e in result["history"]]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
+    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    flops = result.get("flops")
+    lines.append(
+        f"{result['status']}: AP {_fmt(result.get('AP'))}  AP50 {_fmt(result.get('AP50'))}  "
+        f"{result['wall_time_s']:.0f} s  {result.get('images_per_s') or 0:.1f} img/s"
+        + (f"  {flops / 1e9:.3g} GFLOPs" if flops else "")
+        + f"  -> {result['out_dir']}"
+    )
+    return "\n".join(lines)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"

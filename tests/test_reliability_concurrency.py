@@ -1,0 +1,95 @@
+"""Concurrent use of one run: two ``nas search`` processes on the same run (same storage, same
+study names) — exactly one proceeds, the other refuses at once with one clear line (the run's
+``RunLock``); and optuna-dashboard reads the journal while the search appends to it."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nas.search import open_storage
+
+
+def dashboard_api(app, path: str, query: str = "") -> dict:  # noqa: ANN001 - a WSGI app
+    """GET ``path`` from optuna-dashboard's WSGI app, as the browser would; asserts 200."""
+    status: dict[str, str] = {}
+
+    def start_response(s: str, headers: list, exc_info: object = None) -> None:
+        status["code"] = s
+
+    env = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "CONTENT_LENGTH": "0",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": io.StringIO(),
+        "wsgi.url_scheme": "http",
+    }
+    body = b"".join(app(env, start_response))
+    assert status["code"].startswith("200"), (status, body[:300])
+    return json.loads(body)
+
+
+def _count_trials(app, study: str) -> int:  # noqa: ANN001
+    ids = {s["study_name"]: s["study_id"] for s in dashboard_api(app, "/api/studies")["study_summaries"]}
+    if study not in ids:
+        return 0
+    return len(dashboard_api(app, f"/api/studies/{ids[study]}", "after=0")["trials"])
+
+
+@pytest.mark.slow
+def test_two_searches_on_one_run_one_refuses_and_the_dashboard_reads_while_the_other_writes(tmp_path: Path) -> None:
+    from optuna_dashboard import wsgi
+
+    cmd = [sys.executable, "-m", "nas.cli", "search", "--budget", "45G", "--name", "c", "--runs-dir", str(tmp_path)]
+    cmd += ["--candidates", "3000"]  # a cheap stage long enough to overlap
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        for _ in range(2)
+    ]
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and all(p.poll() is None for p in procs):
+            time.sleep(0.1)
+        done = [p for p in procs if p.poll() is not None]
+        running = [p for p in procs if p.poll() is None]
+        assert len(done) == 1 and len(running) == 1, "exactly one of the two must have refused"
+        err = done[0].stderr.read()
+        assert done[0].returncode == 2, err
+        assert err.count("\n") == 1 and "is in use by another nas search" in err, err
+        writer = running[0]
+
+        # the dashboard reads the journal the search is appending to: one long-lived app (the
+        # dashboard's incremental reads) and a fresh one per poll (a reload of the whole file)
+        journal = tmp_path / "c" / "optuna.journal"
+        app = wsgi(open_storage(None, journal.parent))
+        seen, fresh_seen = [], []
+        end = time.time() + 10
+        while time.time() < end and writer.poll() is None:
+            seen.append(_count_trials(app, "c-cheap"))
+            fresh_seen.append(_count_trials(wsgi(open_storage(None, journal.parent)), "c-cheap"))
+            time.sleep(0.2)
+        assert writer.poll() is None, "the writer must still be running (cheap stage of 3000)"
+        assert len(seen) >= 10 and seen[-1] > seen[0] > 0, seen
+        assert seen == sorted(seen) and fresh_seen == sorted(fresh_seen), (seen, fresh_seen)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            for f in (p.stdout, p.stderr):
+                f.close()
+    # the killed writer's journal still opens and holds at least what the dashboard saw
+    assert _count_trials(wsgi(open_storage(None, tmp_path / "c")), "c-cheap") >= seen[-1]
