@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import BENCH_DIR, write_result  # noqa: E402
-from benchmarks.rank_study import BUDGET, FITTED, fit_rank_linear, predict_rank_linear  # noqa: E402
+from benchmarks.rank_study import BUDGET, FITTED, fit_rank_linear, predict_rank_linear, transform  # noqa: E402
 
 SCORES = ("gradpath", "flops", "params", "synflow", "naswot")
 PREDICTOR = {
@@ -64,7 +64,7 @@ def hypervolume(points: list[tuple[float, float]], budget: float = BUDGET) -> fl
 def out_of_fold(rows: list[dict[str, Any]], cols: list[str], folds: int = 5, seed: int = 0) -> np.ndarray:
     """Out-of-fold predictions of a fitted rank combination: each row scored by a model fitted
     on the other folds only."""
-    x = np.array([[r["predictors"][c] for c in cols] for r in rows])
+    x = np.array([[transform(c, r["predictors"][c]) for c in cols] for r in rows])
     y = np.array([r["AP"] for r in rows])
     perm = np.random.default_rng(seed).permutation(len(rows))
     pred = np.empty(len(rows))

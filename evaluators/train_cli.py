@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluators.coco_eval import METRICS
-from evaluators.train import DEFAULT
+from evaluators.recipe import DEFAULT
 
 
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from evaluators.recipe import DEFAULT as RECIPE
 from nas.cost import cost
 from nas.runio import RunLock, atomic_write_json, atomic_write_text
 
@@ -50,10 +51,10 @@ class SearchOptions:
     candidates: int = 2000
     trials: int = 4
     data: str = "shapes"
-    epochs: int = 6
-    img_size: int = 160
-    width_mult: float = 0.25
-    images: int = 800
+    epochs: int = RECIPE.epochs
+    img_size: int = RECIPE.img_size
+    width_mult: float = RECIPE.width_mult
+    images: int = RECIPE.images
     workers: int = 1
     seed: int = 0
     cheap_score: str = "gradpath"
@@ -315,7 +316,7 @@ def _pareto_fronts(points: list[tuple[float, float]]) -> list[list[int]]:
         remaining.sort(key=lambda i: (points[i][1], -points[i][0]))
         front, rest, best = [], [], -math.inf
         for i in remaining:
-            if points[i][0] > best:
+            if points[i][0] > best or (front and points[i] == points[front[-1]]):  # equal points tie
                 front.append(i)
                 best = points[i][0]
             else:
@@ -367,6 +368,7 @@ def _proxy_trainable(config: dict[str, Any]) -> None:
     from search_spaces import parse_yaml
 
     o, job = config["options"], config["trial"]
+    claim = _claim_trial_dir(Path(job["out_dir"]))  # held until this worker process exits
     fire = _fault_injector(o.get("fault"), job["number"])
     fire(0)
     reported = [0]
@@ -400,6 +402,47 @@ def _proxy_trainable(config: dict[str, Any]) -> None:
         # the training ended but before Optuna was told): report the result it holds, else
         # Tune ends the trial without a result and it would be recorded as stopped early
         tell_tune(result["epochs_done"], result)
+    os.close(claim)
+
+
+def _claim_trial_dir(out_dir: Path, wait_s: float = 600) -> int:
+    """One trainer per trial folder, so two never write one checkpoint at once.
+
+    A SIGKILLed search leaves its Ray trial workers running for a while (measured: up to a minute
+    and more, see docs/reliability.md); the re-run's worker for the same trial would train beside
+    them into the same folder. The folder's ``.worker.lock`` (an ``flock``, freed when its holder
+    dies) is held for the whole training; a holder that is a Ray worker can only be such a stale
+    one (this search holds the run's lock), so it is killed; anything else is waited for."""
+    import fcntl
+    import signal
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out_dir / ".worker.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            holder = int(text) if text.isdigit() else 0
+            if holder and _is_ray_worker(holder):
+                with contextlib.suppress(OSError):
+                    os.kill(holder, signal.SIGKILL)
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise RuntimeError(f"{out_dir} is in use by process {holder} (not a Ray worker of this run)") from None
+            time.sleep(0.2)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def _is_ray_worker(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::")
+    except OSError:  # gone, or no /proc (then: wait, never kill)
+        return False
 
 
 FAULT_ENV = "GRADPATH_FAULT"

@@ -59,7 +59,8 @@ def test_rank_fit_recovers_the_informative_feature() -> None:
     x = np.column_stack([noise, signal])
     w = fit_rank_linear(x, y)
     assert abs(w[1]) > 5 * abs(w[0])
-    assert cv_tau(x, y, repeats=5)["cv_kendall_tau"] > 0.6
+    cv = cv_tau(x, y, repeats=5, baselines={"noise": noise})
+    assert cv["cv_kendall_tau"] > 0.6 and cv["wins_vs.noise"] > 0.9
     assert abs(cv_tau(noise[:, None], y, repeats=5)["cv_kendall_tau"]) < 0.25
     # a single new row is scored by its rank within the training data
     pred = predict_rank_linear(x, w, np.array([[0.0, signal.max() + 1], [0.0, signal.min() - 1]]))

@@ -4,8 +4,6 @@ study names) — exactly one proceeds, the other refuses at once with one clear 
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import signal
 import subprocess
@@ -15,31 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from nas.search import open_storage
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def dashboard_api(app, path: str, query: str = "") -> dict:  # noqa: ANN001 - a WSGI app
-    """GET ``path`` from optuna-dashboard's WSGI app, as the browser would; asserts 200."""
-    status: dict[str, str] = {}
-
-    def start_response(s: str, headers: list, exc_info: object = None) -> None:
-        status["code"] = s
-
-    env = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "CONTENT_LENGTH": "0",
-        "wsgi.input": io.BytesIO(),
-        "wsgi.errors": io.StringIO(),
-        "wsgi.url_scheme": "http",
-    }
-    body = b"".join(app(env, start_response))
-    assert status["code"].startswith("200"), (status, body[:300])
-    return json.loads(body)
+from benchmarks.kill_resume import dashboard_api  # noqa: E402
+from nas.search import open_storage  # noqa: E402
 
 
 def _count_trials(app, study: str) -> int:  # noqa: ANN001
@@ -93,3 +70,43 @@ def test_two_searches_on_one_run_one_refuses_and_the_dashboard_reads_while_the_o
                 f.close()
     # the killed writer's journal still opens and holds at least what the dashboard saw
     assert _count_trials(wsgi(open_storage(None, tmp_path / "c")), "c-cheap") >= seen[-1]
+
+
+_HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.pwrite(fd, str(os.getpid()).encode(), 0)
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("argv0", ["ray::ImplicitFunc.train", "python3"])
+def test_a_stale_trial_worker_is_stopped_before_a_resumed_one_trains(tmp_path: Path, argv0: str) -> None:
+    """A SIGKILLed search leaves Ray trial workers training on; the re-run's worker for the same
+    trial kills such a stale one (a ``ray::`` process holding the trial folder) before it trains,
+    and never kills anything else: it waits, then gives up with a reason."""
+    from nas.search import _claim_trial_dir
+
+    lock = tmp_path / ".worker.lock"
+    holder = subprocess.Popen(
+        [argv0, "-c", _HOLDER, str(lock)], executable=sys.executable, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t = time.monotonic()
+        if argv0.startswith("ray::"):
+            fd = _claim_trial_dir(tmp_path, wait_s=30)
+            assert holder.wait(timeout=10) == -signal.SIGKILL and time.monotonic() - t < 10
+            assert lock.read_text() == str(os.getpid())
+            os.close(fd)
+        else:
+            with pytest.raises(RuntimeError, match=f"in use by process {holder.pid}"):
+                _claim_trial_dir(tmp_path, wait_s=1)
+            assert holder.poll() is None  # not ours to kill
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait()
+        holder.stdout.close()

@@ -198,6 +198,7 @@ SUBPROCESS = [
 ]
 
 
+@pytest.mark.slow
 def test_real_entry_point_sample(fx: Fixtures) -> None:
     jobs = []
     for i, case in enumerate(SUBPROCESS):
