@@ -94,19 +94,15 @@ def snapshot(run: Path) -> dict[str, Any]:
 
 
 def tune_sessions(run: Path) -> list[dict[str, Any]]:
-    """Every Tune session of the run: its start time and, per launched trial, the config key and
-    the epochs it reported."""
-    from search_spaces import parse_yaml
-
+    """Every Tune session of the run: its start time and the config keys of the trials it
+    launched (Tune's ``trial_<n>`` folders; ``n`` is the proxy-study trial number, whose key Optuna
+    holds even for a trial killed before Tune wrote anything into its folder)."""
+    keys = {t.number: t.user_attrs.get("key") for t in _trials(_storage(run), NAME)}
     out = []
     for d in sorted(run.glob("ray/tune-*")):
-        trials = []
-        for t in sorted(d.glob("trial_*")):
-            params = json.loads((t / "params.json").read_text())
-            key = parse_yaml(params["trial"]["config"]).key()
-            rows = (t / "result.json").read_text().splitlines() if (t / "result.json").is_file() else []
-            epochs = [r["epoch"] for r in map(json.loads, filter(None, rows)) if r.get("epoch", 0) > 0]
-            trials.append({"number": params["trial"]["number"], "key": key, "epochs": epochs})
+        trials = [
+            {"number": int(t.name.split("_")[1]), "key": keys.get(int(t.name.split("_")[1]))} for t in d.glob("trial_*")
+        ]
         out.append({"session": d.name, "started": int(d.name.split("-")[1]), "trials": trials})
     return out
 

@@ -75,3 +75,13 @@ def test_candidates_are_feasible_deterministic_and_stratified() -> None:
     assert [c.key() for c in first[:3]] == [candidate(i).key() for i in range(3)]
     assert len({(c.backbone.block, c.neck.block) for c in first}) == 16
     assert all(cost(compile_config(c)).flops < BUDGET for c in first)
+
+
+def test_fitted_cheap_score_directions() -> None:
+    from nas.search import CHEAP_SCORES, cheap_score
+
+    assert "fitted" in CHEAP_SCORES
+    m = {"gradient_combinations": 600_000, "max_shortest_gradient_path": 10}
+    base = cheap_score("fitted", 5e10, 0, m)
+    assert cheap_score("fitted", 1e11, 0, m) > base  # more FLOPs: higher
+    assert cheap_score("fitted", 5e10, 0, {**m, "max_shortest_gradient_path": 6}) > base  # shorter path
