@@ -33,6 +33,8 @@ from nas.cost import cost
 from nas.runio import RunLock, atomic_write_json, atomic_write_text
 
 CHEAP_SCORES = ("gradpath", "fitted", "flops", "params", "synflow", "naswot")
+# the predictor the rank study supports (benchmarks/rank_study.py; README "Does it work?")
+DEFAULT_CHEAP_SCORE = "fitted"
 FINISHED = ("COMPLETE", "PRUNED")
 
 
@@ -57,7 +59,7 @@ class SearchOptions:
     images: int = RECIPE.images
     workers: int = 1
     seed: int = 0
-    cheap_score: str = "gradpath"
+    cheap_score: str = DEFAULT_CHEAP_SCORE
     ray_address: str | None = None
     storage: str | None = None
     runs_dir: str = "runs"
@@ -221,7 +223,7 @@ def _fail_interrupted(study) -> int:  # noqa: ANN001
 
 
 # -- cheap stage -------------------------------------------------------------------------------
-def score_candidate(cfg, kind: str = "gradpath") -> dict[str, Any]:  # noqa: ANN001
+def score_candidate(cfg, kind: str = DEFAULT_CHEAP_SCORE) -> dict[str, Any]:  # noqa: ANN001
     """Compile, cost and score one config: the attributes a cheap trial records.
 
     ``synflow``/``naswot`` also build the proxy-scale model (width ×0.25, 96 px) and record

@@ -33,7 +33,11 @@ def add_search_parsers(sub: Any) -> None:
     p.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: $RAY_ADDRESS or local)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: runs/NAME/optuna.journal)")
     p.add_argument("--seed", type=int, default=D.seed)
-    p.add_argument("--cheap-score", default=D.cheap_score, help="gradpath | flops | params (default: %(default)s)")
+    p.add_argument(
+        "--cheap-score",
+        default=D.cheap_score,
+        help="fitted | gradpath | flops | params | synflow | naswot (default: %(default)s)",
+    )
     p.add_argument("--runs-dir", default=D.runs_dir, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
