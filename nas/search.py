@@ -267,7 +267,7 @@ def cheap_score(
     (``benchmarks/rank_study.py``, ``fit.gradpath+flops``: ridge on standardised features, 38
     candidates; cross-validated Kendall τ 0.59 vs 0.36 for FLOPs alone on the same folds) — more
     FLOPs, a shorter longest-shortest gradient path, and (given those) fewer gradient combinations.
-    How well each ranks proxy AP: docs/does_it_work.md."""
+    How well each ranks proxy AP: README "Does it work?"."""
     if kind == "fitted":
         comb = math.log(max(1, metrics["gradient_combinations"]))
         sgp = float(metrics["max_shortest_gradient_path"] or 0)
