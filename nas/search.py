@@ -376,13 +376,30 @@ def config_hash(key: str) -> str:
 
 def _proxy_trainable(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: one proxy training, reporting AP after every epoch."""
+    o, job = config["options"], config["trial"]
+    claim = _claim_trial_dir(Path(job["out_dir"]))  # held until this worker process exits
+    last_error = Path(job["out_dir"]) / ERROR_FILE
+    last_error.unlink(missing_ok=True)
+    try:
+        _train_trial(o, job)
+    except Exception as e:
+        # our own record of why, written before Tune hears of the failure (Tune's error file may
+        # not have reached the driver when it calls on_trial_error)
+        atomic_write_text(last_error, " ".join(f"{type(e).__name__}: {e}".split())[:500])
+        raise
+    finally:
+        os.close(claim)
+
+
+ERROR_FILE = "last_error.txt"
+
+
+def _train_trial(o: dict[str, Any], job: dict[str, Any]) -> None:
     from ray import tune
 
     from evaluators.train import train_from_config
     from search_spaces import parse_yaml
 
-    o, job = config["options"], config["trial"]
-    claim = _claim_trial_dir(Path(job["out_dir"]))  # held until this worker process exits
     fire = _fault_injector(o.get("fault"), job["number"])
     fire(0)
     reported = [0]
@@ -416,7 +433,6 @@ def _proxy_trainable(config: dict[str, Any]) -> None:
         # the training ended but before Optuna was told): report the result it holds, else
         # Tune ends the trial without a result and it would be recorded as stopped early
         tell_tune(result["epochs_done"], result)
-    os.close(claim)
 
 
 def _claim_trial_dir(out_dir: Path, wait_s: float = 600) -> int:
@@ -568,6 +584,10 @@ def _error_reason(trial: Any) -> str:
     in ``error.txt``), e.g. ``RuntimeError: CUDA out of memory`` or the worker's death."""
     import re
 
+    ours = Path(trial.config["trial"]["out_dir"]) / ERROR_FILE
+    with contextlib.suppress(OSError):
+        if ours.is_file():
+            return ours.read_text(encoding="utf-8").strip()[:500] or "the training raised an exception"
     try:
         text = trial.get_error() or ""
     except Exception:  # noqa: BLE001 - the reason is best effort, the FAIL state is not
