@@ -24,10 +24,8 @@ def summarize(graph: LayerGraph) -> dict[str, Any]:
     """Params, FLOPs and gradient-path metrics of a graph (network level and per layer)."""
     c = cost(graph)
     out: dict[str, Any] = {"params": c.params, "flops": c.flops}
-    try:
-        from nas.metrics import gradient_path_metrics
-    except ImportError:  # the metrics engine is optional until it lands
-        return out
+    from nas.metrics import gradient_path_metrics
+
     out.update(gradient_path_metrics(graph).to_dict())
     return out
 

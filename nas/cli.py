@@ -102,19 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _plugins() -> list[Callable[[Any], None]]:
-    """Subcommands that live beside their implementation (analyze, train, search, ...)."""
-    regs: list[Callable[[Any], None]] = []
-    for mod, fn in (
-        ("nas.analyze_cli", "add_analyze_parser"),
-        ("evaluators.train_cli", "add_train_parser"),
-        ("nas.search_cli", "add_search_parsers"),
-    ):
-        try:
-            module = __import__(mod, fromlist=[fn])
-        except ImportError:
-            continue
-        regs.append(getattr(module, fn))
-    return regs
+    """Subcommands that live beside their implementation (analyze, train, search, ...). Imported
+    directly: a broken plugin must fail loudly, not silently drop its subcommand."""
+    from evaluators.train_cli import add_train_parser
+    from nas.analyze_cli import add_analyze_parser
+    from nas.search_cli import add_search_parsers
+
+    return [add_analyze_parser, add_train_parser, add_search_parsers]
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -127,12 +121,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     fx = sys.modules.get("nas.fx")  # its errors exist only once it is imported (keeps torch out of here)
     if fx is not None:
         errs += [fx.UnsupportedOpError, fx.TraceError]
-    try:
-        from evaluators.errors import DataError
+    from evaluators.errors import DataError
 
-        errs.append(DataError)
-    except ImportError:
-        pass
+    errs.append(DataError)
     return tuple(errs)
 
 
