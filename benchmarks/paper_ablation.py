@@ -2,12 +2,13 @@
 
 Trains the presets — YOLOR-v3, PRN, CSP and its three fusion variants, ELAN {1,1}/{2,1}/{2,2} —
 and YOLOR-CSP with stop-gradient on the identity connection / on the computational block
-(Fig. 9; ``stop_gradient`` on both parts) with the rank study's reduced proxy recipe, for two
-seeds each. Each claim "A beats B" is judged on the seed-mean AP difference against the noise:
+(Fig. 9; ``stop_gradient`` on both parts) with one of the rank study's proxy recipes
+(``--recipe reduced``, the default, or ``default``: the search's own), for two seeds each. Each claim "A beats B" is judged on the seed-mean AP difference against the noise:
 ``agree`` / ``disagree`` when |Δ| exceeds twice the pooled seed-to-seed standard deviation of a
-difference, else ``within noise``. Resumable: ``runs/bench/paper_ablation/<name>/seed<k>/``.
+difference, else ``within noise``. Resumable: ``runs/bench/paper_ablation[_default]/<name>/seed<k>/``;
+``--shard i/n`` splits the trainings between n workers, and a plain run then only analyses.
 
-    .venv/bin/python -m benchmarks.paper_ablation [--seeds 0 1] [--deadline HH:MM]
+    .venv/bin/python -m benchmarks.paper_ablation [--recipe reduced] [--seeds 0 1] [--deadline HH:MM]
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import BENCH_DIR, write_result  # noqa: E402
-from benchmarks.rank_study import RECIPE  # noqa: E402
+from benchmarks.rank_study import RECIPES, result_name  # noqa: E402
 
-OUT = BENCH_DIR / "paper_ablation"
 PRESETS = (
     "yolor-v3",
     "yolor-prn",
@@ -73,6 +73,10 @@ def config(name: str) -> Any:
     return load_config(name)
 
 
+def _done(metrics: Path) -> bool:
+    return metrics.exists() and json.loads(metrics.read_text()).get("status") in ("ok", "failed")
+
+
 def verdict(better: list[float], worse: list[float], sd_diff: float) -> str:
     d = float(np.mean(better) - np.mean(worse))
     if not math.isfinite(sd_diff) or abs(d) <= 2 * sd_diff:
@@ -83,32 +87,35 @@ def verdict(better: list[float], worse: list[float], sd_diff: float) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="reduced")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--shard", default=None, help="i/n: train only jobs j with j mod n == i, no analysis")
     p.add_argument("--deadline", default=None, help="UTC HH:MM: start no training after it")
     p.add_argument("--analyze-only", action="store_true")
     args = p.parse_args(argv)
     from evaluators.train import train_from_config
 
+    recipe, name_out = RECIPES[args.recipe], result_name("paper_ablation", args.recipe)
+    out = BENCH_DIR / name_out
+    shard, of = (int(v) for v in args.shard.split("/")) if args.shard else (0, 1)
     names = list(PRESETS) + list(STOP)
     results: dict[str, dict[int, dict[str, Any]]] = {n: {} for n in names}
-    for seed in args.seeds:  # all names for seed 0 first: a cut-short run still covers every claim
-        for name in names:
-            path = OUT / name / f"seed{seed}" / "metrics.json"
-            done = path.exists() and json.loads(path.read_text()).get("status") in ("ok", "failed")
-            if not done:
-                if args.analyze_only or (args.deadline and time.strftime("%H:%M", time.gmtime()) >= args.deadline):
-                    continue
-                train_from_config(
-                    config(name),
-                    seed=seed,
-                    out_dir=OUT / name / f"seed{seed}",
-                    progress=False,
-                    num_threads=args.threads,
-                    **RECIPE,
-                )
+    # all names for seed 0 first: a cut-short run still covers every claim
+    for j, (seed, name) in enumerate((s, n) for s in args.seeds for n in names):
+        path = out / name / f"seed{seed}" / "metrics.json"
+        if not _done(path):
+            late = args.deadline and time.strftime("%H:%M", time.gmtime()) >= args.deadline
+            if args.analyze_only or late or j % of != shard:
+                continue
+            train_from_config(
+                config(name), seed=seed, out_dir=path.parent, progress=False, num_threads=args.threads, **recipe
+            )
+        if _done(path):
             m = json.loads(path.read_text())
             results[name][seed] = {"AP": float(m.get("AP") or 0.0), "AP50": float(m.get("AP50") or 0.0)}
             print(f"{name} seed {seed}: AP {results[name][seed]['AP']:.4f}", flush=True)
+    if args.shard:
+        return 0
     # seed-to-seed sd of one model's AP, pooled over models with >= 2 seeds; sd of a difference of
     # two seed means = sd * sqrt(2 / n_seeds)
     spreads = [np.var([v["AP"] for v in r.values()], ddof=1) for r in results.values() if len(r) >= 2]
@@ -135,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             }
         )
     write_result(
-        "paper_ablation",
-        {"recipe": RECIPE, "seed_sd_AP": sd, "results": {k: v for k, v in results.items()}, "claims": claims},
+        name_out,
+        {"recipe": {"name": args.recipe, **recipe}, "seed_sd_AP": sd, "results": results, "claims": claims},
     )
     for c in claims:
         print(f"{c['table']}: {c['claim']:50s} {c['verdict']}")

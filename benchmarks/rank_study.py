@@ -3,9 +3,10 @@
 Candidates are feasible configs (< 150 GFLOPs at 640 px) sampled *stratified* over the 16
 (backbone block × neck block) pairs, the other knobs uniform; candidate ``i`` depends only on
 ``(--seed, i)``, so a larger ``--candidates`` extends the same list. Each is trained with one
-reduced proxy recipe (flags below; the default recipe takes 5–9 min per candidate on a shared
-2-core machine, too slow for ≥ 40 candidates); the first ``--repeat-seeds`` are trained again
-with seed 1 to measure the noise ceiling (seed-to-seed Kendall τ).
+proxy recipe: ``--recipe reduced`` (96 px, 5 epochs; the default recipe takes 5–9 min per
+candidate on a shared 2-core machine, too slow for ≥ 40 candidates) or ``--recipe default`` (the
+search's own, on a GPU or many cores: ``benchmarks/parallel_studies.sh``). The first
+``--repeat-seeds`` are trained again with seed 1 to measure the noise ceiling (seed-to-seed τ).
 
 Reported, with bootstrap 95 % CIs over candidates: Kendall τ and Spearman ρ between proxy AP and
 every network-level gradient-path metric, the cheap scores, FLOPs, params, synflow and NASWOT;
@@ -17,6 +18,8 @@ zero-cost features ``<hash>/features.json``; a re-run reuses both.
     .venv/bin/python -m benchmarks.rank_study --shard 0/2 --threads 1 &   # two workers
     .venv/bin/python -m benchmarks.rank_study --shard 1/2 --threads 1 &
     .venv/bin/python -m benchmarks.rank_study --analyze-only             # tables + plot
+
+Results: ``runs/bench/rank_study.json``/``.png`` (reduced recipe), ``rank_study_default.*``.
 """
 
 from __future__ import annotations
@@ -38,10 +41,30 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import BENCH_DIR, write_result  # noqa: E402
+from evaluators.recipe import DEFAULT as RECIPE_DEFAULT  # noqa: E402
 
 BUDGET = 150e9  # FLOPs at 640 px: the feasibility limit of the study
 STUDY_DIR = BENCH_DIR / "rank_study"
-RECIPE = {"epochs": 5, "images": 480, "img_size": 96, "width_mult": 0.25}
+RECIPES = {
+    # what two shared CPU cores finish for >= 40 candidates in a few hours
+    "reduced": {"epochs": 5, "images": 480, "img_size": 96, "width_mult": 0.25},
+    # a plumbing check of the scripts in seconds, meaningless as a ranking
+    "smoke": {"epochs": 1, "images": 16, "img_size": 64, "width_mult": 0.25},
+    # the search's own proxy recipe (evaluators.recipe.DEFAULT): on a GPU, or with many cores
+    "default": {
+        "epochs": RECIPE_DEFAULT.epochs,
+        "images": RECIPE_DEFAULT.images,
+        "img_size": RECIPE_DEFAULT.img_size,
+        "width_mult": RECIPE_DEFAULT.width_mult,
+    },
+}
+
+
+def result_name(stem: str, recipe_name: str) -> str:
+    """``rank_study`` for the reduced recipe (the first study), ``rank_study_default`` etc."""
+    return stem if recipe_name == "reduced" else f"{stem}_{recipe_name}"
+
+
 METRIC_KEYS = (
     "max_shortest_gradient_path",
     "longest_gradient_path",
@@ -318,9 +341,14 @@ def finished(cfg: Any, recipe: dict[str, Any], seed: int) -> dict[str, Any] | No
 def predictors(f: dict[str, Any]) -> dict[str, float]:
     """Every predictor of the report, oriented so that higher should mean better (FLOPs and
     params as-is: bigger nets learn more; a negative τ then says the opposite)."""
+    from nas.search import cheap_score
+
     m = f["metrics"]
     out = {f"gp.{k}": float(m[k]) for k in METRIC_KEYS}
     out["cheap.gradpath"] = float(f["gradpath"])
+    # the shipped default: fitted on the reduced-recipe study, so in-sample there and a held-out
+    # test on any other recipe's study
+    out["cheap.fitted"] = cheap_score("fitted", f["flops"], f["params"], m)
     out["flops"] = float(f["flops"])
     out["params"] = float(f["params"])
     out["synflow"] = float(f["synflow"])
@@ -337,6 +365,7 @@ EXPECTED_SIGN = {
     "gp.distinct_gradient_combinations": 1,
     "gp.duplicate_gradient_ratio": -1,
     "cheap.gradpath": 1,
+    "cheap.fitted": 1,
     "flops": 1,
     "params": 1,
     "synflow": 1,
@@ -375,6 +404,7 @@ def collect(cands: list[Any], recipe: dict[str, Any]) -> list[dict[str, Any]]:
                 "AP50_seed1": None if r1 is None else float(r1.get("AP50") or 0.0),
                 "status": r0["status"],
                 "wall_time_s": r0.get("wall_time_s"),
+                "device": r0.get("device"),
                 "predictors": predictors(f),
             }
         )
@@ -442,17 +472,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidates", type=int, default=40)
     p.add_argument("--repeat-seeds", type=int, default=10, help="the first N candidates also get seed 1")
     p.add_argument("--seed", type=int, default=0, help="candidate sampling seed")
-    p.add_argument("--epochs", type=int, default=RECIPE["epochs"])
-    p.add_argument("--images", type=int, default=RECIPE["images"])
-    p.add_argument("--img-size", type=int, default=RECIPE["img_size"])
-    p.add_argument("--width-mult", type=float, default=RECIPE["width_mult"])
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="reduced", help="proxy recipe (see RECIPES)")
     p.add_argument("--threads", type=int, default=1, help="1: on a shared machine 2 threads ran 15x slower")
     p.add_argument("--shard", default="0/1", help="i/n: train only jobs j with j mod n == i")
     p.add_argument("--analyze-only", action="store_true")
     p.add_argument("--deadline", default=None, help="UTC HH:MM: start no training after it")
     p.add_argument("--bootstrap", type=int, default=1000)
     args = p.parse_args(argv)
-    recipe = {"epochs": args.epochs, "images": args.images, "img_size": args.img_size, "width_mult": args.width_mult}
+    recipe = RECIPES[args.recipe]
     cands = candidates(args.candidates, args.seed)
     if not args.analyze_only:
         shard, of = (int(v) for v in args.shard.split("/"))
@@ -479,7 +506,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     reports = {t: analyze(rows, t, args.bootstrap) for t in ("AP", "AP50")}
     result = {
-        "recipe": recipe,
+        "recipe": {"name": args.recipe, **recipe},
+        "devices": sorted({str(r["device"]) for r in rows}),
         "budget_flops_at_640": BUDGET,
         "candidates_requested": args.candidates,
         "candidates_finished": len(rows),
@@ -488,8 +516,9 @@ def main(argv: list[str] | None = None) -> int:
         "reports": reports,
         "rows": rows,
     }
-    write_result("rank_study", result)
-    plot(reports["AP"], rows, BENCH_DIR / "rank_study.png")
+    name = result_name("rank_study", args.recipe)
+    write_result(name, result)
+    plot(reports["AP"], rows, BENCH_DIR / f"{name}.png")
     corr = reports["AP"]["correlations"]
     for k in sorted(corr, key=lambda k: -np.nan_to_num(corr[k]["kendall_tau"], nan=-9)):
         c = corr[k]

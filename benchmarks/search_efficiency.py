@@ -2,7 +2,7 @@
 
 Training is the expensive part, so every arm is given the same number K of trained trials and
 evaluated by table lookup against the configs the rank study already trained
-(``runs/bench/rank_study.json``): an arm may only pick configs from that pool, and a pick's AP is
+(``runs/bench/rank_study[_default].json``, by ``--recipe``): an arm may only pick configs from that pool, and a pick's AP is
 the pool's measured proxy AP (seed 0). Nothing is trained here. Per simulation seed, a random 75 %
 of the pool is "what the cheap stage happened to sample", offered identically to every arm:
 
@@ -20,7 +20,7 @@ Metrics: best AP among the K picks, and the hypervolume of (AP ↑, FLOPs ↓) w
 (AP 0, FLOPs = budget), FLOPs normalised by the budget; both also as a share of the offered set's
 best. Reported for the 3 seeds the issue asks for and, because the simulation is free, for 200.
 
-    .venv/bin/python -m benchmarks.search_efficiency [--k 4 8] [--seeds 3]
+    .venv/bin/python -m benchmarks.search_efficiency [--recipe reduced] [--k 4 8] [--seeds 3]
 """
 
 from __future__ import annotations
@@ -38,7 +38,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import BENCH_DIR, write_result  # noqa: E402
-from benchmarks.rank_study import BUDGET, FITTED, fit_rank_linear, predict_rank_linear, transform  # noqa: E402
+from benchmarks.rank_study import (  # noqa: E402
+    BUDGET,
+    FITTED,
+    RECIPES,
+    fit_rank_linear,
+    predict_rank_linear,
+    result_name,
+    transform,
+)
 
 SCORES = ("gradpath", "flops", "params", "synflow", "naswot")
 PREDICTOR = {
@@ -170,13 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, nargs="+", default=[4, 8], help="trained trials per arm")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--many-seeds", type=int, default=200, help="a second, tighter estimate (0: skip)")
-    p.add_argument("--pool", type=Path, default=BENCH_DIR / "rank_study.json")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="reduced", help="whose rank study is the pool")
     args = p.parse_args(argv)
-    pool = [r for r in json.loads(args.pool.read_text())["rows"] if r["status"] == "ok"]
+    study = json.loads((BENCH_DIR / f"{result_name('rank_study', args.recipe)}.json").read_text())
+    pool = [r for r in study["rows"] if r["status"] == "ok"]
     result: dict[str, Any] = {
         "simulation": "pool-based: arms pick only from configs trained by the rank study (table lookup)",
         "pool_size": len(pool),
-        "recipe": json.loads(args.pool.read_text())["recipe"],
+        "recipe": study["recipe"],
         "results": {},
     }
     for k in args.k:
@@ -196,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {arm:34s} best AP {v['best_AP']:.4f} [{m3['best_AP']:.4f}]  "
                 f"HV {v['hypervolume']:.4f} [{m3['hypervolume']:.4f}]  share {v['hypervolume_share']:.3f}"
             )
-    write_result("search_efficiency", result)
+    write_result(result_name("search_efficiency", args.recipe), result)
     return 0
 
 
