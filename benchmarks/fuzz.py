@@ -212,7 +212,8 @@ def build_run(runs_dir: Path) -> Path:
 
     from nas.cost import parse_flops
     from nas.runio import atomic_write_json
-    from nas.search import SearchOptions, _mark_constraint, open_storage, score_candidate
+    from nas.search import SearchOptions, score_candidate
+    from nas.storage import mark_constraint, open_storage
     from search_spaces import load_config
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -229,7 +230,7 @@ def build_run(runs_dir: Path) -> Path:
                 t.set_user_attr(k, v)
             t.set_user_attr("params", s["params"])
             t.set_user_attr("metrics", s["metrics"])
-            _mark_constraint(study, t, float(s["flops"] - opts.budget))
+            mark_constraint(study, t, float(s["flops"] - opts.budget))
             if study is cheap:
                 study.tell(t, [s["score"], float(s["flops"])])
             elif i < 3:

@@ -295,7 +295,8 @@ def verify(
     run: Path, kills: list[dict[str, Any]], snapshots: list[dict[str, Any]], end: dict[str, Any], candidates: int
 ) -> dict[str, Any]:
     from nas.cost import parse_flops
-    from nas.search import config_hash, select_candidates
+    from nas.search import select_candidates
+    from nas.tune_runner import config_hash
 
     lost_cheap = lost_proxy = 0
     for snap in snapshots:
@@ -357,7 +358,7 @@ def storage_opens(run: Path) -> dict[str, Any]:
     import optuna
     from optuna_dashboard import wsgi
 
-    from nas.search import open_storage
+    from nas.storage import open_storage
 
     out: dict[str, Any] = {"ok": False}
     storage = open_storage(None, run)

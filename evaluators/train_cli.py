@@ -89,7 +89,7 @@ def check_args(args: argparse.Namespace) -> None:
     (a UsageError is a ValueError, for callers of ``run_train``)."""
     import math
 
-    from nas.cli import UsageError
+    from nas.errors import UsageError
 
     for name in ("epochs", "images"):
         if getattr(args, name) < 1:

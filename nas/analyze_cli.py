@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from nas.cli import UsageError, _fmt_flops, _fmt_int, _print_json
+from nas.cli import _fmt_flops, _fmt_int, _print_json
+from nas.errors import UsageError
 
 DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
 

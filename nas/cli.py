@@ -9,12 +9,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from nas.errors import SearchError, UsageError
+
 EXIT_USAGE = 2
-
-
-class UsageError(ValueError):
-    """Raised for bad input anywhere under the CLI; becomes one line + exit 2. A ValueError, so
-    the functions behind the subcommands can raise it where plain Python callers expect one."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -114,7 +111,6 @@ def _plugins() -> list[Callable[[Any], None]]:
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user."""
     from nas.ir import GraphError
-    from nas.search import SearchError
     from search_spaces.config import ConfigError
 
     errs: list[type[BaseException]] = [UsageError, ConfigError, GraphError, SearchError]

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nas.search import SearchError, open_storage
+from nas.errors import SearchError
+from nas.storage import open_storage
 
 
 def _open_run(run_dir: str | Path):  # noqa: ANN202

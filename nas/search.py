@@ -12,17 +12,17 @@
 Resume: the same command again keeps every finished trial, marks the ones a kill interrupted
 as FAIL (``interrupted``) and re-runs them (their per-epoch checkpoints make the re-run
 continue, not restart), and recomputes nothing finished.
+
+This module holds the options, the cheap stage, the selection and the driver; the proxy stage
+is ``nas.tune_runner``, the Optuna storage ``nas.storage``, the outputs ``nas.report``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
-import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,16 +30,25 @@ from typing import Any
 
 from evaluators.recipe import DEFAULT as RECIPE
 from nas.cost import cost
-from nas.runio import RunLock, atomic_write_json, atomic_write_text
+from nas.errors import SearchError
+from nas.report import format_front, pareto_fronts, progress_bar, write_outputs
+from nas.runio import RunLock, atomic_write_json
+from nas.storage import fail_interrupted, mark_constraint, open_storage, prepare_journal
+from nas.tune_runner import proxy_stage
+
+__all__ = [
+    "SearchError",
+    "SearchOptions",
+    "cheap_score",
+    "cheap_stage",
+    "score_candidate",
+    "search",
+    "select_candidates",
+]
 
 CHEAP_SCORES = ("gradpath", "fitted", "flops", "params", "synflow", "naswot")
 # the predictor the rank study supports (benchmarks/rank_study.py; README "Does it work?")
 DEFAULT_CHEAP_SCORE = "fitted"
-FINISHED = ("COMPLETE", "PRUNED")
-
-
-class SearchError(ValueError):
-    """A user-facing search problem (bad options, storage that cannot be used, run in use)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,96 +141,6 @@ def check_data(opts: SearchOptions) -> None:
         )
 
 
-# -- storage -----------------------------------------------------------------------------------
-def open_storage(url: str | None, run_dir: Path):  # noqa: ANN201 - optuna storage
-    """The default is an Optuna *journal file* (``runs/<name>/optuna.journal``): one append-only
-    file, written under a file lock, which stays readable by optuna-dashboard while the search
-    appends to it and survives a SIGKILL (a torn last record is ignored on load). SQLite, the
-    other single-file choice, is what Optuna's docs warn against under concurrent access (the
-    dashboard reading while Ray callbacks write). ``--storage`` takes any Optuna RDB URL
-    (``postgresql://…``) or a journal file path."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    if url is None or "://" not in url:
-        path = Path(url) if url else run_dir / "optuna.journal"
-        if path.is_dir():
-            raise SearchError(f"--storage: {path} is a folder; accepted: a journal file path or an Optuna RDB URL")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            return JournalStorage(JournalFileBackend(str(path)))
-        except (ValueError, KeyError, TypeError) as e:  # a damaged record: Optuna cannot replay the file
-            raise SearchError(
-                f"{path}: the Optuna journal cannot be read ({type(e).__name__}: {str(e)[:120]}); "
-                "it was damaged outside nas search: restore it from a backup or start another --name"
-            ) from None
-    try:
-        return optuna.storages.RDBStorage(url)
-    except Exception as e:  # noqa: BLE001 - any driver error is a user-facing storage problem
-        raise SearchError(f"--storage: cannot open {url.split('@')[-1]!r} ({type(e).__name__}: {e})") from None
-
-
-def prepare_journal(path: Path, log: Callable[[str], None]) -> None:
-    """Make the run's own journal safe to append to; called only under the run's ``RunLock``.
-
-    A process killed (or a disk that filled) mid-append can leave (a) a torn last record without
-    its newline — the next append would glue a record to it and make the whole file unreadable —
-    and (b) Optuna's lock symlink ``optuna.journal.lock``, which stalls the next writer for its
-    30 s grace period. The lock is ours (no other writer can hold it while we hold the run), and
-    the torn record was never acknowledged, so both are removed."""
-    lock = path.with_name(path.name + ".lock")
-    for _ in range(20):  # a live append (e.g. a note from the dashboard) holds it for milliseconds
-        if not lock.is_symlink() and not lock.exists():
-            break
-        time.sleep(0.1)
-    else:
-        lock.unlink(missing_ok=True)
-    if not path.is_file() or path.stat().st_size == 0:
-        return
-    with open(path, "rb+") as f:
-        f.seek(-1, os.SEEK_END)
-        if f.read(1) == b"\n":
-            return
-        size = f.seek(0, os.SEEK_END)
-        keep = 0
-        block = 1 << 16
-        pos = size
-        while pos > 0:  # find the last newline, scanning back in blocks
-            start = max(0, pos - block)
-            f.seek(start)
-            chunk = f.read(pos - start)
-            i = chunk.rfind(b"\n")
-            if i >= 0:
-                keep = start + i + 1
-                break
-            pos = start
-        f.truncate(keep)
-        f.flush()
-        os.fsync(f.fileno())
-    log(f"warning: {path}: dropped a torn last record ({size - keep} bytes) left by an interrupted write")
-
-
-def _mark_constraint(study, trial, value: float) -> None:  # noqa: ANN001
-    """Record feasibility three ways: Optuna 5's ``set_constraint``, the ``constraints`` system
-    attribute that optuna-dashboard 0.21 reads, and a plain ``feasible`` user attribute."""
-    trial.set_constraint("flops_over_budget", value)
-    study._storage.set_trial_system_attr(trial._trial_id, "constraints", [value])
-    trial.set_user_attr("feasible", value <= 0)
-
-
-def _fail_interrupted(study) -> int:  # noqa: ANN001
-    """Trials left RUNNING by a killed search become FAIL(interrupted); they will be re-run."""
-    import optuna
-
-    n = 0
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-        study._storage.set_trial_user_attr(t._trial_id, "reason", "interrupted (the search process stopped)")
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-        n += 1
-    return n
-
-
 # -- cheap stage -------------------------------------------------------------------------------
 def score_candidate(cfg, kind: str = DEFAULT_CHEAP_SCORE) -> dict[str, Any]:  # noqa: ANN001
     """Compile, cost and score one config: the attributes a cheap trial records.
@@ -308,9 +227,9 @@ def cheap_stage(storage, opts: SearchOptions, progress: bool = True):  # noqa: A
         study_name=f"{opts.name}-cheap", storage=storage, directions=["maximize", "minimize"], load_if_exists=True
     )
     study.set_metric_names([f"{opts.cheap_score}_score", "flops"])
-    _fail_interrupted(study)
+    fail_interrupted(study)
     done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-    bar = _bar(opts.candidates, "cheap stage", progress, initial=done)
+    bar = progress_bar(opts.candidates, "cheap stage", progress, initial=done)
     for i in range(done, opts.candidates):
         # A sampler seeded by the candidate's index: its proposal depends only on the study's
         # history and the index, so a resumed search proposes what an unbroken one would have.
@@ -323,7 +242,7 @@ def cheap_stage(storage, opts: SearchOptions, progress: bool = True):  # noqa: A
         trial.set_user_attr("key", cfg.key())
         trial.set_user_attr("params", s["params"])
         trial.set_user_attr("metrics", s["metrics"])
-        _mark_constraint(study, trial, float(s["flops"] - opts.budget))
+        mark_constraint(study, trial, float(s["flops"] - opts.budget))
         study.tell(trial, [s["score"], float(s["flops"])])
         bar.update(1)
     bar.close()
@@ -331,24 +250,6 @@ def cheap_stage(storage, opts: SearchOptions, progress: bool = True):  # noqa: A
 
 
 # -- selection ---------------------------------------------------------------------------------
-def _pareto_fronts(points: list[tuple[float, float]]) -> list[list[int]]:
-    """Non-dominated sorting for (maximise a, minimise b): peel fronts with a sorted sweep."""
-    remaining = list(range(len(points)))
-    fronts = []
-    while remaining:
-        remaining.sort(key=lambda i: (points[i][1], -points[i][0]))
-        front, rest, best = [], [], -math.inf
-        for i in remaining:
-            if points[i][0] > best or (front and points[i] == points[front[-1]]):  # equal points tie
-                front.append(i)
-                best = points[i][0]
-            else:
-                rest.append(i)
-        fronts.append(front)
-        remaining = rest
-    return fronts
-
-
 def select_candidates(trials: list, k: int, budget: int) -> list:  # noqa: ANN001
     """Feasible, deduplicated, front by front; within a front round-robin over the (backbone,
     neck) block pairs, best score first — so the K trained trials are not K copies of one idea."""
@@ -361,7 +262,7 @@ def select_candidates(trials: list, k: int, budget: int) -> list:  # noqa: ANN00
         seen.add(t.user_attrs["key"])
         pool.append(t)
     chosen = []
-    for front in _pareto_fronts([(t.values[0], t.values[1]) for t in pool]):
+    for front in pareto_fronts([(t.values[0], t.values[1]) for t in pool]):
         groups: dict[tuple[str, str], list] = {}
         for i in sorted(front, key=lambda i: -pool[i].values[0]):
             cfg = yaml.safe_load(pool[i].user_attrs["config"])
@@ -376,476 +277,6 @@ def select_candidates(trials: list, k: int, budget: int) -> list:  # noqa: ANN00
         if len(chosen) >= k:
             break
     return chosen
-
-
-# -- proxy stage -------------------------------------------------------------------------------
-def config_hash(key: str) -> str:
-    return hashlib.sha1(key.encode()).hexdigest()[:12]
-
-
-def _proxy_trainable(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable: one proxy training, reporting AP after every epoch."""
-    o, job = config["options"], config["trial"]
-    claim = _claim_trial_dir(Path(job["out_dir"]))  # held until this worker process exits
-    last_error = Path(job["out_dir"]) / ERROR_FILE
-    last_error.unlink(missing_ok=True)
-    try:
-        _train_trial(o, job)
-    except Exception as e:
-        # our own record of why, written before Tune hears of the failure (Tune's error file may
-        # not have reached the driver when it calls on_trial_error)
-        atomic_write_text(last_error, " ".join(f"{type(e).__name__}: {e}".split())[:500])
-        raise
-    finally:
-        os.close(claim)
-
-
-ERROR_FILE = "last_error.txt"
-
-
-def _train_trial(o: dict[str, Any], job: dict[str, Any]) -> None:
-    from ray import tune
-
-    from evaluators.train import train_from_config
-    from search_spaces import parse_yaml
-
-    fire = _fault_injector(o.get("fault"), job["number"])
-    fire(0)
-    reported = [0]
-
-    def tell_tune(epoch: int, metrics: dict[str, Any]) -> None:
-        reported[0] = epoch
-        tune.report({"epoch": epoch, "AP": float(metrics.get("AP") or 0.0), "AP50": float(metrics.get("AP50") or 0.0)})
-
-    def report(epoch: int, metrics: dict[str, Any]) -> None:
-        fire(epoch)  # after the epoch's checkpoint is written, before Tune hears of the epoch
-        tell_tune(epoch, metrics)
-
-    result = train_from_config(
-        parse_yaml(job["config"]),
-        data=o["data"],
-        epochs=o["epochs"],
-        img_size=o["img_size"],
-        width_mult=o["width_mult"],
-        images=o["images"],
-        seed=o["seed"],
-        out_dir=job["out_dir"],
-        data_root=o["data_root"],
-        num_threads=o["threads"],
-        progress=False,
-        report=report,
-    )
-    if result.get("status") == "failed":
-        tune.report({"epoch": -1, "AP": 0.0, "failed": result.get("reason", "failed")})
-    elif result.get("status") == "ok" and reported[0] < result.get("epochs_done", 0):
-        # resumed from a checkpoint that already held the last epoch (the search was killed after
-        # the training ended but before Optuna was told): report the result it holds, else
-        # Tune ends the trial without a result and it would be recorded as stopped early
-        tell_tune(result["epochs_done"], result)
-
-
-def _claim_trial_dir(out_dir: Path, wait_s: float = 600) -> int:
-    """One trainer per trial folder, so two never write one checkpoint at once.
-
-    A SIGKILLed search leaves its Ray trial workers running for a while (measured: up to a minute
-    and more, see docs/reliability.md); the re-run's worker for the same trial would train beside
-    them into the same folder. The folder's ``.worker.lock`` (an ``flock``, freed when its holder
-    dies) is held for the whole training; a holder that is a Ray worker can only be such a stale
-    one (this search holds the run's lock), so it is killed; anything else is waited for."""
-    import fcntl
-    import signal
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out_dir / ".worker.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            holder = int(text) if text.isdigit() else 0
-            if holder and _is_ray_worker(holder):
-                with contextlib.suppress(OSError):
-                    os.kill(holder, signal.SIGKILL)
-            if time.monotonic() > deadline:
-                os.close(fd)
-                raise RuntimeError(f"{out_dir} is in use by process {holder} (not a Ray worker of this run)") from None
-            time.sleep(0.2)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd
-
-
-def _is_ray_worker(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::")
-    except OSError:  # gone, or no /proc (then: wait, never kill)
-        return False
-
-
-FAULT_ENV = "GRADPATH_FAULT"
-
-
-def _fault_injector(spec: str | None, number: int) -> Callable[[int], None]:
-    """TEST-ONLY fault injection, so tests can prove how the search handles a failing trial.
-
-    ``GRADPATH_FAULT`` (read by the driver, passed to every trial) is a comma-separated list of
-    ``TRIAL:KIND@EPOCH``; TRIAL is a proxy-study trial number or ``*``; the fault fires when
-    EPOCH's checkpoint is written (0: before training). KIND: ``raise`` (an exception: Tune
-    retries once, the retry resumes after the checkpoint), ``kill`` (SIGKILL of the Ray worker
-    process), ``nan`` (every later loss is NaN: the trial ends failed). Unset: does nothing."""
-    fault = None
-    for item in (spec or "").split(","):
-        target, _, rest = item.strip().partition(":")
-        kind, _, epoch = rest.partition("@")
-        if target in ("*", str(number)) and kind in ("raise", "nan", "kill"):
-            fault = (kind, int(epoch or 0))
-    if fault is None:
-        return lambda epoch: None
-    kind, at = fault
-    poisoned = [False]
-    if kind == "nan":
-        import evaluators.train as train_module
-
-        real_loss = train_module.detection_loss
-
-        def nan_loss(*args: Any, **kwargs: Any) -> Any:
-            loss, parts = real_loss(*args, **kwargs)
-            return (loss * float("nan"), parts) if poisoned[0] else (loss, parts)
-
-        train_module.detection_loss = nan_loss  # this worker process only (reuse_actors=False)
-
-    def fire(epoch: int) -> None:
-        if epoch != at:
-            return
-        if kind == "raise":
-            raise RuntimeError(f"injected fault ({FAULT_ENV}) at epoch {epoch}")
-        if kind == "kill":
-            import signal
-
-            os.kill(os.getpid(), signal.SIGKILL)
-        poisoned[0] = True
-
-    return fire
-
-
-def _tune_callback(study, pending: dict[int, Any], epochs: int, bar: Any, failure: list[BaseException]):  # noqa: ANN001, ANN202
-    """Tells Optuna as each Ray trial ends, in the driver, so a kill loses nothing finished.
-
-    A storage write that fails here (disk full, permission lost) is kept in ``failure`` instead of
-    raised: Tune would treat it as the *trial's* failure and retry the trial. The search's stopper
-    then ends every trial and ``_run_tune`` raises it: one clear error, nothing told after it."""
-    import optuna
-    from ray.tune import Callback
-
-    class OptunaTeller(Callback):
-        def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001, ANN003
-            if result.get("epoch", 0) > 0:
-                bar.set_postfix_str(
-                    f"trial {trial.config['trial']['number']} epoch {result['epoch']} AP {result['AP']:.3f}"
-                )
-
-        def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN003
-            number = trial.config["trial"]["number"]
-            if failure:  # the storage failed: leave the trial RUNNING, the next run re-runs it
-                return
-            ot = pending.pop(number, None)
-            if ot is None:
-                return
-            last = trial.last_result or {}
-            try:
-                if "failed" in last:
-                    ot.set_user_attr("reason", str(last["failed"]))
-                    study.tell(ot, state=optuna.trial.TrialState.FAIL)
-                elif last.get("epoch", 0) >= epochs:
-                    ot.set_user_attr("AP50", last.get("AP50"))
-                    study.tell(ot, [float(last["AP"]), ot.user_attrs["flops"]])
-                else:
-                    ot.set_user_attr("last_AP", last.get("AP"))
-                    ot.set_user_attr("epochs_done", last.get("epoch", 0))
-                    ot.set_user_attr("reason", "stopped early by ASHA")
-                    study.tell(ot, state=optuna.trial.TrialState.PRUNED)
-            except Exception as e:  # noqa: BLE001 - any storage error stops the search, see above
-                failure.append(e)
-                return
-            bar.update(1)
-
-        def on_trial_error(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN003
-            if failure:
-                return
-            ot = pending.pop(trial.config["trial"]["number"], None)
-            if ot is None:
-                return
-            try:
-                ot.set_user_attr("reason", _error_reason(trial))
-                study.tell(ot, state=optuna.trial.TrialState.FAIL)
-            except Exception as e:  # noqa: BLE001
-                failure.append(e)
-                return
-            bar.update(1)
-
-    return OptunaTeller()
-
-
-def _error_reason(trial: Any) -> str:
-    """The last ``SomeError: message`` line of the trial's last error (Tune keeps the traceback
-    in ``error.txt``), e.g. ``RuntimeError: CUDA out of memory`` or the worker's death."""
-    import re
-
-    ours = Path(trial.config["trial"]["out_dir"]) / ERROR_FILE
-    with contextlib.suppress(OSError):
-        if ours.is_file():
-            return ours.read_text(encoding="utf-8").strip()[:500] or "the training raised an exception"
-    try:
-        text = trial.get_error() or ""
-    except Exception:  # noqa: BLE001 - the reason is best effort, the FAIL state is not
-        text = ""
-    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip() and not ln.startswith("Failure #")]
-    errors = [ln for ln in lines if re.match(r"^[\w.]*(Error|Exception|Interrupt)\b.*", ln)]
-    reason = (errors or lines or ["the training raised an exception"])[-1]
-    return reason[:500]
-
-
-def proxy_stage(storage, opts: SearchOptions, chosen: list, progress: bool = True):  # noqa: ANN001, ANN201
-    import optuna
-
-    from search_spaces import parse_yaml
-    from search_spaces.space import SPACES
-
-    space = SPACES[opts.space]
-    study = optuna.create_study(
-        study_name=opts.name, storage=storage, directions=["maximize", "minimize"], load_if_exists=True
-    )
-    study.set_metric_names(["AP", "flops"])
-    _fail_interrupted(study)
-    finished = {
-        t.user_attrs.get("key")
-        for t in study.get_trials(deepcopy=False)
-        if t.state.name in FINISHED or (t.state.name == "FAIL" and not t.user_attrs.get("interrupted"))
-    }
-    todo = [t for t in chosen if t.user_attrs["key"] not in finished]
-    if not todo:
-        return study
-    pending: dict[int, Any] = {}
-    ray_trials = []
-    for cheap in todo:
-        cfg = parse_yaml(cheap.user_attrs["config"])
-        study.enqueue_trial(space.params_of(cfg), skip_if_exists=False)
-        ot = study.ask()
-        assert space.suggest(ot) == cfg
-        ot.set_user_attr("config", cheap.user_attrs["config"])
-        ot.set_user_attr("key", cheap.user_attrs["key"])
-        ot.set_user_attr("flops", cheap.values[1])
-        ot.set_user_attr("params", cheap.user_attrs["params"])
-        ot.set_user_attr("metrics", cheap.user_attrs["metrics"])
-        ot.set_user_attr("cheap_trial", cheap.number)
-        ot.set_user_attr("cheap_score", cheap.values[0])
-        _mark_constraint(study, ot, cheap.values[1] - opts.budget)
-        pending[ot.number] = ot
-        out_dir = (opts.run_dir / "trials" / config_hash(cheap.user_attrs["key"])).resolve()
-        ray_trials.append({"number": ot.number, "config": cheap.user_attrs["config"], "out_dir": str(out_dir)})
-    bar = _bar(len(chosen), "proxy stage", progress, initial=len(chosen) - len(todo))
-    try:
-        _run_tune(opts, ray_trials, study, pending, bar)
-    finally:
-        bar.close()
-    return study
-
-
-def _stop_all(failure: list[BaseException]) -> Any:
-    from ray.tune.stopper import Stopper
-
-    class StopAll(Stopper):
-        """Ends every trial once the storage has failed (see ``_tune_callback``)."""
-
-        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-            return bool(failure)
-
-        def stop_all(self) -> bool:
-            return bool(failure)
-
-    return StopAll()
-
-
-def _run_tune(opts: SearchOptions, ray_trials: list[dict[str, Any]], study, pending, bar) -> None:  # noqa: ANN001
-    import ray
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
-
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    started = not ray.is_initialized()
-    if started:
-        address = opts.ray_address or os.environ.get("RAY_ADDRESS")
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            # a local cluster stays on loopback: nothing of it is reachable from the network
-            ray.init(num_cpus=os.cpu_count(), _node_ip_address="127.0.0.1", **kwargs)
-    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // opts.workers)
-    options = {
-        "data": str(Path(opts.data).resolve()) if opts.data != "shapes" else "shapes",
-        "epochs": opts.epochs,
-        "img_size": opts.img_size,
-        "width_mult": opts.width_mult,
-        "images": opts.images,
-        "seed": opts.seed,
-        "threads": cpus,
-        "data_root": str(Path(opts.runs_dir).resolve()),
-        "fault": os.environ.get(FAULT_ENV),  # test-only, see _fault_injector
-    }
-    param_space = {"options": options, "trial": tune.grid_search(ray_trials)}
-    failure: list[BaseException] = []
-    # max_t one past the last epoch: ASHA only ever stops trials early; a trial that reaches its
-    # last epoch ends by returning, so "completed" and "stopped by ASHA" stay distinguishable.
-    scheduler = ASHAScheduler(
-        metric="AP",
-        mode="max",
-        time_attr="training_iteration",
-        max_t=opts.epochs + 1,
-        grace_period=max(1, opts.epochs // 3),
-    )
-    tuner = tune.Tuner(
-        tune.with_resources(_proxy_trainable, {"cpu": cpus}),
-        param_space=param_space,
-        tune_config=tune.TuneConfig(
-            scheduler=scheduler,
-            max_concurrent_trials=opts.workers,
-            reuse_actors=False,
-            trial_dirname_creator=lambda t: f"trial_{t.config['trial']['number']}",
-        ),
-        run_config=tune.RunConfig(
-            name=f"tune-{int(time.time())}",
-            storage_path=str((opts.run_dir / "ray").resolve()),
-            verbose=0,
-            callbacks=[_tune_callback(study, pending, opts.epochs, bar, failure)],
-            stop=_stop_all(failure),
-            failure_config=tune.FailureConfig(max_failures=1),
-        ),
-    )
-    try:
-        tuner.fit()
-    finally:
-        if started:  # our local Ray: stop its processes now, not at interpreter exit
-            ray.shutdown()
-    if failure:
-        e = failure[0]
-        text = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
-        raise SearchError(
-            f"the search stopped: recording a trial in its storage failed ({text}); every trial recorded "
-            "before is kept: fix the cause (disk space, permissions) and re-run the same command to resume"
-        ) from e
-
-
-# -- outputs -----------------------------------------------------------------------------------
-def trained_rows(study) -> list[dict[str, Any]]:  # noqa: ANN001
-    """Every trained trial of the proxy study as a plain dict (``summary.json``)."""
-    import yaml
-
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        if t.state.name not in ("COMPLETE", "PRUNED", "FAIL") or t.user_attrs.get("interrupted"):
-            continue
-        rows.append(
-            {
-                "trial": t.number,
-                "state": t.state.name,
-                "AP": t.values[0] if t.values else None,
-                "AP50": t.user_attrs.get("AP50"),
-                "last_AP": t.user_attrs.get("last_AP"),
-                "reason": t.user_attrs.get("reason"),
-                "flops": int(t.user_attrs["flops"]),
-                "params": t.user_attrs["params"],
-                "knobs": t.params,
-                "metrics": t.user_attrs["metrics"],
-                "config": yaml.safe_load(t.user_attrs["config"]),
-            }
-        )
-    return rows
-
-
-def pareto_rows(rows: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
-    done = [r for r in rows if r["state"] == "COMPLETE" and r["flops"] <= budget]
-    front = _pareto_fronts([(r["AP"], r["flops"]) for r in done])
-    return sorted((done[i] for i in front[0]), key=lambda r: r["flops"]) if front else []
-
-
-def write_outputs(study, opts: SearchOptions) -> dict[str, Any]:  # noqa: ANN001
-    from search_spaces import parse_yaml
-
-    rows = trained_rows(study)
-    front = pareto_rows(rows, opts.budget)
-    best = max(front, key=lambda r: (r["AP"], -r["flops"])) if front else None
-    summary = {"options": opts.identity(), "budget": opts.budget, "trials": rows, "pareto": [r["trial"] for r in front]}
-    summary["best_trial"] = best["trial"] if best else None
-    if best is not None:
-        atomic_write_text(opts.run_dir / "best.yaml", parse_yaml(_yaml_of(study, best["trial"])).to_yaml())
-    atomic_write_json(opts.run_dir / "summary.json", summary)
-    plot_pareto(rows, front, opts.budget, opts.run_dir / "pareto.png")
-    return summary
-
-
-def _yaml_of(study, number: int) -> str:  # noqa: ANN001
-    return study.trials[number].user_attrs["config"]
-
-
-def plot_pareto(rows: list[dict[str, Any]], front: list[dict[str, Any]], budget: int, path: Path) -> None:
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    done = [r for r in rows if r["state"] == "COMPLETE"]
-    pruned = [r for r in rows if r["state"] == "PRUNED" and r["last_AP"] is not None]
-    ax.scatter([r["flops"] / 1e9 for r in done], [r["AP"] for r in done], c="tab:blue", label="trained")
-    ax.scatter(
-        [r["flops"] / 1e9 for r in pruned], [r["last_AP"] for r in pruned], c="lightgray", label="stopped (last AP)"
-    )
-    if front:
-        ax.plot([r["flops"] / 1e9 for r in front], [r["AP"] for r in front], "o-", c="tab:red", label="Pareto front")
-    ax.axvline(budget / 1e9, ls="--", c="k", label="budget")
-    ax.set_xlabel("GFLOPs (full size)")
-    ax.set_ylabel("proxy box AP")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(alpha=0.3)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    from nas.runio import atomic_write_bytes
-
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def format_front(summary: dict[str, Any]) -> str:
-    by_number = {r["trial"]: r for r in summary["trials"]}
-    lines = [f"{'trial':>5}  {'GFLOPs':>7}  {'AP':>6}  {'backbone':<22} {'neck':<22}"]
-    for n in summary["pareto"]:
-        r = by_number[n]
-        mark = " *" if n == summary["best_trial"] else ""
-        lines.append(
-            f"{n:>5}  {r['flops'] / 1e9:7.1f}  {r['AP']:6.3f}  {_part(r['config']['backbone']):<22} {_part(r['config']['neck']):<22}{mark}"
-        )
-    return "\n".join(lines)
-
-
-def _part(p: dict[str, Any]) -> str:
-    extra = {
-        "prn": f"m={p['mask_fraction']}",
-        "csp": f"r={p['split_ratio']},{p['fusion']}",
-        "elan": f"r={p['split_ratio']},s={p['elan_stack']}",
-    }
-    return f"{p['block']} {extra.get(p['block'], '')}".strip()
-
-
-def _bar(total: int, desc: str, enabled: bool, initial: int = 0):  # noqa: ANN202
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, initial=initial, disable=not enabled, file=sys.stderr, dynamic_ncols=True)
 
 
 # -- the whole search --------------------------------------------------------------------------

@@ -61,8 +61,8 @@ def add_search_parsers(sub: Any) -> None:
 
 
 def _flops(text: str, flag: str = "--budget") -> int:
-    from nas.cli import UsageError
     from nas.cost import parse_flops
+    from nas.errors import UsageError
 
     try:
         return parse_flops(text)

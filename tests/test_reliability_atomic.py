@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from nas.cost import parse_flops
-from nas.search import SearchOptions, cheap_stage, open_storage, prepare_journal
+from nas.search import SearchOptions, cheap_stage
+from nas.storage import open_storage, prepare_journal
 
 _WRITER = """
 import sys

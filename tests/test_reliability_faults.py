@@ -8,7 +8,7 @@
 - storage faults (disk full, permission denied, a file where a folder must be) stop the search
   with one clear error, exit 2, leave every recorded trial readable, and a re-run resumes.
 
-Faults are injected with the test-only ``GRADPATH_FAULT`` hook (``nas.search._fault_injector``)
+Faults are injected with the test-only ``GRADPATH_FAULT`` hook (``nas.tune_runner._fault_injector``)
 or by patching the storage in the search process."""
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from pathlib import Path
 import pytest
 
 from nas.cost import parse_flops
-from nas.search import SearchOptions, config_hash, open_storage, prepare_journal
+from nas.search import SearchOptions
+from nas.storage import open_storage, prepare_journal
+from nas.tune_runner import config_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--candidates", "60", "--epochs", "2", "--images", "8", "--img-size", "64", "--workers", "2"]
@@ -133,7 +135,7 @@ def test_broken_annotation_file_stops_the_search_before_anything_is_written(tmp_
 _FAIL_APPENDS = """
 import errno, sys
 from optuna.storages.journal import JournalFileBackend
-import nas.search as S
+import nas.tune_runner as T
 
 armed = [{armed}]
 real_append = JournalFileBackend.append_logs
@@ -148,13 +150,13 @@ def append_logs(self, logs):
     raise OSError(errno.{err}, "{text}", self._file_path)
 
 JournalFileBackend.append_logs = append_logs
-real_run_tune = S._run_tune
+real_run_tune = T._run_tune
 
 def run_tune(*args, **kwargs):  # arm once the proxy stage's trials are about to be told
     armed[0] = True
     return real_run_tune(*args, **kwargs)
 
-S._run_tune = run_tune
+T._run_tune = run_tune
 from nas.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -252,7 +254,7 @@ def test_disk_full_writing_the_outputs_keeps_the_old_ones_and_leaves_no_temp_fil
     import nas.runio
     from benchmarks.fuzz import RUN_NAME, build_run
     from nas.cli import main
-    from nas.search import write_outputs
+    from nas.report import write_outputs
 
     run = build_run(tmp_path)
     opts = SearchOptions(**json.loads((run / "search.json").read_text()), runs_dir=str(tmp_path))

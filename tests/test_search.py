@@ -17,7 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nas.cost import parse_flops
-from nas.search import SearchOptions, _pareto_fronts, cheap_stage, open_storage, score_candidate, select_candidates
+from nas.report import pareto_fronts
+from nas.search import SearchOptions, cheap_stage, score_candidate, select_candidates
+from nas.storage import open_storage
 from search_spaces import parse_yaml
 
 TINY = ["--candidates", "120", "--trials", "2", "--epochs", "2", "--images", "32", "--img-size", "64"]
@@ -49,7 +51,7 @@ def test_pareto_fronts_match_brute_force(points):
     def dominates(a, b):
         return a[0] >= b[0] and a[1] <= b[1] and a != b
 
-    fronts = _pareto_fronts(points)
+    fronts = pareto_fronts(points)
     assert sorted(i for f in fronts for i in f) == list(range(len(points)))
     first = {i for i, p in enumerate(points) if not any(dominates(q, p) for q in points)}
     assert set(fronts[0]) == first

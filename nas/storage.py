@@ -1,0 +1,100 @@
+"""The search's Optuna storage: opening it (a journal file by default), repairing what a kill
+left in the journal, and the trial bookkeeping both stages share."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from nas.errors import SearchError
+
+
+def open_storage(url: str | None, run_dir: Path):  # noqa: ANN201 - optuna storage
+    """The default is an Optuna *journal file* (``runs/<name>/optuna.journal``): one append-only
+    file, written under a file lock, which stays readable by optuna-dashboard while the search
+    appends to it and survives a SIGKILL (a torn last record is ignored on load). SQLite, the
+    other single-file choice, is what Optuna's docs warn against under concurrent access (the
+    dashboard reading while Ray callbacks write). ``--storage`` takes any Optuna RDB URL
+    (``postgresql://…``) or a journal file path."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if url is None or "://" not in url:
+        path = Path(url) if url else run_dir / "optuna.journal"
+        if path.is_dir():
+            raise SearchError(f"--storage: {path} is a folder; accepted: a journal file path or an Optuna RDB URL")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return JournalStorage(JournalFileBackend(str(path)))
+        except (ValueError, KeyError, TypeError) as e:  # a damaged record: Optuna cannot replay the file
+            raise SearchError(
+                f"{path}: the Optuna journal cannot be read ({type(e).__name__}: {str(e)[:120]}); "
+                "it was damaged outside nas search: restore it from a backup or start another --name"
+            ) from None
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as e:  # noqa: BLE001 - any driver error is a user-facing storage problem
+        raise SearchError(f"--storage: cannot open {url.split('@')[-1]!r} ({type(e).__name__}: {e})") from None
+
+
+def prepare_journal(path: Path, log: Callable[[str], None]) -> None:
+    """Make the run's own journal safe to append to; called only under the run's ``RunLock``.
+
+    A process killed (or a disk that filled) mid-append can leave (a) a torn last record without
+    its newline — the next append would glue a record to it and make the whole file unreadable —
+    and (b) Optuna's lock symlink ``optuna.journal.lock``, which stalls the next writer for its
+    30 s grace period. The lock is ours (no other writer can hold it while we hold the run), and
+    the torn record was never acknowledged, so both are removed."""
+    lock = path.with_name(path.name + ".lock")
+    for _ in range(20):  # a live append (e.g. a note from the dashboard) holds it for milliseconds
+        if not lock.is_symlink() and not lock.exists():
+            break
+        time.sleep(0.1)
+    else:
+        lock.unlink(missing_ok=True)
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        size = f.seek(0, os.SEEK_END)
+        keep = 0
+        block = 1 << 16
+        pos = size
+        while pos > 0:  # find the last newline, scanning back in blocks
+            start = max(0, pos - block)
+            f.seek(start)
+            chunk = f.read(pos - start)
+            i = chunk.rfind(b"\n")
+            if i >= 0:
+                keep = start + i + 1
+                break
+            pos = start
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    log(f"warning: {path}: dropped a torn last record ({size - keep} bytes) left by an interrupted write")
+
+
+def mark_constraint(study, trial, value: float) -> None:  # noqa: ANN001
+    """Record feasibility three ways: Optuna 5's ``set_constraint``, the ``constraints`` system
+    attribute that optuna-dashboard 0.21 reads, and a plain ``feasible`` user attribute."""
+    trial.set_constraint("flops_over_budget", value)
+    study._storage.set_trial_system_attr(trial._trial_id, "constraints", [value])
+    trial.set_user_attr("feasible", value <= 0)
+
+
+def fail_interrupted(study) -> int:  # noqa: ANN001
+    """Trials left RUNNING by a killed search become FAIL(interrupted); they will be re-run."""
+    import optuna
+
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+        study._storage.set_trial_user_attr(t._trial_id, "reason", "interrupted (the search process stopped)")
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        n += 1
+    return n
