@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import search_cmd
 
 from nas.cost import parse_flops
 from nas.search import SearchOptions
@@ -31,22 +32,6 @@ from nas.tune_runner import config_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--candidates", "60", "--epochs", "2", "--images", "8", "--img-size", "64", "--workers", "2"]
-
-
-def _search(tmp: Path, name: str, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "nas.cli",
-        "search",
-        "--budget",
-        "45G",
-        "--name",
-        name,
-        "--runs-dir",
-        str(tmp),
-        *extra,
-    ]
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -91,7 +76,7 @@ def test_killed_raising_and_nan_trials_are_retried_or_failed_and_the_search_comp
     # 2: loss NaN from the first step; 3: raises once after epoch 1's checkpoint
     fault = "0:kill@1,1:raise@0,2:nan@0,3:raise@1"
     proc = _run(
-        _search(tmp_path, "f", *TINY, "--trials", "4", "--data", str(data), "--json"), {"GRADPATH_FAULT": fault}
+        search_cmd(tmp_path, "f", *TINY, "--trials", "4", "--data", str(data), "--json"), {"GRADPATH_FAULT": fault}
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)  # stdout stays pure JSON although Ray reports the dead worker
@@ -125,7 +110,7 @@ def test_broken_annotation_file_stops_the_search_before_anything_is_written(tmp_
     data = tmp_path / "coco"
     data.mkdir()
     (data / "instances_val.json").write_text('{"images": [{"id": 1, "file_name": "a.jpg"}], "categories": [}')
-    proc = _run(_search(tmp_path / "runs", "b", "--data", str(data)), timeout=120)
+    proc = _run(search_cmd(tmp_path / "runs", "b", "--data", str(data)), timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: --data: cannot read COCO annotations")
     assert not (tmp_path / "runs").exists()
@@ -168,7 +153,7 @@ def _patched(code: str, argv: list[str]) -> list[str]:
 
 @pytest.mark.slow
 def test_disk_full_while_recording_a_trial_stops_cleanly_and_the_rerun_recomputes_nothing(tmp_path: Path) -> None:
-    cmd = _search(tmp_path, "d", *TINY, "--trials", "2")
+    cmd = search_cmd(tmp_path, "d", *TINY, "--trials", "2")
     code = _FAIL_APPENDS.format(armed="False", err="ENOSPC", text="No space left on device")
     proc = _run(_patched(code, cmd))
     assert proc.returncode == 2, proc.stderr[-3000:]
@@ -208,7 +193,7 @@ def _epoch(path: Path) -> int:
 
 def test_permission_denied_on_the_journal_is_one_line_and_the_rerun_repairs_it(tmp_path: Path) -> None:
     """Root ignores file modes, so the denial is injected at the journal's append."""
-    cmd = _search(tmp_path, "p", "--candidates", "30")
+    cmd = search_cmd(tmp_path, "p", "--candidates", "30")
     proc = _run(_patched(_FAIL_APPENDS.format(armed="True", err="EACCES", text="Permission denied"), cmd), timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: Permission denied: '{tmp_path / 'p' / 'optuna.journal'}'"], (

@@ -13,9 +13,11 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import search_cmd
 from hypothesis import given
 from hypothesis import strategies as st
 
+from benchmarks.kill_resume import dashboard_api
 from nas.cost import parse_flops
 from nas.report import pareto_fronts
 from nas.search import SearchOptions, cheap_stage, score_candidate, select_candidates
@@ -182,24 +184,9 @@ def test_rerun_with_other_options_refuses(tmp_path):
 
 
 # -- end to end (Ray) --------------------------------------------------------------------------
-def _search_cmd(tmp_path: Path, name: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "nas.cli",
-        "search",
-        "--budget",
-        "45G",
-        "--name",
-        name,
-        "--runs-dir",
-        str(tmp_path),
-    ] + TINY
-
-
 @pytest.mark.slow
 def test_end_to_end_search_export_and_dashboard(tmp_path):
-    proc = subprocess.run(_search_cmd(tmp_path, "e2e"), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(search_cmd(tmp_path, "e2e", *TINY), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = tmp_path / "e2e"
     for name in ("best.yaml", "summary.json", "pareto.png", "optuna.journal"):
@@ -235,43 +222,18 @@ def test_end_to_end_search_export_and_dashboard(tmp_path):
     from optuna_dashboard import wsgi
 
     app = wsgi(open_storage(None, run))
-    studies = {s["study_name"]: s["study_id"] for s in _api(app, "/api/studies")["study_summaries"]}
+    studies = {s["study_name"]: s["study_id"] for s in dashboard_api(app, "/api/studies")["study_summaries"]}
     assert set(studies) == {"e2e", "e2e-cheap"}
-    trained = _api(app, f"/api/studies/{studies['e2e']}", "after=0")["trials"]
+    trained = dashboard_api(app, f"/api/studies/{studies['e2e']}", "after=0")["trials"]
     assert trained and all(t["constraints"][0] <= 0 for t in trained)
-    candidates = _api(app, f"/api/studies/{studies['e2e-cheap']}", "after=0")["trials"]
+    candidates = dashboard_api(app, f"/api/studies/{studies['e2e-cheap']}", "after=0")["trials"]
     assert any(t["constraints"][0] > 0 for t in candidates)
-
-
-def _api(app, path: str, query: str = "") -> dict:
-    import io
-
-    status = {}
-
-    def start_response(s, headers, exc_info=None):
-        status["code"] = s
-
-    env = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "CONTENT_LENGTH": "0",
-        "wsgi.input": io.BytesIO(),
-        "wsgi.errors": io.StringIO(),
-        "wsgi.url_scheme": "http",
-    }
-    body = b"".join(app(env, start_response))
-    assert status["code"].startswith("200"), (status, body[:300])
-    return json.loads(body)
 
 
 @pytest.mark.slow
 def test_proxy_stage_killed_and_resumed_keeps_finished_and_duplicates_nothing(tmp_path):
     run = tmp_path / "kill"
-    proc = subprocess.Popen(_search_cmd(tmp_path, "kill"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(search_cmd(tmp_path, "kill", *TINY), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # kill once the first proxy trial has a checkpoint on disk (mid-training)
     assert _wait_for(lambda: any(run.glob("trials/*/checkpoint.pt")), 600)
     assert proc.poll() is None  # still running
@@ -282,7 +244,7 @@ def test_proxy_stage_killed_and_resumed_keeps_finished_and_duplicates_nothing(tm
         for t in _journal_trials(run / "optuna.journal", "kill")
         if t.state.name in ("COMPLETE", "PRUNED")
     }
-    proc = subprocess.run(_search_cmd(tmp_path, "kill"), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(search_cmd(tmp_path, "kill", *TINY), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     proxy = _journal_trials(run / "optuna.journal", "kill")
     finished = [t for t in proxy if t.state.name in ("COMPLETE", "PRUNED")]
