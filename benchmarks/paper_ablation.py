@@ -5,7 +5,8 @@ and YOLOR-CSP with stop-gradient on the identity connection / on the computation
 (Fig. 9; ``stop_gradient`` on both parts) with one of the rank study's proxy recipes
 (``--recipe reduced``, the default, or ``default``: the search's own), for two seeds each. Each claim "A beats B" is judged on the seed-mean AP difference against the noise:
 ``agree`` / ``disagree`` when |Δ| exceeds twice the pooled seed-to-seed standard deviation of a
-difference, else ``within noise``. Resumable: ``runs/bench/paper_ablation[_default]/<name>/seed<k>/``;
+difference (pooled over every model trained with two seeds at the recipe, here and in the rank
+study), else ``within noise``. Resumable: ``runs/bench/paper_ablation[_default]/<name>/seed<k>/``;
 ``--shard i/n`` splits the trainings between n workers, and a plain run then only analyses.
 
     .venv/bin/python -m benchmarks.paper_ablation [--recipe reduced] [--seeds 0 1] [--deadline HH:MM]
@@ -73,6 +74,37 @@ def config(name: str) -> Any:
     return load_config(name)
 
 
+def preset_ranking(results: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
+    """Kendall τ between each cheap predictor and the seed-mean AP of the trained presets: a
+    held-out check of the cheap scores on designs the rank study never sampled."""
+    from benchmarks.rank_study import correlation
+    from nas.search import cheap_score, score_candidate
+
+    names = [n for n, r in results.items() if r]
+    if len(names) < 3:
+        return {}
+    ap = [float(np.mean([v["AP"] for v in results[n].values()])) for n in names]
+    scored = [score_candidate(config(n), "gradpath") for n in names]
+    predictors = {
+        "fitted (the default cheap score)": [
+            cheap_score("fitted", s["flops"], s["params"], s["metrics"]) for s in scored
+        ],
+        "gradpath": [s["score"] for s in scored],
+        "flops": [s["flops"] for s in scored],
+        "-max_shortest_gradient_path": [-s["metrics"]["max_shortest_gradient_path"] for s in scored],
+    }
+    return {k: correlation(v, ap) for k, v in predictors.items()}
+
+
+def rank_study_spreads(recipe_name: str) -> list[float]:
+    """Seed-to-seed AP variances of the rank study's repeated candidates at the same recipe."""
+    path = BENCH_DIR / f"{result_name('rank_study', recipe_name)}.json"
+    if not path.exists():
+        return []
+    rows = json.loads(path.read_text())["rows"]
+    return [float(np.var([r["AP"], r["AP_seed1"]], ddof=1)) for r in rows if r["AP_seed1"] is not None]
+
+
 def _done(metrics: Path) -> bool:
     return metrics.exists() and json.loads(metrics.read_text()).get("status") in ("ok", "failed")
 
@@ -119,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     # seed-to-seed sd of one model's AP, pooled over models with >= 2 seeds; sd of a difference of
     # two seed means = sd * sqrt(2 / n_seeds)
     spreads = [np.var([v["AP"] for v in r.values()], ddof=1) for r in results.values() if len(r) >= 2]
+    spreads += rank_study_spreads(args.recipe)  # same recipe, other models: more pairs, same noise
     sd = math.sqrt(float(np.mean(spreads))) if spreads else float("nan")
     claims = []
     for table, better, worse, ap_b, ap_w in CLAIMS:
@@ -138,15 +171,25 @@ def main(argv: list[str] | None = None) -> int:
                 "delta": float(np.mean(b) - np.mean(w)),
                 "noise_sd_of_delta": sd_diff,
                 "seeds": n,
-                "verdict": verdict(b, w, sd_diff) if len(args.seeds) > 1 or spreads else "within noise",
+                "verdict": verdict(b, w, sd_diff),
             }
         )
+    ranking = preset_ranking(results)
     write_result(
         name_out,
-        {"recipe": {"name": args.recipe, **recipe}, "seed_sd_AP": sd, "results": results, "claims": claims},
+        {
+            "recipe": {"name": args.recipe, **recipe},
+            "seed_sd_AP": sd,
+            "seed_pairs": len(spreads),
+            "results": results,
+            "claims": claims,
+            "preset_ranking": ranking,
+        },
     )
     for c in claims:
         print(f"{c['table']}: {c['claim']:50s} {c['verdict']}")
+    for k, c in ranking.items():
+        print(f"presets ranked by {k:34s} τ {c['kendall_tau']:+.2f} {np.round(c['kendall_tau_ci95'], 2)}")
     return 0
 
 
