@@ -1,0 +1,208 @@
+"""Search efficiency with real trainings: three ways to spend the same K proxy trainings.
+
+Unlike ``benchmarks/search_efficiency.py`` (a table-lookup simulation over the rank study's
+pool), every arm here proposes configs from the whole search space and every proposal it picks
+is trained. Per seed, with K trainings each (the default search's K = 4):
+
+* ``two-stage`` — the search's own first half: the cheap stage (``nas.search.cheap_stage``,
+  NSGA-II over ``--candidates`` scored by the default ``fitted`` score, in an in-memory study)
+  and ``select_candidates``; its K picks are trained.
+* ``random`` — K uniformly random feasible configs (FLOPs < budget), trained.
+* ``optuna-tpe`` — Optuna's TPE sampler on (AP ↑, FLOPs ↓) driven by the proxy alone, no cheap
+  stage: proposals over budget are told infeasible without training (a free FLOPs check, as
+  any search would do), the rest trained one after another, each result told before the next
+  ask. ``n_startup_trials = K // 2``: with K = 4, two picks are TPE-guided.
+
+Trainings use the rank study's recipe and folders (``runs/bench/rank_study/<hash>/seed0``), so a
+config trained by any arm or by the rank study is trained once. Reported per arm (mean and sem
+over seeds): best AP of its K, and the hypervolume of (AP ↑, FLOPs ↓) against (0, budget), also
+as a share of the front of every config trained so far at this recipe. Resumable; ``--shard i/n``
+splits the (arm, seed) tasks between n workers, and a run without ``--shard`` then reports.
+
+    .venv/bin/python -m benchmarks.search_efficiency_live --shard 0/2 &
+    .venv/bin/python -m benchmarks.search_efficiency_live --shard 1/2 &
+    wait; .venv/bin/python -m benchmarks.search_efficiency_live      # analyse
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import random
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import BENCH_DIR, write_result  # noqa: E402
+from benchmarks.rank_study import BUDGET, RECIPES, cand_dir, finished, result_name, train  # noqa: E402
+from benchmarks.search_efficiency import hypervolume  # noqa: E402
+
+ARMS = ("two-stage", "random", "optuna-tpe")
+PICKS_DIR = BENCH_DIR / "search_efficiency_live"
+
+
+def _flops(cfg: Any) -> int:
+    from nas.cost import cost
+    from search_spaces import compile_config
+
+    return cost(compile_config(cfg)).flops
+
+
+@contextlib.contextmanager
+def _training_lock(cfg: Any, recipe: dict[str, Any]) -> Iterator[None]:
+    """Two workers that pick the same config train it once: the second waits, then reuses."""
+    folder = cand_dir(cfg, recipe)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".train.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def trained_ap(cfg: Any, recipe: dict[str, Any], threads: int) -> float:
+    with _training_lock(cfg, recipe):
+        m = finished(cfg, recipe, 0) or train(cfg, recipe, 0, threads)
+    return float(m.get("AP") or 0.0) if m.get("status") == "ok" else 0.0
+
+
+def two_stage_picks(seed: int, k: int, candidates: int) -> list[Any]:
+    import optuna
+
+    from nas.search import SearchOptions, cheap_stage, select_candidates
+    from search_spaces import parse_yaml
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    opts = SearchOptions(budget=int(BUDGET), name=f"efficiency-{seed}", candidates=candidates, trials=k, seed=seed)
+    study = cheap_stage(optuna.storages.InMemoryStorage(), opts, progress=False)
+    chosen = select_candidates(study.get_trials(deepcopy=False), k, int(BUDGET))
+    return [parse_yaml(t.user_attrs["config"]) for t in chosen]
+
+
+def random_picks(seed: int, k: int) -> list[Any]:
+    from search_spaces.space import SearchSpace
+
+    space, rng, out, seen = SearchSpace(), random.Random(f"random-arm-{seed}"), [], set()
+    while len(out) < k:
+        cfg = space.sample(rng).canonical()
+        if cfg.key() not in seen and _flops(cfg) < BUDGET:
+            seen.add(cfg.key())
+            out.append(cfg)
+    return out
+
+
+def tpe_run(seed: int, k: int, recipe: dict[str, Any], threads: int) -> list[dict[str, Any]]:
+    """TPE asks, the proxy answers; only feasible proposals are trained (and counted)."""
+    import optuna
+
+    from search_spaces.space import SearchSpace
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = SearchSpace()
+    study = optuna.create_study(
+        directions=["maximize", "minimize"],
+        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, k // 2)),
+    )
+    picks: list[dict[str, Any]] = []
+    while len(picks) < k:
+        trial = study.ask()
+        cfg = space.suggest(trial).canonical()
+        flops = _flops(cfg)
+        if flops >= BUDGET:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        ap = trained_ap(cfg, recipe, threads)
+        study.tell(trial, [ap, float(flops)])
+        picks.append(_row(cfg, recipe, ap, flops))
+    return picks
+
+
+def _row(cfg: Any, recipe: dict[str, Any], ap: float, flops: int) -> dict[str, Any]:
+    return {"key": cfg.key(), "dir": str(cand_dir(cfg, recipe)), "AP": ap, "flops": flops, "config": cfg.to_yaml()}
+
+
+def run_task(arm: str, seed: int, args: argparse.Namespace, recipe: dict[str, Any]) -> list[dict[str, Any]]:
+    path = PICKS_DIR / args.recipe / f"{arm}-seed{seed}.json"
+    if path.exists():
+        return json.loads(path.read_text())["picks"]
+    tick = time.perf_counter()
+    if arm == "optuna-tpe":
+        picks = tpe_run(seed, args.k, recipe, args.threads)
+    else:
+        cfgs = two_stage_picks(seed, args.k, args.candidates) if arm == "two-stage" else random_picks(seed, args.k)
+        picks = [_row(c, recipe, trained_ap(c, recipe, args.threads), _flops(c)) for c in cfgs]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"picks": picks, "wall_s": time.perf_counter() - tick}, indent=2))
+    tmp.replace(path)
+    print(
+        f"{arm} seed {seed}: AP {[round(p['AP'], 3) for p in picks]} ({time.perf_counter() - tick:.0f} s)", flush=True
+    )
+    return picks
+
+
+def _sem(v: np.ndarray) -> float:
+    return float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+
+
+def known_front(recipe_name: str, runs: dict[str, list[dict[str, Any]]]) -> float:
+    """Hypervolume of everything trained at this recipe: the rank study's pool and all picks."""
+    pts = [(p["AP"], p["flops"]) for picks in runs.values() for p in picks]
+    study = BENCH_DIR / f"{result_name('rank_study', recipe_name)}.json"
+    if study.exists():
+        pts += [(r["AP"], r["predictors"]["flops"]) for r in json.loads(study.read_text())["rows"]]
+    return hypervolume(pts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--k", type=int, default=4, help="trained configs per arm and seed")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--candidates", type=int, default=2000, help="cheap-stage candidates (the search's default)")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="reduced")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--shard", default=None, help="i/n: run only tasks j with j mod n == i, no report")
+    args = p.parse_args(argv)
+    recipe = RECIPES[args.recipe]
+    tasks = [(arm, seed) for seed in range(args.seeds) for arm in ARMS]
+    shard, of = (int(v) for v in args.shard.split("/")) if args.shard else (0, 1)
+    runs = {
+        f"{arm}-seed{seed}": run_task(arm, seed, args, recipe) for j, (arm, seed) in enumerate(tasks) if j % of == shard
+    }
+    if args.shard:
+        return 0
+    ideal = known_front(args.recipe, runs)
+    result: dict[str, Any] = {"recipe": {"name": args.recipe, **recipe}, "k": args.k, "seeds": args.seeds}
+    result["reference_hypervolume"] = ideal
+    result["arms"] = {}
+    for arm in ARMS:
+        per_seed = [runs[f"{arm}-seed{s}"] for s in range(args.seeds)]
+        best = np.array([max(p["AP"] for p in picks) for picks in per_seed])
+        hv = np.array([hypervolume([(p["AP"], p["flops"]) for p in picks]) for picks in per_seed])
+        result["arms"][arm] = {
+            "best_AP": float(best.mean()),
+            "best_AP_sem": _sem(best),
+            "hypervolume": float(hv.mean()),
+            "hypervolume_sem": _sem(hv),
+            "hypervolume_share": float(hv.mean() / ideal) if ideal else None,
+            "per_seed_best_AP": best.tolist(),
+            "per_seed_hypervolume": hv.tolist(),
+            "picks": per_seed,
+        }
+        a = result["arms"][arm]
+        print(
+            f"{arm:12s} best AP {a['best_AP']:.3f} ± {a['best_AP_sem']:.3f}  HV {a['hypervolume']:.4f} ± "
+            f"{a['hypervolume_sem']:.4f}  share of the known front {a['hypervolume_share']:.2f}"
+        )
+    write_result(result_name("search_efficiency_live", args.recipe), result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
