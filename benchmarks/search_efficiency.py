@@ -2,8 +2,9 @@
 
 Training is the expensive part, so every arm is given the same number K of trained trials and
 evaluated by table lookup against the configs the rank study already trained
-(``runs/bench/rank_study[_default].json``, by ``--recipe``): an arm may only pick configs from that pool, and a pick's AP is
-the pool's measured proxy AP (seed 0). Nothing is trained here. Per simulation seed, a random 75 %
+(``runs/bench/rank_study[_default].json``, by ``--recipe``): an arm may only pick configs from
+that pool, and a pick's AP is the pool's measured proxy AP (seed 0). Nothing is trained here
+(``benchmarks/search_efficiency_live.py`` trains). Per simulation seed, a random 75 %
 of the pool is "what the cheap stage happened to sample", offered identically to every arm:
 
 * ``two-stage:<score>`` — the search's selection (``nas.search.select_candidates``: feasible,
