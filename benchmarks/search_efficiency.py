@@ -8,7 +8,7 @@ that pool, and a pick's AP is the pool's measured proxy AP (seed 0). Nothing is 
 of the pool is "what the cheap stage happened to sample", offered identically to every arm:
 
 * ``two-stage:<score>`` — the search's selection (``nas.search.select_candidates``: feasible,
-  Pareto fronts of (cheap score ↑, FLOPs ↓), round-robin over block pairs) for each cheap score;
+  the best cheap score in each of K FLOPs bands) for each cheap score;
   ``fitted:<name>`` scores are out-of-fold predictions of the rank study's fitted combinations
   (a config's score never saw its own AP).
 * ``random`` — K uniform picks from the offered configs.

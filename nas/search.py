@@ -2,8 +2,8 @@
 
 1. Cheap stage — Optuna study ``<name>-cheap``: every candidate is compiled, costed and scored
    by its gradient-path metrics in milliseconds; over-budget ones are recorded infeasible.
-2. Selection — feasible, non-dominated on (cheap score ↑, FLOPs ↓), deduplicated, diverse
-   across block types; the top K go on.
+2. Selection — feasible, deduplicated, the best cheap score in each of K FLOPs bands up to
+   the budget; these K go on.
 3. Proxy stage — Ray Tune trains each on the COCO proxy (``evaluators.train``, the one
    training code path) under ASHA; the driver owns Optuna study ``<name>`` (AP ↑, FLOPs ↓)
    through ask/tell: completed → COMPLETE, stopped by ASHA → PRUNED (last AP kept as an
@@ -251,32 +251,35 @@ def cheap_stage(storage, opts: SearchOptions, progress: bool = True):  # noqa: A
 
 # -- selection ---------------------------------------------------------------------------------
 def select_candidates(trials: list, k: int, budget: int) -> list:  # noqa: ANN001
-    """Feasible, deduplicated, front by front; within a front round-robin over the (backbone,
-    neck) block pairs, best score first — so the K trained trials are not K copies of one idea."""
-    import yaml
-
+    """The K candidates to train: feasible and deduplicated, then one per FLOPs band — K bands of
+    equal width from the smallest feasible candidate to the budget, the best cheap score in each,
+    largest band first (K = 1: the best-scored candidate). The trained trials then span the AP-vs-
+    FLOPs front the user reads. Picking by Pareto front of (score, FLOPs) instead spent most of
+    K on its small end (``benchmarks/search_efficiency_live.py``). Slots of empty bands go to the
+    best remaining candidates, front by front."""
     seen, pool = set(), []
     for t in sorted(trials, key=lambda t: t.number):
         if t.state.name != "COMPLETE" or t.values[1] > budget or t.user_attrs["key"] in seen:
             continue
         seen.add(t.user_attrs["key"])
         pool.append(t)
-    chosen = []
-    for front in pareto_fronts([(t.values[0], t.values[1]) for t in pool]):
-        groups: dict[tuple[str, str], list] = {}
-        for i in sorted(front, key=lambda i: -pool[i].values[0]):
-            cfg = yaml.safe_load(pool[i].user_attrs["config"])
-            groups.setdefault((cfg["backbone"]["block"], cfg["neck"]["block"]), []).append(pool[i])
-        queues = list(groups.values())
-        while queues and len(chosen) < k:
-            for q in list(queues):
-                if len(chosen) < k:
-                    chosen.append(q.pop(0))
-                if not q:
-                    queues.remove(q)
-        if len(chosen) >= k:
-            break
-    return chosen
+    if not pool:
+        return []
+    low = min(t.values[1] for t in pool)
+    width = (budget - low) / k or 1.0
+    bands: dict[int, list] = {}
+    for t in pool:
+        bands.setdefault(min(k - 1, int((t.values[1] - low) / width)), []).append(t)
+    chosen = [max(bands[b], key=lambda t: (t.values[0], -t.values[1], -t.number)) for b in sorted(bands, reverse=True)]
+    front_of = {
+        i: f for f, front in enumerate(pareto_fronts([(t.values[0], t.values[1]) for t in pool])) for i in front
+    }
+    taken = {t.number for t in chosen}
+    rest = sorted(
+        (i for i, t in enumerate(pool) if t.number not in taken),
+        key=lambda i: (front_of[i], -pool[i].values[0], pool[i].number),
+    )
+    return chosen + [pool[i] for i in rest[: k - len(chosen)]]
 
 
 # -- the whole search --------------------------------------------------------------------------

@@ -66,22 +66,45 @@ def _fake(number, score, flops, key, bb="res", nk="res", state="COMPLETE"):
     )
 
 
-def test_selection_is_feasible_deduplicated_and_diverse():
+def test_selection_is_feasible_deduplicated_and_spans_the_budget():
     trials = [
-        _fake(0, 9.0, 50, "a", "res"),
-        _fake(1, 9.0, 50, "a", "res"),  # duplicate design
-        _fake(2, 99.0, 500, "b", "elan"),  # over budget
-        _fake(3, 8.0, 40, "c", "res"),
-        _fake(4, 7.0, 30, "d", "res"),
-        _fake(5, 6.5, 45, "e", "csp"),  # dominated by c, but another block type
-        _fake(6, 5.0, 10, "f", "res", state="FAIL"),
+        _fake(0, 9.0, 90, "a"),
+        _fake(1, 9.0, 90, "a"),  # duplicate design
+        _fake(2, 99.0, 500, "b"),  # over budget
+        _fake(3, 8.0, 85, "c"),
+        _fake(4, 3.0, 12, "d"),
+        _fake(5, 4.0, 15, "e"),  # the best score of the small band
+        _fake(6, 50.0, 10, "f", state="FAIL"),
+        _fake(7, 6.0, 55, "g"),
     ]
-    chosen = select_candidates(trials, 3, budget=100)
-    keys = [t.user_attrs["key"] for t in chosen]
-    assert "b" not in keys and "f" not in keys and len(set(keys)) == len(keys) == 3
-    assert set(keys) == {"a", "c", "d"}  # the whole first front
-    chosen = select_candidates(trials, 4, budget=100)
-    assert {t.user_attrs["key"] for t in chosen} == {"a", "c", "d", "e"}
+    # bands of (100 - 12) / 2 = 44 from 12: [12, 56) and [56, 100]
+    assert [t.user_attrs["key"] for t in select_candidates(trials, 2, budget=100)] == ["a", "g"]
+    assert [t.user_attrs["key"] for t in select_candidates(trials, 1, budget=100)] == ["a"]  # best score
+    # 4 bands of 22 from 12: [12, 34) [34, 56) [56, 78) [78, 100]; [56, 78) is empty, its slot
+    # goes to the best remaining on the first front (c: 8.0 at 85)
+    keys = [t.user_attrs["key"] for t in select_candidates(trials, 4, budget=100)]
+    assert keys == ["a", "g", "e", "c"]
+
+
+@given(
+    st.lists(st.tuples(st.floats(-5, 5), st.integers(1, 200)), min_size=1, max_size=30),
+    st.integers(1, 8),
+)
+def test_selection_takes_the_best_score_of_every_flops_band(points, k):
+    trials = [_fake(n, score, flops, f"k{n}") for n, (score, flops) in enumerate(points)]
+    budget = 150
+    chosen = select_candidates(trials, k, budget)
+    feasible = [t for t in trials if t.values[1] <= budget]
+    assert len(chosen) == min(k, len(feasible)) and len({t.number for t in chosen}) == len(chosen)
+    assert all(t.values[1] <= budget for t in chosen)
+    if not feasible:
+        return
+    low = min(t.values[1] for t in feasible)
+    width = (budget - low) / k or 1.0
+    for band in range(k):
+        inside = [t for t in feasible if min(k - 1, int((t.values[1] - low) / width)) == band]
+        if inside:  # every non-empty band contributes its best-scored candidate
+            assert max(t.values[0] for t in inside) in [t.values[0] for t in chosen if t in inside]
 
 
 def test_cheap_stage_records_every_candidate(tmp_path):
