@@ -405,6 +405,7 @@ def collect(cands: list[Any], recipe: dict[str, Any]) -> list[dict[str, Any]]:
                 "status": r0["status"],
                 "wall_time_s": r0.get("wall_time_s"),
                 "device": r0.get("device"),
+                "AP_by_epoch": [float(h.get("AP") or 0.0) for h in r0.get("history", [])],
                 "predictors": predictors(f),
             }
         )
@@ -431,11 +432,24 @@ def analyze(rows: list[dict[str, Any]], target: str = "AP", n_boot: int = 1000) 
             }
     return {
         "target": target,
+        "early_stopping": early_stopping(rows, target, n_boot),
         "correlations": table,
         "paper_expected_sign": EXPECTED_SIGN,
         "seed_to_seed": ceiling,
         "fitted_cv": fitted,
     }
+
+
+def early_stopping(rows: list[dict[str, Any]], target: str = "AP", n_boot: int = 1000) -> dict[str, Any]:
+    """τ of each epoch's AP with the final one: how early ASHA can stop a trial and still rank
+    it right (the search's grace period rests on this)."""
+    if target != "AP":
+        return {}
+    runs = [r["AP_by_epoch"] for r in rows if r["status"] == "ok" and len(r.get("AP_by_epoch", [])) > 1]
+    if len(runs) < 3:
+        return {}
+    final = [h[-1] for h in runs]
+    return {f"epoch {e + 1}": correlation([h[e] for h in runs], final, n_boot) for e in range(min(map(len, runs)) - 1)}
 
 
 def plot(report: dict[str, Any], rows: list[dict[str, Any]], path: Path) -> None:
@@ -523,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
     for k in sorted(corr, key=lambda k: -np.nan_to_num(corr[k]["kendall_tau"], nan=-9)):
         c = corr[k]
         print(f"{k:36s} τ {c['kendall_tau']:+.3f} {np.round(c['kendall_tau_ci95'], 3)}  ρ {c['spearman_rho']:+.3f}")
+    for k, c in reports["AP"]["early_stopping"].items():
+        print(f"AP at {k} vs final AP: τ {c['kendall_tau']:+.2f} {np.round(c['kendall_tau_ci95'], 2)}")
     if reports["AP"]["seed_to_seed"]:
         print("seed-to-seed τ", round(reports["AP"]["seed_to_seed"]["kendall_tau"], 3))
     for k, v in reports["AP"]["fitted_cv"].items():
