@@ -3,7 +3,8 @@
 Trains the presets — YOLOR-v3, PRN, CSP and its three fusion variants, ELAN {1,1}/{2,1}/{2,2} —
 and YOLOR-CSP with stop-gradient on the identity connection / on the computational block
 (Fig. 9; ``stop_gradient`` on both parts) with one of the rank study's proxy recipes
-(``--recipe reduced``, the default, or ``default``: the search's own), for two seeds each. Each claim "A beats B" is judged on the seed-mean AP difference against the noise:
+(``--recipe reduced``, the default, or ``default``: the search's own), for two seeds each.
+Each claim "A beats B" is judged on the seed-mean AP difference against the noise:
 ``agree`` / ``disagree`` when |Δ| exceeds twice the pooled seed-to-seed standard deviation of a
 difference (pooled over every model trained with two seeds at the recipe, here and in the rank
 study), else ``within noise``. Resumable: ``runs/bench/paper_ablation[_default]/<name>/seed<k>/``;
