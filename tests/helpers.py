@@ -21,3 +21,14 @@ def search_cmd(runs_dir: Path, name: str, *extra: str, budget: str = "45G") -> l
         str(runs_dir),
         *extra,
     ]
+
+
+#: The network-level gradient-path metrics, in the documented order of ``to_dict()`` and of the
+#: ``nas analyze`` / ``nas show --json`` output (docs/metrics.md): one pin for every schema test.
+METRIC_KEYS = [
+    "max_shortest_gradient_path",
+    "longest_gradient_path",
+    "gradient_combinations",
+    "distinct_gradient_combinations",
+    "duplicate_gradient_ratio",
+]

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import METRIC_KEYS
 
 import nas.analyze_cli
 from nas import api
@@ -16,16 +17,7 @@ from nas.cli import main, user_errors
 from nas.fx import TraceError, UnsupportedOpError
 from search_spaces import compile_config, load_config, preset_names
 
-SCHEMA = [
-    "params",
-    "flops",
-    "max_shortest_gradient_path",
-    "longest_gradient_path",
-    "gradient_combinations",
-    "distinct_gradient_combinations",
-    "duplicate_gradient_ratio",
-    "layers",
-]
+SCHEMA = ["params", "flops", *METRIC_KEYS, "layers"]
 LAYER_KEYS = ["name", "shortest_gradient_path", "longest_gradient_path", "gradient_timestamps", "units"]
 UNIT_KEYS = ["channels", "gradient_timestamps", "gradient_sources", "gradient_combinations"]
 

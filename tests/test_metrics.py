@@ -12,6 +12,7 @@ import random
 
 import networkx as nx
 import pytest
+from helpers import METRIC_KEYS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -378,14 +379,7 @@ def test_flatten_maps_features_back_to_channels() -> None:
 
 def test_to_dict_schema() -> None:
     d = gradient_path_metrics(resnet2(True)).to_dict()
-    assert list(d) == [
-        "max_shortest_gradient_path",
-        "longest_gradient_path",
-        "gradient_combinations",
-        "distinct_gradient_combinations",
-        "duplicate_gradient_ratio",
-        "layers",
-    ]
+    assert list(d) == [*METRIC_KEYS, "layers"]
     layer = d["layers"][0]
     assert list(layer) == ["name", "shortest_gradient_path", "longest_gradient_path", "gradient_timestamps", "units"]
     assert list(layer["units"][0]) == ["channels", "gradient_timestamps", "gradient_sources", "gradient_combinations"]
