@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import BENCH_DIR, write_result  # noqa: E402
-from benchmarks.rank_study import RECIPES, result_name  # noqa: E402
+from benchmarks.rank_study import RECIPES, finished_metrics, result_name  # noqa: E402
 
 PRESETS = (
     "yolor-v3",
@@ -106,10 +106,6 @@ def rank_study_spreads(recipe_name: str) -> list[float]:
     return [float(np.var([r["AP"], r["AP_seed1"]], ddof=1)) for r in rows if r["AP_seed1"] is not None]
 
 
-def _done(metrics: Path) -> bool:
-    return metrics.exists() and json.loads(metrics.read_text()).get("status") in ("ok", "failed")
-
-
 def verdict(better: list[float], worse: list[float], sd_diff: float) -> str:
     d = float(np.mean(better) - np.mean(worse))
     if not math.isfinite(sd_diff) or abs(d) <= 2 * sd_diff:
@@ -136,15 +132,15 @@ def main(argv: list[str] | None = None) -> int:
     # all names for seed 0 first: a cut-short run still covers every claim
     for j, (seed, name) in enumerate((s, n) for s in args.seeds for n in names):
         path = out / name / f"seed{seed}" / "metrics.json"
-        if not _done(path):
+        if finished_metrics(path) is None:
             late = args.deadline and time.strftime("%H:%M", time.gmtime()) >= args.deadline
             if args.analyze_only or late or j % of != shard:
                 continue
             train_from_config(
                 config(name), seed=seed, out_dir=path.parent, progress=False, num_threads=args.threads, **recipe
             )
-        if _done(path):
-            m = json.loads(path.read_text())
+        m = finished_metrics(path)
+        if m is not None:
             results[name][seed] = {"AP": float(m.get("AP") or 0.0), "AP50": float(m.get("AP50") or 0.0)}
             print(f"{name} seed {seed}: AP {results[name][seed]['AP']:.4f}", flush=True)
     if args.shard:

@@ -329,12 +329,16 @@ def train(cfg: Any, recipe: dict[str, Any], seed: int, threads: int) -> dict[str
     )
 
 
-def finished(cfg: Any, recipe: dict[str, Any], seed: int) -> dict[str, Any] | None:
-    path = cand_dir(cfg, recipe) / f"seed{seed}" / "metrics.json"
+def finished_metrics(path: Path) -> dict[str, Any] | None:
+    """A training's ``metrics.json`` once it has ended (ok or failed), else None."""
     if not path.exists():
         return None
     m = json.loads(path.read_text())
     return m if m.get("status") in ("ok", "failed") else None
+
+
+def finished(cfg: Any, recipe: dict[str, Any], seed: int) -> dict[str, Any] | None:
+    return finished_metrics(cand_dir(cfg, recipe) / f"seed{seed}" / "metrics.json")
 
 
 # -- analysis ----------------------------------------------------------------------------------

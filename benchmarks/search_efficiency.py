@@ -163,6 +163,11 @@ def simulate(pool: list[dict[str, Any]], k: int, seed: int, share: float = 0.75)
     return out
 
 
+def sem(v: np.ndarray) -> float:
+    """Standard error of the mean over seeds (0 for a single seed)."""
+    return float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+
+
 def summarise(runs: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
     out = {}
     for arm in runs[0]:
@@ -170,7 +175,7 @@ def summarise(runs: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, fl
         for m in runs[0][arm]:
             v = np.array([r[arm][m] for r in runs])
             out[arm][m] = float(v.mean())
-            out[arm][m + "_sem"] = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+            out[arm][m + "_sem"] = sem(v)
     return out
 
 

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import BENCH_DIR, write_result  # noqa: E402
 from benchmarks.rank_study import BUDGET, RECIPES, cand_dir, finished, result_name, train  # noqa: E402
-from benchmarks.search_efficiency import hypervolume  # noqa: E402
+from benchmarks.search_efficiency import hypervolume, sem  # noqa: E402
 
 ARMS = ("two-stage", "random", "optuna-tpe")
 PICKS_DIR = BENCH_DIR / "search_efficiency_live"
@@ -147,10 +147,6 @@ def run_task(arm: str, seed: int, args: argparse.Namespace, recipe: dict[str, An
     return picks
 
 
-def _sem(v: np.ndarray) -> float:
-    return float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
-
-
 def known_front(recipe_name: str, runs: dict[str, list[dict[str, Any]]]) -> float:
     """Hypervolume of everything trained at this recipe: the rank study's pool and all picks."""
     pts = [(p["AP"], p["flops"]) for picks in runs.values() for p in picks]
@@ -187,9 +183,9 @@ def main(argv: list[str] | None = None) -> int:
         hv = np.array([hypervolume([(p["AP"], p["flops"]) for p in picks]) for picks in per_seed])
         result["arms"][arm] = {
             "best_AP": float(best.mean()),
-            "best_AP_sem": _sem(best),
+            "best_AP_sem": sem(best),
             "hypervolume": float(hv.mean()),
-            "hypervolume_sem": _sem(hv),
+            "hypervolume_sem": sem(hv),
             "hypervolume_share": float(hv.mean() / ideal) if ideal else None,
             "per_seed_best_AP": best.tolist(),
             "per_seed_hypervolume": hv.tolist(),
