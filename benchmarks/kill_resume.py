@@ -36,8 +36,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 NAME = "kr"
 OPTIONS = ["--budget", "45G", "--candidates", "300", "--trials", "3", "--epochs", "2", "--images", "32"]
@@ -294,9 +292,9 @@ def main(argv: list[str] | None = None) -> int:
 def verify(
     run: Path, kills: list[dict[str, Any]], snapshots: list[dict[str, Any]], end: dict[str, Any], candidates: int
 ) -> dict[str, Any]:
-    from nas.cost import parse_flops
-    from nas.search import select_candidates
-    from nas.tune_runner import config_hash
+    from nas.core.cost import parse_flops
+    from nas.engine import select_candidates
+    from nas.engine.worker import config_hash
 
     lost_cheap = lost_proxy = 0
     for snap in snapshots:
@@ -358,7 +356,7 @@ def storage_opens(run: Path) -> dict[str, Any]:
     import optuna
     from optuna_dashboard import wsgi
 
-    from nas.storage import open_storage
+    from nas.engine.storage import open_storage
 
     out: dict[str, Any] = {"ok": False}
     storage = open_storage(None, run)

@@ -19,17 +19,13 @@ import argparse
 import dataclasses
 import json
 import math
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._common import BENCH_DIR, write_result  # noqa: E402
-from benchmarks.rank_study import RECIPES, finished_metrics, result_name  # noqa: E402
+from benchmarks._common import BENCH_DIR, write_result
+from benchmarks.rank_study import RECIPES, finished_metrics, result_name
 
 PRESETS = (
     "yolor-v3",
@@ -78,8 +74,8 @@ def config(name: str) -> Any:
 def preset_ranking(results: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
     """Kendall τ between each cheap predictor and the seed-mean AP of the trained presets: a
     held-out check of the cheap scores on designs the rank study never sampled."""
-    from benchmarks.rank_study import correlation
-    from nas.search import cheap_score, score_candidate
+    from nas.engine import cheap_score, score_candidate
+    from nas.engine.stats import correlation
 
     names = [n for n, r in results.items() if r]
     if len(names) < 3:

@@ -16,15 +16,12 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from evaluators.train import DEFAULT, train_from_config  # noqa: E402
+from evaluators.train import DEFAULT, train_from_config
 
 PRESET = "yolor-elan-2-1"
 TARGET_AP50 = 0.5

@@ -24,12 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from nas.cost import cost  # noqa: E402
-from nas.metrics import gradient_path_metrics  # noqa: E402
-from search_spaces import ConfigError, compile_config, load_config, preset_names  # noqa: E402
-from search_spaces.space import SearchSpace  # noqa: E402
+from nas.core.cost import cost
+from nas.core.metrics import gradient_path_metrics
+from search_spaces import ConfigError, compile_config, load_config, preset_names
+from search_spaces.space import SearchSpace
 
 TARGET_MS = 5.0
 
@@ -92,7 +90,7 @@ def time_fx_path(cands: list[tuple[str, Any]], img: int) -> dict[str, Any]:
     import torch
 
     import nas
-    from nas.fx import from_module
+    from nas.core.fx import from_module
 
     torch.set_num_threads(1)
     trace, total = [], []

@@ -7,7 +7,7 @@ that pool, and a pick's AP is the pool's measured proxy AP (seed 0). Nothing is 
 (``benchmarks/search_efficiency_live.py`` trains). Per simulation seed, a random 75 %
 of the pool is "what the cheap stage happened to sample", offered identically to every arm:
 
-* ``two-stage:<score>`` — the search's selection (``nas.search.select_candidates``: feasible,
+* ``two-stage:<score>`` — the search's selection (``nas.engine.driver.select_candidates``: feasible,
   the best cheap score in each of K FLOPs bands) for each cheap score;
   ``fitted:<name>`` scores are out-of-fold predictions of the rank study's fitted combinations
   (a config's score never saw its own AP).
@@ -29,17 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._common import BENCH_DIR, write_result  # noqa: E402
-from benchmarks.rank_study import (  # noqa: E402
+from benchmarks._common import BENCH_DIR, write_result
+from benchmarks.rank_study import (
     BUDGET,
     FITTED,
     RECIPES,
@@ -48,6 +44,8 @@ from benchmarks.rank_study import (  # noqa: E402
     result_name,
     transform,
 )
+from nas.engine import stats
+from nas.engine.stats import sem
 
 SCORES = ("gradpath", "flops", "params", "synflow", "naswot")
 PREDICTOR = {
@@ -60,14 +58,8 @@ PREDICTOR = {
 
 
 def hypervolume(points: list[tuple[float, float]], budget: float = BUDGET) -> float:
-    """2-D hypervolume of (AP ↑, FLOPs ↓) w.r.t. (0, budget), FLOPs as a share of the budget."""
-    pts = sorted((f / budget, ap) for ap, f in points if f < budget and ap > 0)
-    hv, best = 0.0, 0.0
-    for i, (f, ap) in enumerate(pts):  # sweep by FLOPs ascending; each step adds a slab
-        best = max(best, ap)
-        f_next = pts[i + 1][0] if i + 1 < len(pts) else 1.0
-        hv += best * (f_next - f)
-    return hv
+    """The shared 2-D hypervolume (:func:`nas.engine.stats.hypervolume`) w.r.t. the study's budget."""
+    return stats.hypervolume(points, budget)
 
 
 def out_of_fold(rows: list[dict[str, Any]], cols: list[str], folds: int = 5, seed: int = 0) -> np.ndarray:
@@ -95,7 +87,7 @@ def _trial(i: int, row: dict[str, Any], score: float) -> SimpleNamespace:
 
 
 def two_stage(rows: list[dict[str, Any]], scores: list[float], k: int) -> list[int]:
-    from nas.search import select_candidates
+    from nas.engine import select_candidates
 
     trials = [_trial(i, r, s) for i, (r, s) in enumerate(zip(rows, scores, strict=True))]
     return [t.number for t in select_candidates(trials, k, int(BUDGET))]
@@ -161,11 +153,6 @@ def simulate(pool: list[dict[str, Any]], k: int, seed: int, share: float = 0.75)
             "hypervolume_share": e["hypervolume"] / ideal["hypervolume"],
         }
     return out
-
-
-def sem(v: np.ndarray) -> float:
-    """Standard error of the mean over seeds (0 for a single seed)."""
-    return float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
 
 
 def summarise(runs: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:

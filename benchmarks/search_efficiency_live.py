@@ -4,7 +4,7 @@ Unlike ``benchmarks/search_efficiency.py`` (a table-lookup simulation over the r
 pool), every arm here proposes configs from the whole search space and every proposal it picks
 is trained. Per seed, with K trainings each (the default search's K = 4):
 
-* ``two-stage`` — the search's own first half: the cheap stage (``nas.search.cheap_stage``,
+* ``two-stage`` — the search's own first half: the cheap stage (``nas.engine.driver.cheap_stage``,
   NSGA-II over ``--candidates`` scored by the default ``fitted`` score, in an in-memory study)
   and ``select_candidates``; its K picks are trained.
 * ``random`` — K uniformly random feasible configs (FLOPs < budget), trained.
@@ -31,26 +31,22 @@ import contextlib
 import fcntl
 import json
 import random
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks._common import BENCH_DIR, write_result  # noqa: E402
-from benchmarks.rank_study import BUDGET, RECIPES, cand_dir, finished, result_name, train  # noqa: E402
-from benchmarks.search_efficiency import hypervolume, sem  # noqa: E402
+from benchmarks._common import BENCH_DIR, write_result
+from benchmarks.rank_study import BUDGET, RECIPES, cand_dir, finished, result_name, train
+from benchmarks.search_efficiency import hypervolume, sem
 
 ARMS = ("two-stage", "random", "optuna-tpe")
 PICKS_DIR = BENCH_DIR / "search_efficiency_live"
 
 
 def _flops(cfg: Any) -> int:
-    from nas.cost import cost
+    from nas.core.cost import cost
     from search_spaces import compile_config
 
     return cost(compile_config(cfg)).flops
@@ -75,11 +71,14 @@ def trained_ap(cfg: Any, recipe: dict[str, Any], threads: int) -> float:
 def two_stage_picks(seed: int, k: int, candidates: int) -> list[Any]:
     import optuna
 
-    from nas.search import SearchOptions, cheap_stage, select_candidates
+    from evaluators.recipe import Recipe
+    from nas.engine import SearchOptions, cheap_stage, select_candidates
     from search_spaces import parse_yaml
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    opts = SearchOptions(budget=int(BUDGET), name=f"efficiency-{seed}", candidates=candidates, trials=k, seed=seed)
+    opts = SearchOptions(
+        budget=int(BUDGET), name=f"efficiency-{seed}", candidates=candidates, trials=k, recipe=Recipe(seed=seed)
+    )
     study = cheap_stage(optuna.storages.InMemoryStorage(), opts, progress=False)
     chosen = select_candidates(study.get_trials(deepcopy=False), k, int(BUDGET))
     return [parse_yaml(t.user_attrs["config"]) for t in chosen]

@@ -6,6 +6,8 @@ every such failure into a one-line message with exit status 2 instead of a trace
 
 from __future__ import annotations
 
+from nas.core.errors import GradpathError
 
-class DataError(ValueError):
+
+class DataError(GradpathError):
     """A dataset path or file that cannot be used (missing, unreadable, not COCO format)."""

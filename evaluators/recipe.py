@@ -1,20 +1,61 @@
-"""The proxy recipe's defaults, torch-free so that the CLI can show them without importing torch."""
+"""The proxy recipe: the one place for its defaults and their accepted ranges.
+
+A :class:`Recipe` is passed whole, from the CLI flags (``nas train``, ``nas search``) through
+the search's options and its Ray workers into :func:`evaluators.train.train_proxy`; every caller
+validates through :meth:`Recipe.validate`, so a value is accepted or refused the same way
+everywhere. Torch-free, so that the CLI can show the defaults without importing torch.
+
+>>> Recipe().epochs, Recipe().img_size
+(6, 160)
+>>> Recipe(img_size=100).validate()
+Traceback (most recent call last):
+...
+evaluators.recipe.RecipeError: --img-size: 100 is not accepted; accepted: a multiple of 32 from 64 to 2048
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Any
+
+from nas.core.errors import GradpathError
+
+
+class RecipeError(GradpathError):
+    """A recipe value out of its accepted range (named by its CLI flag)."""
+
+
+#: The smallest and largest proxy image size (a multiple of 32: the head's largest stride).
+#: 64 is the smallest image the proxy data accepts; 2048 keeps one batch in memory.
+IMG_SIZE_RANGE = (64, 2048)
+#: field -> (lowest, highest) accepted value of the recipe's integer and float knobs
+RANGES: dict[str, tuple[float, float]] = {
+    "epochs": (1, 1000),
+    "images": (8, 10**7),
+    "width_mult": (0.03, 4),
+    "seed": (0, 2**31 - 1),
+    "batch_size": (1, 4096),
+    "lr": (1e-8, 10.0),
+    "weight_decay": (0.0, 10.0),
+    "warmup_iters": (0, 10**7),
+    "min_lr_ratio": (0.0, 1.0),
+    "grad_clip": (1e-6, 1e6),
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """Default proxy recipe: a yolor-size preset at width ×0.25 trains in about 3 minutes on 2 idle
-    CPU cores (measured by ``benchmarks/proxy.py``). AdamW at a high rate with small batches: on
-    CPU the number of updates, not the batch size, limits how far a few minutes get."""
+    """How a candidate is trained on the proxy task: a yolor-size preset at width ×0.25 trains in
+    about 3 minutes on 2 idle CPU cores (``python -m benchmarks.proxy``). AdamW at a high rate
+    with small batches: on CPU the number of updates, not the batch size, limits how far a few
+    minutes get. ``seed`` fixes the initialisation, data order and flips."""
 
     epochs: int = 6
     img_size: int = 160
     width_mult: float = 0.25
     images: int = 800
+    seed: int = 0
     batch_size: int = 8
     lr: float = 4e-3
     weight_decay: float = 0.05
@@ -22,6 +63,49 @@ class Recipe:
     min_lr_ratio: float = 0.05
     grad_clip: float = 10.0
     flip: bool = True
+
+    def validate(self) -> Recipe:
+        """``self`` when every value is in range, else a :class:`RecipeError` naming the flag."""
+        lo, hi = IMG_SIZE_RANGE
+        if _bad_int(self.img_size) or self.img_size % 32 or not lo <= self.img_size <= hi:
+            raise RecipeError(
+                f"--img-size: {self.img_size} is not accepted; accepted: a multiple of 32 from {lo} to {hi}"
+            )
+        for name, (low, high) in RANGES.items():
+            value = getattr(self, name)
+            integer = isinstance(getattr(DEFAULT, name), int)
+            bad = _bad_int(value) if integer else _bad_float(value)
+            if bad or not low <= value <= high:
+                kind = "an integer" if integer else "a number"
+                raise RecipeError(
+                    f"{_flag(name)}: {value} is out of range; accepted: {kind} from {_num(low)} to {_num(high)}"
+                )
+        if not isinstance(self.flip, bool):
+            raise RecipeError(f"flip: {self.flip!r} is not accepted; accepted: true or false")
+        return self
+
+    def replace(self, **changes: Any) -> Recipe:
+        """A validated copy with ``changes`` (``None`` values keep the current one)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None}).validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) >= 1 else f"{x:g}"
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _bad_int(value: Any) -> bool:
+    return isinstance(value, bool) or not isinstance(value, int)
+
+
+def _bad_float(value: Any) -> bool:
+    return isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
 
 
 DEFAULT = Recipe()

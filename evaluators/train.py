@@ -30,25 +30,22 @@ from evaluators.coco_data import ProxyData, load_proxy_data
 from evaluators.coco_eval import METRICS, coco_from_dict, evaluate_bbox
 from evaluators.detection import decode, detection_loss, init_head_bias
 from evaluators.errors import DataError
-from evaluators.recipe import DEFAULT
+from evaluators.recipe import DEFAULT, Recipe
+from nas.core.cost import cost
+from nas.core.module import build
+from search_spaces import compile_config, load_config
 
 Report = Callable[[int, dict[str, Any]], None]
+LossFn = Callable[..., tuple[torch.Tensor, dict[str, float]]]
 ModelOrFactory = nn.Module | Callable[[int], nn.Module]
 
 
 def train_proxy(
     model: ModelOrFactory,
-    *,
     data: str | Path | ProxyData = "shapes",
-    epochs: int = DEFAULT.epochs,
-    img_size: int = DEFAULT.img_size,
-    images: int = DEFAULT.images,
-    seed: int = 0,
+    recipe: Recipe = DEFAULT,
+    *,
     out_dir: Path | str | None = None,
-    batch_size: int = DEFAULT.batch_size,
-    lr: float = DEFAULT.lr,
-    weight_decay: float = DEFAULT.weight_decay,
-    warmup_iters: int = DEFAULT.warmup_iters,
     val_images: int | None = None,
     data_seed: int = 0,
     categories: list[str | int] | None = None,
@@ -60,13 +57,15 @@ def train_proxy(
     flops: float | None = None,
     extra: dict[str, Any] | None = None,
     report: Report | None = None,
+    loss_fn: LossFn = detection_loss,
 ) -> dict[str, Any]:
     """Train a detector on the proxy task and return its metrics (also in ``out_dir/metrics.json``).
 
     ``num_threads`` defaults to torch's own choice: all cores, or ``OMP_NUM_THREADS`` where set
     (as Ray sets it for its workers; more threads than free cores slows training many-fold).
     ``model`` is a module or a factory ``num_classes -> module`` (called after seeding, so its
-    initialisation is reproducible). Its forward returns ``[P3, P4, P5]`` as described in
+    initialisation is reproducible); ``recipe`` says how it is trained, whole (its ``width_mult``
+    is for :func:`train_from_config`, which builds the model). Its forward returns ``[P3, P4, P5]`` as described in
     :mod:`evaluators.detection`. After every epoch, box AP is measured on the val split and
     ``report(epoch, metrics)`` is called; an exception from ``report`` (a scheduler stopping the
     trial) ends the run with status ``stopped`` and is re-raised. A non-finite loss ends it with
@@ -74,11 +73,16 @@ def train_proxy(
     epoch and, with ``resume``, a later call with the same arguments continues from it (or returns
     the finished result). ``flops`` (forward, batch 1) and ``extra`` are recorded as given.
 
+    ``loss_fn`` is the detection loss (the search's fault tests wrap it).
+
     Example::
 
-        result = train_proxy(lambda nc: MyDetector(nc), epochs=2, images=64, out_dir="runs/t")
+        result = train_proxy(lambda nc: MyDetector(nc), "shapes", Recipe(epochs=2, images=64), out_dir="runs/t")
         result["AP50"]
     """
+    recipe.validate()
+    epochs, img_size, images, seed = recipe.epochs, recipe.img_size, recipe.images, recipe.seed
+    batch_size, lr, weight_decay, warmup_iters = recipe.batch_size, recipe.lr, recipe.weight_decay, recipe.warmup_iters
     started = time.perf_counter()
     if num_threads:
         torch.set_num_threads(num_threads)
@@ -104,7 +108,7 @@ def train_proxy(
     total_steps = epochs * steps_per_epoch
     optimizer = _optimizer(net, lr, weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(total_steps, min(warmup_iters, total_steps // 2))
+        optimizer, _lr_lambda(total_steps, min(warmup_iters, total_steps // 2), recipe.min_lr_ratio)
     )
     amp = dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
@@ -173,7 +177,7 @@ def train_proxy(
         tick = time.perf_counter()
         net.train()
         sums = {"loss": 0.0, "box": 0.0, "obj": 0.0, "cls": 0.0}
-        order, flips = _epoch_plan(len(data.train.images), seed, epoch)
+        order, flips = _epoch_plan(len(data.train.images), seed, epoch, recipe.flip)
         batches = range(0, len(order), batch_size)
         bar = _progress(batches, epoch, epochs, progress)
         for step, first in enumerate(bar):
@@ -181,7 +185,7 @@ def train_proxy(
             x, targets = _batch(data, idx, flips[first : first + batch_size], dev)
             with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
                 outputs = net(x)
-            loss, parts = detection_loss([o.float() for o in outputs], targets)
+            loss, parts = loss_fn([o.float() for o in outputs], targets)
             value = float(loss.detach())
             if not math.isfinite(value):
                 train_time += time.perf_counter() - tick
@@ -189,7 +193,7 @@ def train_proxy(
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(net.parameters(), DEFAULT.grad_clip)
+            nn.utils.clip_grad_norm_(net.parameters(), recipe.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
@@ -270,50 +274,48 @@ def evaluate_model(
 
 def train_from_config(
     cfg: Any,
+    recipe: Recipe = DEFAULT,
     *,
     data: str | Path = "shapes",
-    epochs: int = DEFAULT.epochs,
-    img_size: int = DEFAULT.img_size,
-    width_mult: float = DEFAULT.width_mult,
-    images: int = DEFAULT.images,
-    seed: int = 0,
     out_dir: Path | str | None = None,
-    **kwargs: Any,
+    val_images: int | None = None,
+    data_seed: int = 0,
+    categories: list[str | int] | None = None,
+    data_root: Path | str = Path("runs"),
+    **runtime: Any,
 ) -> dict[str, Any]:
     """Build a detector from an ArchConfig (or preset name / YAML path) and train the proxy.
 
-    The config's width is multiplied by ``width_mult``, its image size and class count set to the
-    proxy's; forward FLOPs come from ``nas.cost`` of the compiled graph. Other keyword arguments go
-    to :func:`train_proxy`. This is what ``nas train`` and the search call.
+    The config's width is multiplied by ``recipe.width_mult``, its image size and class count
+    set to the proxy's; forward FLOPs come from the compiled graph. ``runtime`` (threads, device,
+    progress, report, ...) goes to :func:`train_proxy`. This is what ``nas train`` and the
+    search's workers call.
     """
-    import nas
-    from search_spaces import load_config
-
     base = cfg if dataclasses.is_dataclass(cfg) else load_config(cfg)
+    recipe.validate()
     loaded = load_proxy_data(
         data,
-        img_size=img_size,
-        images=images,
-        val_images=kwargs.pop("val_images", None),
-        data_seed=kwargs.pop("data_seed", 0),
-        categories=kwargs.pop("categories", None),
-        root=kwargs.pop("data_root", Path("runs")),
+        img_size=recipe.img_size,
+        images=recipe.images,
+        val_images=val_images,
+        data_seed=data_seed,
+        categories=categories,
+        root=data_root,
     )
-    arch = dataclasses.replace(base, width=base.width * width_mult, img_size=img_size, num_classes=loaded.num_classes)
-    graph = nas.compile(arch)
+    arch = dataclasses.replace(
+        base, width=base.width * recipe.width_mult, img_size=recipe.img_size, num_classes=loaded.num_classes
+    )
+    graph = compile_config(arch)
     extra = {"config": json.loads(json.dumps(dataclasses.asdict(arch), default=str))}
-    extra["width_mult"] = width_mult
+    extra["width_mult"] = recipe.width_mult
     return train_proxy(
-        lambda _nc: nas.build(graph),
-        data=loaded,
-        epochs=epochs,
-        img_size=img_size,
-        images=images,
-        seed=seed,
+        lambda _nc: build(graph),
+        loaded,
+        recipe,
         out_dir=out_dir,
-        flops=float(nas.cost(graph).flops),
+        flops=float(cost(graph).flops),
         extra=extra,
-        **kwargs,
+        **runtime,
     )
 
 
@@ -334,11 +336,11 @@ def _batch(
     return x.to(device, non_blocking=True), targets
 
 
-def _epoch_plan(n: int, seed: int, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _epoch_plan(n: int, seed: int, epoch: int, flip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Shuffled order and flip decisions of one epoch: a pure function of (seed, epoch)."""
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n, generator=g)
-    flips = torch.rand(n, generator=g) < (0.5 if DEFAULT.flip else 0.0)
+    flips = torch.rand(n, generator=g) < (0.5 if flip else 0.0)
     return order, flips
 
 
@@ -353,9 +355,8 @@ def _optimizer(net: nn.Module, lr: float, weight_decay: float) -> torch.optim.Op
     )
 
 
-def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
-    """Linear warm-up, then cosine from 1 to ``min_lr_ratio`` (per optimiser step)."""
-    low = DEFAULT.min_lr_ratio
+def _lr_lambda(total: int, warmup: int, low: float = DEFAULT.min_lr_ratio) -> Callable[[int], float]:
+    """Linear warm-up, then cosine from 1 to ``low`` (per optimiser step)."""
 
     def factor(step: int) -> float:
         if step < warmup:

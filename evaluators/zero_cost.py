@@ -27,6 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas.core.module import build
+from search_spaces import compile_config
+
 PROXY_WIDTH = 0.25
 PROXY_IMG = 96  # the rank study's proxy image size (benchmarks/rank_study.py RECIPE)
 PROXY_CLASSES = 6
@@ -35,11 +38,9 @@ PROXY_CLASSES = 6
 def proxy_model(cfg: Any, width_mult: float = PROXY_WIDTH, img_size: int = PROXY_IMG, seed: int = 0) -> nn.Module:
     """The proxy-scale detector of ``cfg``, initialised after ``torch.manual_seed(seed)`` so that
     a zero-cost score is a deterministic function of the architecture."""
-    import nas
-
     arch = dataclasses.replace(cfg, width=cfg.width * width_mult, img_size=img_size, num_classes=PROXY_CLASSES)
     torch.manual_seed(seed)
-    return nas.build(nas.compile(arch))
+    return build(compile_config(arch))
 
 
 def _outputs(out: Any) -> list[torch.Tensor]:

@@ -1,4 +1,4 @@
-"""The documented Python functions behind the CLI subcommands; each returns the same object
+"""``nas show``'s functions behind the facade (:func:`nas.show`); each returns the same object
 that ``--json`` prints."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from nas.cost import cost, cost_by_scope
-from nas.ir import LayerGraph
+from nas.core.cost import cost_by_scope
+from nas.core.summary import summarize
 
 
 def _resolve(spec: Any, img_size: int | None = None):  # noqa: ANN202
@@ -18,16 +18,6 @@ def _resolve(spec: Any, img_size: int | None = None):  # noqa: ANN202
     if img_size is not None:
         cfg = validate(dataclasses.replace(cfg, img_size=img_size))
     return cfg
-
-
-def summarize(graph: LayerGraph) -> dict[str, Any]:
-    """Params, FLOPs and gradient-path metrics of a graph (network level and per layer)."""
-    c = cost(graph)
-    out: dict[str, Any] = {"params": c.params, "flops": c.flops}
-    from nas.metrics import gradient_path_metrics
-
-    out.update(gradient_path_metrics(graph).to_dict())
-    return out
 
 
 def show(spec: Any, img_size: int | None = None) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """The search space: ArchConfig (the knobs), presets, the topologies that compile a config into
-the IR, and the Optuna/enumeration view of the space."""
+the IR, and the Optuna/enumeration view of the space. Blocks and families are registered in
+:mod:`search_spaces.registry`."""
 
 from search_spaces.config import (
     ArchConfig,
@@ -13,8 +14,11 @@ from search_spaces.config import (
     validate,
 )
 from search_spaces.families import compile_config
+from search_spaces.registry import BLOCKS, FAMILIES, register_block, register_family
 
 __all__ = [
+    "BLOCKS",
+    "FAMILIES",
     "ArchConfig",
     "ConfigError",
     "PartConfig",
@@ -23,6 +27,8 @@ __all__ = [
     "load_config",
     "parse_yaml",
     "preset_names",
+    "register_block",
+    "register_family",
     "save_config",
     "validate",
 ]

@@ -14,8 +14,9 @@ channels to ``c`` channels at the same resolution, so any block fits any stage.
 
 from __future__ import annotations
 
-from nas.ir import LayerGraph
+from nas.core.ir import LayerGraph
 from search_spaces.config import ConfigError, PartConfig
+from search_spaces.registry import BLOCKS, register_block
 
 
 def whole(part: str, knob: str, value: float, c: int, where: str) -> int:
@@ -50,7 +51,9 @@ def residual_unit(g: LayerGraph, x: str, c: int, hidden: int, p: PartConfig, par
     return g.add(y, identity, dst=(0, m), src=(0, m))
 
 
-def res_block(g: LayerGraph, x: str, c: int, n: int, p: PartConfig, part: str) -> str:
+@register_block("res", knobs=("stop_gradient",))
+def res_block(g: LayerGraph, x: str, c: int, n: int, p: PartConfig, part: str, depth: float = 1.0) -> str:
+    """``n`` Darknet residual units (PRN's masked ones for ``block: prn``)."""
     if c % 2:
         raise ConfigError(
             f"width: gives {c} channels in {g.current_scope}, which do not halve; accepted: widths giving even channels"
@@ -59,6 +62,19 @@ def res_block(g: LayerGraph, x: str, c: int, n: int, p: PartConfig, part: str) -
         with g.scope(f"unit{i}"):
             x = residual_unit(g, x, c, c // 2, p, part, prn=p.block == "prn")
     return x
+
+
+@register_block("prn", knobs=("mask_fraction", "stop_gradient"), describe=lambda p: f"m={p.mask_fraction}")
+def prn_block(g: LayerGraph, x: str, c: int, n: int, p: PartConfig, part: str, depth: float = 1.0) -> str:
+    """``n`` PRN units: residual units whose identity covers ``mask_fraction`` of the channels."""
+    return res_block(g, x, c, n, p, part, depth)
+
+
+@register_block(
+    "csp", knobs=("split_ratio", "fusion", "stop_gradient"), describe=lambda p: f"r={p.split_ratio},{p.fusion}"
+)
+def csp_stage(g: LayerGraph, x: str, c: int, n: int, p: PartConfig, part: str, depth: float = 1.0) -> str:
+    return csp_block(g, x, c, n, p, part)
 
 
 def csp_block(g: LayerGraph, x: str, c: int, n: int, p: PartConfig, part: str, expand: int = 1) -> str:
@@ -81,6 +97,13 @@ def csp_block(g: LayerGraph, x: str, c: int, n: int, p: PartConfig, part: str, e
     return y
 
 
+@register_block("elan", knobs=("split_ratio", "elan_stack"), describe=lambda p: f"r={p.split_ratio},s={p.elan_stack}")
+def elan_stage(g: LayerGraph, x: str, c: int, n: int, p: PartConfig, part: str, depth: float = 1.0) -> str:
+    """An ELAN block whose computational blocks hold ``round(2 × depth)`` 3×3 convs each (``n``,
+    the stage's repeats, is not used: ELAN's depth is its stack and its convs per block)."""
+    return elan_block(g, x, c, max(1, round(2 * depth)), p, part)
+
+
 def elan_block(g: LayerGraph, x: str, c: int, convs: int, p: PartConfig, part: str) -> str:
     b = whole(part, "split_ratio", p.split_ratio, c, g.current_scope)
     base = g.conv(x, c, 1, name="split_conv")
@@ -95,13 +118,8 @@ def elan_block(g: LayerGraph, x: str, c: int, convs: int, p: PartConfig, part: s
 
 
 def stage_block(g: LayerGraph, x: str, c: int, n: int, p: PartConfig, part: str, depth: float) -> str:
-    """The computational block of one stage/neck node: ``n`` residual-style units, or an ELAN
-    block whose computational blocks hold ``round(2 × depth)`` 3×3 convs each."""
-    if p.block in ("res", "prn"):
-        return res_block(g, x, c, n, p, part)
-    if p.block == "csp":
-        return csp_block(g, x, c, n, p, part)
-    return elan_block(g, x, c, max(1, round(2 * depth)), p, part)
+    """The computational block of one stage/neck node, built by its registered block."""
+    return BLOCKS[p.block].build(g, x, c, n, p, part, depth)
 
 
 def make_channels(c: float, width: float, divisor: int = 8) -> int:

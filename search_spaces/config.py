@@ -15,15 +15,16 @@ from typing import Any
 
 import yaml
 
+from nas.core.errors import GradpathError
+from search_spaces.registry import BLOCKS, block_names, family_names
+
 SCHEMA_VERSION = 1
-BLOCKS = ("res", "prn", "csp", "elan")
 FUSIONS = ("fusion", "first", "last", "none")
 STOP_GRADIENTS = ("none", "identity", "block")
-FAMILIES = ("yolor", "classifier")
 PRESET_DIR = Path(__file__).parent / "presets"
 
 
-class ConfigError(ValueError):
+class ConfigError(GradpathError):
     """An invalid configuration; the message is one line meant for the user."""
 
 
@@ -52,16 +53,21 @@ class PartConfig:
     stop_gradient: str = "none"
 
     def canonical(self) -> PartConfig:
-        """The same design with the knobs its block ignores reset, so equal designs compare equal."""
+        """The same design with the knobs its block ignores reset (the block registry says which
+        it reads), so equal designs compare equal.
+
+        >>> PartConfig(block="csp", mask_fraction=0.25).canonical() == PartConfig(block="csp")
+        True
+        """
+        used = BLOCKS[self.block].knobs
         d = PartConfig()
-        return PartConfig(
-            block=self.block,
-            split_ratio=self.split_ratio if self.block in ("csp", "elan") else d.split_ratio,
-            fusion=self.fusion if self.block == "csp" else d.fusion,
-            mask_fraction=self.mask_fraction if self.block == "prn" else d.mask_fraction,
-            elan_stack=self.elan_stack if self.block == "elan" else d.elan_stack,
-            stop_gradient=self.stop_gradient if self.block != "elan" else d.stop_gradient,
+        return dataclasses.replace(
+            self, **{f.name: getattr(d, f.name) for f in dataclasses.fields(self) if f.name not in ("block", *used)}
         )
+
+    def describe(self) -> str:
+        """The block and the knobs it reads, in one short line (``csp r=0.5,fusion``)."""
+        return f"{self.block} {BLOCKS[self.block].describe(self)}".strip()
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,7 @@ def _part_from_dict(path: str, raw: Any) -> PartConfig:
         if k not in known:
             raise _fail(f"{path}.{k}", raw[k], "keys " + ", ".join(sorted(known)), "is an unknown key")
     p = PartConfig(**raw)
-    _choice(f"{path}.block", p.block, BLOCKS)
+    _choice(f"{path}.block", p.block, block_names())
     sr = _number(f"{path}.split_ratio", p.split_ratio, "a number with 0 < r < 1, e.g. 0.25, 0.5, 0.75")
     if not 0 < sr < 1:
         raise _fail(f"{path}.split_ratio", sr, "a number with 0 < r < 1, e.g. 0.25, 0.5, 0.75", "is out of range")
@@ -159,7 +165,7 @@ def from_dict(raw: Any) -> ArchConfig:
     for k in raw:
         if k not in known:
             raise _fail(str(k), raw[k], "keys " + ", ".join(sorted(known)), "is an unknown key")
-    family = _choice("family", raw.get("family", "yolor"), FAMILIES)
+    family = _choice("family", raw.get("family", "yolor"), family_names())
     img = _number("img_size", raw.get("img_size", 640), "an integer multiple of 32 from 32 to 4096", integer=True)
     if not (32 <= img <= 4096 and img % 32 == 0):
         raise _fail("img_size", img, "an integer multiple of 32 from 32 to 4096", "is out of range")

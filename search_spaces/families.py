@@ -10,9 +10,10 @@ pooling and a 1000-way linear layer; only ``backbone`` applies.
 
 from __future__ import annotations
 
-from nas.ir import GraphError, LayerGraph
+from nas.core.ir import GraphError, LayerGraph
 from search_spaces.blocks import csp_block, make_channels, repeats, stage_block
 from search_spaces.config import ArchConfig, ConfigError, PartConfig
+from search_spaces.registry import FAMILIES, register_family
 
 STAGE_CHANNELS = (64, 128, 256, 512, 1024)
 STAGE_DEPTHS = (1, 2, 8, 8, 4)
@@ -46,6 +47,7 @@ def _neck_node(g: LayerGraph, xs: list[str], c: int, cfg: ArchConfig, name: str)
         return stage_block(g, x, c, repeats(NECK_REPEATS, cfg.depth), cfg.neck, "neck", cfg.depth)
 
 
+@register_family("yolor")
 def yolor(cfg: ArchConfig) -> LayerGraph:
     g = LayerGraph(3, (cfg.img_size, cfg.img_size))
     _, _, p3, p4, p5 = backbone(g, cfg, first_stage_expand=True)
@@ -70,6 +72,7 @@ def yolor(cfg: ArchConfig) -> LayerGraph:
     return g
 
 
+@register_family("classifier")
 def classifier(cfg: ArchConfig) -> LayerGraph:
     g = LayerGraph(3, (cfg.img_size, cfg.img_size))
     x = backbone(g, cfg, first_stage_expand=True)[-1]
@@ -78,12 +81,14 @@ def classifier(cfg: ArchConfig) -> LayerGraph:
     return g
 
 
-FAMILIES = {"yolor": yolor, "classifier": classifier}
-
-
 def compile_config(cfg: ArchConfig) -> LayerGraph:
     """ArchConfig -> LayerGraph. Deterministic: the same config always gives the same graph.
-    Raises ConfigError when the knobs cannot be realised (e.g. channels that do not divide)."""
+    Raises ConfigError when the knobs cannot be realised (e.g. channels that do not divide).
+
+    >>> from search_spaces.config import load_config
+    >>> len(compile_config(load_config("darknet53")).layers())
+    53
+    """
     try:
         return FAMILIES[cfg.family](cfg)
     except GraphError as e:

@@ -4,13 +4,15 @@ trials only carry the parameters that shape the network."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from search_spaces.config import BLOCKS, FUSIONS, ArchConfig, PartConfig
+from search_spaces.config import FUSIONS, ArchConfig, PartConfig
+from search_spaces.registry import BLOCKS, block_names
 
 
 class TrialLike(Protocol):
@@ -25,7 +27,7 @@ class SearchSpace:
     YOLOR presets (DESIGN §2)."""
 
     family: str = "yolor"
-    blocks: tuple[str, ...] = BLOCKS
+    blocks: tuple[str, ...] = dataclasses.field(default_factory=block_names)
     split_ratios: tuple[float, ...] = (0.25, 0.5, 0.75)
     fusions: tuple[str, ...] = FUSIONS
     mask_fractions: tuple[float, ...] = (0.25, 0.5, 0.75)
@@ -35,18 +37,24 @@ class SearchSpace:
     img_size: int = 640
     num_classes: int = 80
 
+    def knob_values(self) -> dict[str, tuple[Any, ...]]:
+        """The values each sampled block knob may take; a block's knob not listed here (e.g.
+        ``stop_gradient``, an ablation) keeps its default."""
+        return {
+            "split_ratio": self.split_ratios,
+            "fusion": self.fusions,
+            "mask_fraction": self.mask_fractions,
+            "elan_stack": self.elan_stacks,
+        }
+
+    def _sampled_knobs(self, block: str) -> list[str]:
+        values = self.knob_values()
+        return [k for k in BLOCKS[block].knobs if k in values]
+
     def _part(self, choose: Any, part: str) -> PartConfig:
         block = choose(f"{part}.block", self.blocks)
-        kw: dict[str, Any] = {"block": block}
-        if block in ("csp", "elan"):
-            kw["split_ratio"] = choose(f"{part}.split_ratio", self.split_ratios)
-        if block == "csp":
-            kw["fusion"] = choose(f"{part}.fusion", self.fusions)
-        if block == "prn":
-            kw["mask_fraction"] = choose(f"{part}.mask_fraction", self.mask_fractions)
-        if block == "elan":
-            kw["elan_stack"] = choose(f"{part}.elan_stack", self.elan_stacks)
-        return PartConfig(**kw)
+        values = self.knob_values()
+        return PartConfig(block=block, **{k: choose(f"{part}.{k}", values[k]) for k in self._sampled_knobs(block)})
 
     def _config(self, choose: Any) -> ArchConfig:
         return ArchConfig(
@@ -80,23 +88,13 @@ class SearchSpace:
         return out
 
     def parts(self) -> list[PartConfig]:
-        """Every distinct PartConfig the space can take."""
+        """Every distinct PartConfig the space can take, block by block."""
+        values = self.knob_values()
         out = []
         for block in self.blocks:
-            if block in ("res",):
-                out.append(PartConfig(block=block))
-            elif block == "prn":
-                out += [PartConfig(block=block, mask_fraction=m) for m in self.mask_fractions]
-            elif block == "csp":
-                out += [
-                    PartConfig(block=block, split_ratio=r, fusion=f) for r in self.split_ratios for f in self.fusions
-                ]
-            else:
-                out += [
-                    PartConfig(block=block, split_ratio=r, elan_stack=s)
-                    for r in self.split_ratios
-                    for s in self.elan_stacks
-                ]
+            knobs = self._sampled_knobs(block)
+            for combo in itertools.product(*(values[k] for k in knobs)):
+                out.append(PartConfig(block=block, **dict(zip(knobs, combo, strict=True))))
         return out
 
     def __len__(self) -> int:

@@ -1,8 +1,8 @@
 """``nas analyze FILE.py:FACTORY [--input-shape 1,3,H,W] [--json]``: gradient-path metrics of any
-``nn.Module``, traced by torch.fx (:func:`nas.fx.analyze`).
+``nn.Module``, traced by torch.fx (:func:`nas.core.fx.analyze`).
 
 ``FACTORY`` is a zero-argument callable defined in ``FILE.py`` that returns the module. The JSON
-object is the one :func:`nas.fx.analyze` returns (the schema of ``nas show --json``); the human
+object is the one :func:`nas.core.fx.analyze` returns (the schema of ``nas show --json``); the human
 output is a table with one row per layer in forward order.
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from nas.cli import _fmt_flops, _fmt_int, _print_json
-from nas.errors import UsageError
+from nas.cli.format import fmt_flops, fmt_int, print_json
+from nas.core.errors import UsageError
 
 DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
 
@@ -120,7 +120,7 @@ def _ranges(ts: Sequence[int]) -> str:
 
 def print_table(out: dict[str, Any], title: str) -> None:
     """The human output of ``nas analyze``."""
-    print(f"{title}: {_fmt_int(out['params'])} params, {_fmt_flops(out['flops'])}FLOPs")
+    print(f"{title}: {fmt_int(out['params'])} params, {fmt_flops(out['flops'])}FLOPs")
     for key, label in (
         ("max_shortest_gradient_path", "max shortest gradient path"),
         ("longest_gradient_path", "longest gradient path"),
@@ -143,14 +143,14 @@ def print_table(out: dict[str, Any], title: str) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    """``nas analyze``: a thin shell over :func:`nas.fx.analyze`."""
-    from nas.fx import analyze
+    """``nas analyze``: a thin shell over :func:`nas.core.fx.analyze`."""
+    from nas.core.fx import analyze
 
     shape = parse_input_shape(args.input_shape)
     model, label = build_model(args.target)
     out = analyze(model, shape)
     if args.json:
-        _print_json(out)
+        print_json(out)
     else:
         print_table(out, f"{label} @ {'x'.join(map(str, shape))}")
     return 0

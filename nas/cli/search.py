@@ -8,7 +8,11 @@ import json
 import sys
 from typing import Any
 
-from nas.search import SearchOptions
+from evaluators.recipe import DEFAULT as R
+from evaluators.recipe import Recipe
+from nas.core.cost import parse_flops
+from nas.core.errors import UsageError
+from nas.engine import SCORES, SearchOptions, dashboard, export, search
 
 D = SearchOptions(budget=1)
 
@@ -23,20 +27,20 @@ def add_search_parsers(sub: Any) -> None:
         "--trials", type=int, default=D.trials, help="candidates trained on the proxy (default: %(default)s)"
     )
     p.add_argument("--data", default=D.data, help="shapes (embedded) or a COCO-format annotation file/folder")
-    p.add_argument("--epochs", type=int, default=D.epochs, help="proxy epochs per trial (default: %(default)s)")
-    p.add_argument("--img-size", type=int, default=D.img_size, help="proxy image size (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=R.epochs, help="proxy epochs per trial (default: %(default)s)")
+    p.add_argument("--img-size", type=int, default=R.img_size, help="proxy image size (default: %(default)s)")
     p.add_argument(
-        "--width-mult", type=float, default=D.width_mult, help="proxy width multiplier (default: %(default)s)"
+        "--width-mult", type=float, default=R.width_mult, help="proxy width multiplier (default: %(default)s)"
     )
-    p.add_argument("--images", type=int, default=D.images, help="proxy training images (default: %(default)s)")
+    p.add_argument("--images", type=int, default=R.images, help="proxy training images (default: %(default)s)")
     p.add_argument("--workers", type=int, default=D.workers, help="concurrent proxy trainings (default: %(default)s)")
     p.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: $RAY_ADDRESS or local)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: runs/NAME/optuna.journal)")
-    p.add_argument("--seed", type=int, default=D.seed)
+    p.add_argument("--seed", type=int, default=R.seed)
     p.add_argument(
         "--cheap-score",
         default=D.cheap_score,
-        help="fitted | gradpath | flops | params | synflow | naswot (default: %(default)s)",
+        help=f"{' | '.join(SCORES)} (default: %(default)s)",
     )
     p.add_argument("--runs-dir", default=D.runs_dir, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -61,9 +65,6 @@ def add_search_parsers(sub: Any) -> None:
 
 
 def _flops(text: str, flag: str = "--budget") -> int:
-    from nas.cost import parse_flops
-    from nas.errors import UsageError
-
     try:
         return parse_flops(text)
     except ValueError as e:  # name the flag the user typed (parse_flops says "budget")
@@ -71,8 +72,6 @@ def _flops(text: str, flag: str = "--budget") -> int:
 
 
 def run_search(args: argparse.Namespace) -> int:
-    from nas.search import search
-
     opts = SearchOptions(
         budget=_flops(args.budget),
         name=args.name,
@@ -80,12 +79,10 @@ def run_search(args: argparse.Namespace) -> int:
         candidates=args.candidates,
         trials=args.trials,
         data=args.data,
-        epochs=args.epochs,
-        img_size=args.img_size,
-        width_mult=args.width_mult,
-        images=args.images,
+        recipe=Recipe(
+            epochs=args.epochs, img_size=args.img_size, width_mult=args.width_mult, images=args.images, seed=args.seed
+        ),
         workers=args.workers,
-        seed=args.seed,
         cheap_score=args.cheap_score,
         ray_address=args.ray_address,
         storage=args.storage,
@@ -103,8 +100,6 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from nas.export import export
-
     max_flops = _flops(args.max_flops, "--max-flops") if args.max_flops is not None else None
     result = export(args.run, args.out, trial=args.trial, max_flops=max_flops, onnx=args.onnx)
     if args.json:
@@ -116,7 +111,5 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
-    from nas.export import dashboard
-
     dashboard(args.run, port=args.port, host=args.host)
     return 0

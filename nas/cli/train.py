@@ -1,9 +1,8 @@
 """``nas train``: a thin shell over :func:`evaluators.train.train_from_config`.
 
-Kept here rather than in ``nas/cli.py`` so that the proxy's options and defaults live beside the
-recipe they expose; ``nas/cli.py`` only registers the subcommand. Bad input raises
-:class:`~evaluators.errors.DataError` / ``ValueError`` with a one-line message (the CLI prints it
-and exits 2).
+The flags are the fields of :class:`~evaluators.recipe.Recipe` and are validated by it, exactly
+as ``nas search`` validates them. Bad input raises a one-line
+:class:`~nas.core.errors.GradpathError` (the CLI prints it and exits 2).
 """
 
 from __future__ import annotations
@@ -15,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from evaluators.coco_eval import METRICS
-from evaluators.recipe import DEFAULT
+from evaluators.recipe import DEFAULT, Recipe
+from nas.core.errors import UsageError
 
 
 def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -39,7 +39,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--img-size", type=int, default=DEFAULT.img_size, metavar="S")
     p.add_argument("--width-mult", type=float, default=DEFAULT.width_mult, metavar="W")
     p.add_argument("--images", type=int, default=DEFAULT.images, metavar="N", help="train images")
-    p.add_argument("--seed", type=int, default=0, metavar="S")
+    p.add_argument("--seed", type=int, default=DEFAULT.seed, metavar="S")
     p.add_argument("--threads", type=int, default=None, metavar="T", help="default: all cores")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="default runs/train/<name>")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -59,16 +59,12 @@ def run_train(args: argparse.Namespace) -> int:
     """Run ``nas train``; 0 when training finished, 1 when it failed (e.g. non-finite loss)."""
     from evaluators.train import train_from_config
 
-    check_args(args)
+    recipe = check_args(args)
     out = args.out or default_out_dir(args)
     result = train_from_config(
         args.config,
+        recipe,
         data=args.data,
-        epochs=args.epochs,
-        img_size=args.img_size,
-        width_mult=args.width_mult,
-        images=args.images,
-        seed=args.seed,
         out_dir=out,
         num_threads=args.threads,
         progress=not args.json,
@@ -84,26 +80,22 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_args(args: argparse.Namespace) -> None:
+def recipe_of(args: argparse.Namespace) -> Recipe:
+    """The recipe the flags ask for, validated (one line naming the flag when a value is refused)."""
+    return Recipe(
+        epochs=args.epochs, img_size=args.img_size, width_mult=args.width_mult, images=args.images, seed=args.seed
+    ).validate()
+
+
+def check_args(args: argparse.Namespace) -> Recipe:
     """Reject bad options before anything is loaded or written: each becomes one line, exit 2
-    (a UsageError is a ValueError, for callers of ``run_train``)."""
-    import math
-
-    from nas.errors import UsageError
-
-    for name in ("epochs", "images"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name} must be >= 1")
-    if args.img_size % 32 or not 64 <= args.img_size <= 2048:
-        raise UsageError(f"--img-size: {args.img_size} is not accepted; accepted: a multiple of 32 from 64 to 2048")
-    if not (math.isfinite(args.width_mult) and 0 < args.width_mult <= 4):
-        raise UsageError(f"--width-mult: {args.width_mult} is out of range; accepted: a number > 0 and <= 4")
+    (a GradpathError is a ValueError, for callers of ``run_train``). Returns the recipe."""
+    recipe = recipe_of(args)
     if args.threads is not None and not 1 <= args.threads <= 1024:
         raise UsageError(f"--threads: {args.threads} is out of range; accepted: an integer from 1 to 1024")
-    if not -(2**31) <= args.seed < 2**31:
-        raise UsageError(f"--seed: {args.seed} is out of range; accepted: an integer from -2**31 to 2**31-1")
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out: {args.out} is a file; accepted: a folder (made if missing)")
+    return recipe
 
 
 def _table(result: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nas.ir import LayerGraph, Node
+from nas.core.ir import LayerGraph, Node
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""torch.fx front end: any ``nn.Module`` -> :class:`~nas.ir.LayerGraph`, so that every gradient-path
+"""torch.fx front end: any ``nn.Module`` -> :class:`~nas.core.ir.LayerGraph`, so that every gradient-path
 metric (and the cost) works on models this project did not write.
 
 ``from_module(model, input_shape)`` traces ``model`` with :func:`torch.fx.symbolic_trace` (a
@@ -48,12 +48,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from nas.ir import GraphError, LayerGraph
+from nas.core.errors import GradpathError
+from nas.core.ir import GraphError, LayerGraph
 
 __all__ = ["TraceError", "UnsupportedOpError", "analyze", "from_module"]
 
 
-class TraceError(ValueError):
+class TraceError(GradpathError):
     """A model that torch.fx cannot trace or whose shapes cannot be propagated (one line)."""
 
 
@@ -731,7 +732,7 @@ def analyze(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224)) -> 
     >>> out["params"], out["max_shortest_gradient_path"], out["longest_gradient_path"]
     (260, 2, 2)
     """
-    from nas.api import summarize
+    from nas.core.summary import summarize
 
     out = summarize(from_module(model, input_shape))
     out["params"] = sum(p.numel() for p in model.parameters())

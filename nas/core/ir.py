@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from nas.core.errors import GradpathError
+
 LAYER_OPS = frozenset({"conv", "linear"})
 OPS = frozenset(
     {
@@ -51,7 +53,7 @@ OPS = frozenset(
 )
 
 
-class GraphError(ValueError):
+class GraphError(GradpathError):
     """A graph that cannot be built: shapes that do not fit, unknown inputs."""
 
 

@@ -1,4 +1,4 @@
-"""Gradient-path metrics of a :class:`~nas.ir.LayerGraph` (DESIGN §3; Wang, Liao, Yeh §2.2–3.3).
+"""Gradient-path metrics of a :class:`~nas.core.ir.LayerGraph` (DESIGN §3; Wang, Liao, Yeh §2.2–3.3).
 
 Definitions
 -----------
@@ -59,7 +59,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nas.ir import LayerGraph
+from nas.core.ir import LayerGraph
 
 __all__ = ["GradientPathMetrics", "LayerMetrics", "UnitMetrics", "gradient_path_metrics"]
 

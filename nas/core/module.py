@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.ir import LayerGraph, Node
+from nas.core.ir import LayerGraph, Node
 
 
 class ConvBNAct(nn.Module):

@@ -6,8 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nas.errors import SearchError
-from nas.storage import open_storage
+from nas.core.runio import atomic_write_bytes, atomic_write_text
+from nas.engine.cheap import score_candidate
+from nas.engine.options import SearchError
+from nas.engine.storage import open_storage
+from search_spaces import compile_config, parse_yaml
 
 
 def _open_run(run_dir: str | Path):  # noqa: ANN202
@@ -46,10 +49,6 @@ def export(
     COMPLETE trial within ``max_flops`` (default: the search budget). The YAML is re-compiled
     and must reproduce the FLOPs and gradient-path metrics the trial recorded, or nothing is
     written. ``onnx`` also writes the full-size model as ONNX."""
-    from nas.runio import atomic_write_text
-    from nas.search import score_candidate
-    from search_spaces import parse_yaml
-
     if Path(out).is_dir():
         raise SearchError(f"-o: {out} is a folder; accepted: a YAML file path")
     study, _ = _open_run(run_dir)
@@ -85,10 +84,9 @@ def export_onnx(cfg, path: str | Path) -> Path:  # noqa: ANN001
 
     import torch
 
-    import nas
-    from nas.runio import atomic_write_bytes
+    from nas.core.module import build
 
-    model = nas.build(nas.compile(cfg)).eval()
+    model = build(compile_config(cfg)).eval()
     x = torch.zeros(1, 3, cfg.img_size, cfg.img_size)
     buf = io.BytesIO()
     names = [f"p{i + 3}" for i in range(len(model.graph.outputs))]

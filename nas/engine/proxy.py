@@ -1,180 +1,20 @@
-"""The proxy stage on Ray Tune: the chosen candidates are trained on the COCO proxy
-(``evaluators.train``) under ASHA while the driver owns the Optuna study through ask/tell.
-
-Also here, because it runs inside the Ray workers: the per-trial folder claim against orphaned
-workers of a killed search, the failure reason record, and the test-only fault hook."""
+"""The proxy stage on Ray Tune, driver side: the chosen candidates are trained on the COCO proxy
+under ASHA while the driver owns the Optuna study through ask/tell. What runs inside the Ray
+workers is :mod:`nas.engine.worker`."""
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from nas.errors import SearchError
-from nas.report import progress_bar
-from nas.runio import atomic_write_text
-from nas.storage import fail_interrupted, mark_constraint
-
-if TYPE_CHECKING:
-    from nas.search import SearchOptions
-
-FINISHED = ("COMPLETE", "PRUNED")
-
-
-def config_hash(key: str) -> str:
-    return hashlib.sha1(key.encode()).hexdigest()[:12]
-
-
-def _proxy_trainable(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable: one proxy training, reporting AP after every epoch."""
-    o, job = config["options"], config["trial"]
-    claim = _claim_trial_dir(Path(job["out_dir"]))  # held until this worker process exits
-    last_error = Path(job["out_dir"]) / ERROR_FILE
-    last_error.unlink(missing_ok=True)
-    try:
-        _train_trial(o, job)
-    except Exception as e:
-        # our own record of why, written before Tune hears of the failure (Tune's error file may
-        # not have reached the driver when it calls on_trial_error)
-        atomic_write_text(last_error, " ".join(f"{type(e).__name__}: {e}".split())[:500])
-        raise
-    finally:
-        os.close(claim)
-
-
-ERROR_FILE = "last_error.txt"
-
-
-def _train_trial(o: dict[str, Any], job: dict[str, Any]) -> None:
-    from ray import tune
-
-    from evaluators.train import train_from_config
-    from search_spaces import parse_yaml
-
-    fire = _fault_injector(o.get("fault"), job["number"])
-    fire(0)
-    reported = [0]
-
-    def tell_tune(epoch: int, metrics: dict[str, Any]) -> None:
-        reported[0] = epoch
-        tune.report({"epoch": epoch, "AP": float(metrics.get("AP") or 0.0), "AP50": float(metrics.get("AP50") or 0.0)})
-
-    def report(epoch: int, metrics: dict[str, Any]) -> None:
-        fire(epoch)  # after the epoch's checkpoint is written, before Tune hears of the epoch
-        tell_tune(epoch, metrics)
-
-    result = train_from_config(
-        parse_yaml(job["config"]),
-        data=o["data"],
-        epochs=o["epochs"],
-        img_size=o["img_size"],
-        width_mult=o["width_mult"],
-        images=o["images"],
-        seed=o["seed"],
-        out_dir=job["out_dir"],
-        data_root=o["data_root"],
-        num_threads=o["threads"],
-        progress=False,
-        report=report,
-    )
-    if result.get("status") == "failed":
-        tune.report({"epoch": -1, "AP": 0.0, "failed": result.get("reason", "failed")})
-    elif result.get("status") == "ok" and reported[0] < result.get("epochs_done", 0):
-        # resumed from a checkpoint that already held the last epoch (the search was killed after
-        # the training ended but before Optuna was told): report the result it holds, else
-        # Tune ends the trial without a result and it would be recorded as stopped early
-        tell_tune(result["epochs_done"], result)
-
-
-def _claim_trial_dir(out_dir: Path, wait_s: float = 600) -> int:
-    """One trainer per trial folder, so two never write one checkpoint at once.
-
-    A SIGKILLed search leaves its Ray trial workers running for a while (measured: up to a minute
-    and more, see docs/reliability.md); the re-run's worker for the same trial would train beside
-    them into the same folder. The folder's ``.worker.lock`` (an ``flock``, freed when its holder
-    dies) is held for the whole training; a holder that is a Ray worker can only be such a stale
-    one (this search holds the run's lock), so it is killed; anything else is waited for."""
-    import fcntl
-    import signal
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out_dir / ".worker.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            holder = int(text) if text.isdigit() else 0
-            if holder and _is_ray_worker(holder):
-                with contextlib.suppress(OSError):
-                    os.kill(holder, signal.SIGKILL)
-            if time.monotonic() > deadline:
-                os.close(fd)
-                raise RuntimeError(f"{out_dir} is in use by process {holder} (not a Ray worker of this run)") from None
-            time.sleep(0.2)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd
-
-
-def _is_ray_worker(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::")
-    except OSError:  # gone, or no /proc (then: wait, never kill)
-        return False
-
-
-FAULT_ENV = "GRADPATH_FAULT"
-
-
-def _fault_injector(spec: str | None, number: int) -> Callable[[int], None]:
-    """TEST-ONLY fault injection, so tests can prove how the search handles a failing trial.
-
-    ``GRADPATH_FAULT`` (read by the driver, passed to every trial) is a comma-separated list of
-    ``TRIAL:KIND@EPOCH``; TRIAL is a proxy-study trial number or ``*``; the fault fires when
-    EPOCH's checkpoint is written (0: before training). KIND: ``raise`` (an exception: Tune
-    retries once, the retry resumes after the checkpoint), ``kill`` (SIGKILL of the Ray worker
-    process), ``nan`` (every later loss is NaN: the trial ends failed). Unset: does nothing."""
-    fault = None
-    for item in (spec or "").split(","):
-        target, _, rest = item.strip().partition(":")
-        kind, _, epoch = rest.partition("@")
-        if target in ("*", str(number)) and kind in ("raise", "nan", "kill"):
-            fault = (kind, int(epoch or 0))
-    if fault is None:
-        return lambda epoch: None
-    kind, at = fault
-    poisoned = [False]
-    if kind == "nan":
-        import evaluators.train as train_module
-
-        real_loss = train_module.detection_loss
-
-        def nan_loss(*args: Any, **kwargs: Any) -> Any:
-            loss, parts = real_loss(*args, **kwargs)
-            return (loss * float("nan"), parts) if poisoned[0] else (loss, parts)
-
-        train_module.detection_loss = nan_loss  # this worker process only (reuse_actors=False)
-
-    def fire(epoch: int) -> None:
-        if epoch != at:
-            return
-        if kind == "raise":
-            raise RuntimeError(f"injected fault ({FAULT_ENV}) at epoch {epoch}")
-        if kind == "kill":
-            import signal
-
-            os.kill(os.getpid(), signal.SIGKILL)
-        poisoned[0] = True
-
-    return fire
+from nas.engine.options import SearchError, SearchOptions
+from nas.engine.report import progress_bar
+from nas.engine.storage import fail_interrupted, mark_constraint
+from nas.engine.worker import ERROR_FILE, FAULT_ENV, FINISHED, _proxy_trainable, config_hash
 
 
 def _tune_callback(study, pending: dict[int, Any], epochs: int, bar: Any, failure: list[BaseException]):  # noqa: ANN001, ANN202
@@ -333,11 +173,7 @@ def _run_tune(opts: SearchOptions, ray_trials: list[dict[str, Any]], study, pend
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // opts.workers)
     options = {
         "data": str(Path(opts.data).resolve()) if opts.data != "shapes" else "shapes",
-        "epochs": opts.epochs,
-        "img_size": opts.img_size,
-        "width_mult": opts.width_mult,
-        "images": opts.images,
-        "seed": opts.seed,
+        "recipe": opts.recipe.to_dict(),
         "threads": cpus,
         "data_root": str(Path(opts.runs_dir).resolve()),
         "fault": os.environ.get(FAULT_ENV),  # test-only, see _fault_injector
@@ -353,8 +189,8 @@ def _run_tune(opts: SearchOptions, ray_trials: list[dict[str, Any]], study, pend
         metric="AP",
         mode="max",
         time_attr="training_iteration",
-        max_t=opts.epochs + 1,
-        grace_period=max(1, math.ceil(2 * opts.epochs / 3)),
+        max_t=opts.recipe.epochs + 1,
+        grace_period=max(1, math.ceil(2 * opts.recipe.epochs / 3)),
     )
     tuner = tune.Tuner(
         tune.with_resources(_proxy_trainable, {"cpu": cpus}),
@@ -369,7 +205,7 @@ def _run_tune(opts: SearchOptions, ray_trials: list[dict[str, Any]], study, pend
             name=f"tune-{int(time.time())}",
             storage_path=str((opts.run_dir / "ray").resolve()),
             verbose=0,
-            callbacks=[_tune_callback(study, pending, opts.epochs, bar, failure)],
+            callbacks=[_tune_callback(study, pending, opts.recipe.epochs, bar, failure)],
             stop=_stop_all(failure),
             failure_config=tune.FailureConfig(max_failures=1),
         ),

@@ -3,33 +3,14 @@
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from nas.runio import atomic_write_json, atomic_write_text
-
-if TYPE_CHECKING:
-    from nas.search import SearchOptions
-
-
-def pareto_fronts(points: list[tuple[float, float]]) -> list[list[int]]:
-    """Non-dominated sorting for (maximise a, minimise b): peel fronts with a sorted sweep."""
-    remaining = list(range(len(points)))
-    fronts = []
-    while remaining:
-        remaining.sort(key=lambda i: (points[i][1], -points[i][0]))
-        front, rest, best = [], [], -math.inf
-        for i in remaining:
-            if points[i][0] > best or (front and points[i] == points[front[-1]]):  # equal points tie
-                front.append(i)
-                best = points[i][0]
-            else:
-                rest.append(i)
-        fronts.append(front)
-        remaining = rest
-    return fronts
+from nas.core.runio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from nas.engine.options import SearchOptions
+from nas.engine.stats import pareto_fronts
+from search_spaces import PartConfig, parse_yaml
 
 
 def trained_rows(study) -> list[dict[str, Any]]:  # noqa: ANN001
@@ -65,8 +46,6 @@ def pareto_rows(rows: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]
 
 
 def write_outputs(study, opts: SearchOptions) -> dict[str, Any]:  # noqa: ANN001
-    from search_spaces import parse_yaml
-
     rows = trained_rows(study)
     front = pareto_rows(rows, opts.budget)
     best = max(front, key=lambda r: (r["AP"], -r["flops"])) if front else None
@@ -109,8 +88,6 @@ def plot_pareto(rows: list[dict[str, Any]], front: list[dict[str, Any]], budget:
     fig.tight_layout()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    from nas.runio import atomic_write_bytes
-
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -127,12 +104,7 @@ def format_front(summary: dict[str, Any]) -> str:
 
 
 def _part(p: dict[str, Any]) -> str:
-    extra = {
-        "prn": f"m={p['mask_fraction']}",
-        "csp": f"r={p['split_ratio']},{p['fusion']}",
-        "elan": f"r={p['split_ratio']},s={p['elan_stack']}",
-    }
-    return f"{p['block']} {extra.get(p['block'], '')}".strip()
+    return PartConfig(**p).describe()
 
 
 def progress_bar(total: int, desc: str, enabled: bool, initial: int = 0):  # noqa: ANN202

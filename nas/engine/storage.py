@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from nas.errors import SearchError
+from nas.engine.options import SearchError
 
 
 def open_storage(url: str | None, run_dir: Path):  # noqa: ANN201 - optuna storage

@@ -1,7 +1,7 @@
 """Atomic outputs: a killed run never leaves a truncated file that a later run trusts.
 
 What is written how (docs/reliability.md): ``best.yaml``, ``summary.json``, ``pareto.png``,
-``search.json``, exported YAML/ONNX — temp file + fsync + rename (``nas.runio``); per-trial
+``search.json``, exported YAML/ONNX — temp file + fsync + rename (``nas.core.runio``); per-trial
 ``checkpoint.pt`` / ``metrics.json`` — temp file + rename; the shapes cache — a temp folder renamed
 into place; the Optuna journal — append-only records (a torn last one is dropped by the next
 writer). And what a later run does with a damaged one: an unreadable ``search.json`` stops the
@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from nas.cost import parse_flops
-from nas.search import SearchOptions, cheap_stage
-from nas.storage import open_storage, prepare_journal
+from nas.core.cost import parse_flops
+from nas.engine import SearchOptions, cheap_stage
+from nas.engine.storage import open_storage, prepare_journal
 
 _WRITER = """
 import sys
-from nas.runio import atomic_write_json
+from nas.core.runio import atomic_write_json
 path, i = sys.argv[1], 0
 blobs = [{"n": k, "pad": "x" * (1 << 20)} for k in range(2)]  # 1 MiB each: a kill lands mid-write
 while True:
@@ -61,16 +61,17 @@ def test_sigkill_during_atomic_writes_never_leaves_a_truncated_file(tmp_path: Pa
 def test_truncated_checkpoint_is_ignored_with_a_warning_and_retrained_identically(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    from evaluators.recipe import Recipe
     from evaluators.train import train_from_config
 
-    args = {"epochs": 2, "images": 8, "img_size": 64, "num_threads": 1, "progress": False}
-    args["data_root"] = tmp_path / "runs"
-    unbroken = train_from_config("yolor-elan-1-1", out_dir=tmp_path / "a", **args)
+    recipe = Recipe(epochs=2, images=8, img_size=64)
+    args = {"num_threads": 1, "progress": False, "data_root": tmp_path / "runs"}
+    unbroken = train_from_config("yolor-elan-1-1", recipe, out_dir=tmp_path / "a", **args)
     ckpt = tmp_path / "a" / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])  # a disk that lost the tail
     (tmp_path / "a" / ".checkpoint.pt.tmp").write_bytes(b"half a save from a killed process")
     with caplog.at_level(logging.WARNING, logger="evaluators.train"):
-        again = train_from_config("yolor-elan-1-1", out_dir=tmp_path / "a", **args)
+        again = train_from_config("yolor-elan-1-1", recipe, out_dir=tmp_path / "a", **args)
     assert "unreadable checkpoint ignored" in caplog.text
     assert again["status"] == "ok"
     strip = ("epoch_time_s",)

@@ -13,16 +13,16 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from helpers import search_cmd
 from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmarks.kill_resume import dashboard_api
-from nas.cost import parse_flops
-from nas.report import pareto_fronts
-from nas.search import SearchOptions, cheap_stage, score_candidate, select_candidates
-from nas.storage import open_storage
+from nas.core.cost import parse_flops
+from nas.engine import SearchOptions, cheap_stage, score_candidate, select_candidates
+from nas.engine.stats import pareto_fronts
+from nas.engine.storage import open_storage
 from search_spaces import parse_yaml
+from tests.support.helpers import search_cmd
 
 TINY = ["--candidates", "120", "--trials", "2", "--epochs", "2", "--images", "32", "--img-size", "64"]
 
@@ -166,7 +166,7 @@ def test_cheap_stage_killed_and_resumed_proposes_what_an_unbroken_run_does(tmp_p
 
 
 def test_second_search_on_a_busy_run_refuses(tmp_path):
-    from nas.runio import RunLock
+    from nas.core.runio import RunLock
 
     lock = RunLock(tmp_path / "busy")
     assert lock.acquire()

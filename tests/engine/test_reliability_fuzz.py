@@ -5,16 +5,12 @@ inputs that once crashed, plus a sample through the real entry point as a subpro
 
 from __future__ import annotations
 
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.fuzz import (  # noqa: E402
+from tests.support.fuzz_cases import (
     RUN_NAME,
     STRATEGIES,
     TRAIN_TINY,

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from evaluators.zero_cost import naswot, proxy_model, synflow
-from nas.search import CHEAP_SCORES, cheap_score, score_candidate
+from nas.engine import SCORES, cheap_score, score_candidate
 from search_spaces.config import ArchConfig, PartConfig
 
 IMG = 32
@@ -80,7 +80,7 @@ def test_naswot_relu_network_known_answer() -> None:
 
 
 def test_cheap_scores_include_zero_cost_baselines() -> None:
-    assert {"synflow", "naswot"} <= set(CHEAP_SCORES)
+    assert {"synflow", "naswot"} <= set(SCORES)
     s = score_candidate(SMALL, "synflow")
     assert s["score"] == s["zero_cost"]["synflow"] and math.isfinite(s["score"])
     assert "zero_cost" not in score_candidate(SMALL)  # the default path builds no model

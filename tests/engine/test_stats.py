@@ -1,4 +1,5 @@
-"""Statistics of the rank study on synthetic data with known answers, and its candidate list."""
+"""The shared statistics (``nas.engine.stats``) on synthetic data with known answers, and the rank
+study's candidate list."""
 
 from __future__ import annotations
 
@@ -6,10 +7,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmarks.rank_study import (
-    BUDGET,
+from benchmarks.rank_study import BUDGET, candidate
+from nas.engine.stats import (
     bootstrap_ci,
-    candidate,
     cv_tau,
     fit_rank_linear,
     kendall_tau,
@@ -68,7 +68,7 @@ def test_rank_fit_recovers_the_informative_feature() -> None:
 
 
 def test_candidates_are_feasible_deterministic_and_stratified() -> None:
-    from nas.cost import cost
+    from nas.core.cost import cost
     from search_spaces import compile_config
 
     first = [candidate(i) for i in range(16)]
@@ -78,9 +78,9 @@ def test_candidates_are_feasible_deterministic_and_stratified() -> None:
 
 
 def test_fitted_cheap_score_directions() -> None:
-    from nas.search import CHEAP_SCORES, cheap_score
+    from nas.engine import SCORES, cheap_score
 
-    assert "fitted" in CHEAP_SCORES
+    assert "fitted" in SCORES
     m = {"gradient_combinations": 600_000, "max_shortest_gradient_path": 10}
     base = cheap_score("fitted", 5e10, 0, m)
     assert cheap_score("fitted", 1e11, 0, m) > base  # more FLOPs: higher

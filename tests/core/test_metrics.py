@@ -12,13 +12,13 @@ import random
 
 import networkx as nx
 import pytest
-from helpers import METRIC_KEYS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import nas.metrics
-from nas.ir import LayerGraph
-from nas.metrics import gradient_path_metrics
+import nas.core.metrics
+from nas.core.ir import LayerGraph
+from nas.core.metrics import gradient_path_metrics
+from tests.support.helpers import METRIC_KEYS
 
 LOSS = "loss"
 
@@ -189,7 +189,7 @@ def random_graph(seed: int) -> LayerGraph:
 
 # -- the definitions --------------------------------------------------------------------------
 def test_docstring_examples() -> None:
-    assert doctest.testmod(nas.metrics).failed == 0
+    assert doctest.testmod(nas.core.metrics).failed == 0
 
 
 def test_plain_chain_lengths_count_layers_from_the_loss() -> None:

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import nas
-from nas.fx import from_module
-from nas.ir import LayerGraph
-from nas.metrics import gradient_path_metrics
+from nas.core.fx import from_module
+from nas.core.ir import LayerGraph
+from nas.core.metrics import gradient_path_metrics
 from search_spaces.blocks import csp_block, elan_block, residual_unit
 from search_spaces.config import PartConfig
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from evaluators.coco_data import ProxyData, load_proxy_data
 from evaluators.detection import STRIDES, detection_loss, init_head_bias
+from evaluators.recipe import Recipe
 from evaluators.train import train_proxy
 
 SIZE = 64
@@ -50,8 +51,10 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> ProxyData:
 
 
 def _train(data: ProxyData, out: Path | None, **kwargs: object) -> dict:
-    args = {"epochs": 3, "img_size": SIZE, "batch_size": 8, "lr": 5e-3, "warmup_iters": 4}
-    return train_proxy(TinyDetector, data=data, out_dir=out, num_threads=1, progress=False, **{**args, **kwargs})
+    recipe = Recipe(epochs=3, img_size=SIZE, batch_size=8, lr=5e-3, warmup_iters=4)
+    recipe = dataclasses.replace(recipe, **{k: v for k, v in kwargs.items() if hasattr(recipe, k)})
+    runtime = {k: v for k, v in kwargs.items() if not hasattr(recipe, k)}
+    return train_proxy(TinyDetector, data, recipe, out_dir=out, num_threads=1, progress=False, **runtime)
 
 
 def test_loss_falls_on_a_fixed_batch(data: ProxyData) -> None:
@@ -123,7 +126,7 @@ class _NaNDetector(TinyDetector):
 
 
 def test_non_finite_loss_fails_with_reason(data: ProxyData, tmp_path: Path) -> None:
-    result = train_proxy(_NaNDetector, data=data, img_size=SIZE, out_dir=tmp_path, epochs=2, progress=False)
+    result = train_proxy(_NaNDetector, data, Recipe(img_size=SIZE, epochs=2), out_dir=tmp_path, progress=False)
     assert result["status"] == "failed"
     assert result["reason"] == "non-finite loss (nan) at epoch 1, step 1"
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "failed"
@@ -137,7 +140,7 @@ class _SilentDetector(TinyDetector):
 
 
 def test_no_predictions_score_zero(data: ProxyData) -> None:
-    result = train_proxy(_SilentDetector, data=data, img_size=SIZE, epochs=1, progress=False)
+    result = train_proxy(_SilentDetector, data, Recipe(img_size=SIZE, epochs=1), progress=False)
     assert result["status"] == "ok"
     assert result["AP"] == result["AP50"] == 0.0
 
@@ -149,10 +152,7 @@ def test_train_from_config_uses_the_builder(tmp_path: Path) -> None:
 
     result = train_from_config(
         "yolor-elan-2-1",
-        epochs=1,
-        img_size=64,
-        width_mult=0.25,
-        images=8,
+        Recipe(epochs=1, img_size=64, width_mult=0.25, images=8),
         val_images=4,
         data_root=tmp_path,
         out_dir=tmp_path / "run",

@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import nas
-from nas.cost import cost
-from nas.fx import from_module
-from nas.ir import LayerGraph
-from nas.metrics import gradient_path_metrics
+from nas.core.cost import cost
+from nas.core.fx import from_module
+from nas.core.ir import LayerGraph
+from nas.core.metrics import gradient_path_metrics
 from search_spaces import ConfigError, compile_config, load_config, preset_names
 from search_spaces.space import SearchSpace
 

@@ -10,7 +10,7 @@ import pytest
 
 from evaluators.errors import DataError
 from evaluators.train import DEFAULT
-from evaluators.train_cli import add_train_parser, default_out_dir, run_train
+from nas.cli.train import add_train_parser, default_out_dir, run_train
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -64,7 +64,14 @@ def test_bad_input_raises_one_line_errors(tmp_path: Path) -> None:
     pytest.importorskip("search_spaces")
     with pytest.raises(DataError, match="data path not found"):
         run_train(_parse("yolor-elan-2-1", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)))
-    with pytest.raises(ValueError, match="--epochs must be >= 1"):
+    # one Recipe validates for nas train and nas search alike: the same words for the same value
+    with pytest.raises(ValueError, match="--epochs: 0 is out of range; accepted: an integer from 1 to 1000"):
         run_train(_parse("yolor-elan-2-1", "--epochs", "0"))
+    from evaluators.recipe import Recipe
+    from nas.engine import SearchError, SearchOptions
+    from nas.engine.options import validate_options
+
+    with pytest.raises(SearchError, match="--epochs: 0 is out of range; accepted: an integer from 1 to 1000"):
+        validate_options(SearchOptions(budget=10**11, recipe=Recipe(epochs=0)))
     with pytest.raises(ValueError, match="multiple of 32"):
         run_train(_parse("yolor-elan-2-1", "--img-size", "100", "--out", str(tmp_path)))

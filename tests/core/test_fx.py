@@ -9,16 +9,16 @@ import doctest
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import METRIC_KEYS
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import nas
-import nas.fx
-from nas.cost import cost
-from nas.fx import TraceError, UnsupportedOpError, analyze, from_module
-from nas.ir import LayerGraph
-from nas.metrics import gradient_path_metrics
+import nas.core.fx
+from nas.core.cost import cost
+from nas.core.fx import TraceError, UnsupportedOpError, analyze, from_module
+from nas.core.ir import LayerGraph
+from nas.core.metrics import gradient_path_metrics
+from tests.support.helpers import METRIC_KEYS
 
 SHAPE = (1, 3, 16, 16)
 
@@ -38,7 +38,7 @@ def flops_of(model: nn.Module, shape: tuple[int, ...] = SHAPE) -> int:
 
 
 def test_docstring_examples() -> None:
-    assert doctest.testmod(nas.fx).failed == 0
+    assert doctest.testmod(nas.core.fx).failed == 0
 
 
 # -- what it maps -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@
 - storage faults (disk full, permission denied, a file where a folder must be) stop the search
   with one clear error, exit 2, leave every recorded trial readable, and a re-run resumes.
 
-Faults are injected with the test-only ``GRADPATH_FAULT`` hook (``nas.tune_runner._fault_injector``)
+Faults are injected with the test-only ``GRADPATH_FAULT`` hook (``nas.engine.proxy._fault_injector``)
 or by patching the storage in the search process."""
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import search_cmd
 
-from nas.cost import parse_flops
-from nas.search import SearchOptions
-from nas.storage import open_storage, prepare_journal
-from nas.tune_runner import config_hash
+from nas.core.cost import parse_flops
+from nas.engine import SearchOptions
+from nas.engine.storage import open_storage, prepare_journal
+from nas.engine.worker import config_hash
+from tests.support.helpers import search_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--candidates", "60", "--epochs", "2", "--images", "8", "--img-size", "64", "--workers", "2"]
@@ -120,7 +120,7 @@ def test_broken_annotation_file_stops_the_search_before_anything_is_written(tmp_
 _FAIL_APPENDS = """
 import errno, sys
 from optuna.storages.journal import JournalFileBackend
-import nas.tune_runner as T
+import nas.engine.proxy as T
 
 armed = [{armed}]
 real_append = JournalFileBackend.append_logs
@@ -202,7 +202,7 @@ def test_permission_denied_on_the_journal_is_one_line_and_the_rerun_repairs_it(t
     # the next run repairs the torn first record and runs the cheap stage from the start
     opts = SearchOptions(budget=parse_flops("45G"), name="p", candidates=30, runs_dir=str(tmp_path))
     prepare_journal(opts.run_dir / "optuna.journal", print)
-    from nas.search import cheap_stage
+    from nas.engine import cheap_stage
 
     study = cheap_stage(open_storage(None, opts.run_dir), opts, progress=False)
     assert len([t for t in study.get_trials() if t.state.name == "COMPLETE"]) == 30
@@ -236,13 +236,13 @@ def test_disk_full_writing_the_outputs_keeps_the_old_ones_and_leaves_no_temp_fil
     fails (ENOSPC at the rename) leaves the previous file whole and no temp file behind."""
     import optuna
 
-    import nas.runio
-    from benchmarks.fuzz import RUN_NAME, build_run
+    import nas.core.runio
     from nas.cli import main
-    from nas.report import write_outputs
+    from nas.engine.report import write_outputs
+    from tests.support.fuzz_cases import RUN_NAME, build_run
 
     run = build_run(tmp_path)
-    opts = SearchOptions(**json.loads((run / "search.json").read_text()), runs_dir=str(tmp_path))
+    opts = SearchOptions.from_identity(json.loads((run / "search.json").read_text()), runs_dir=str(tmp_path))
     study = optuna.load_study(study_name=RUN_NAME, storage=open_storage(None, run))
     write_outputs(study, opts)
     old = {f: (run / f).read_bytes() for f in ("best.yaml", "summary.json", "pareto.png")}
@@ -254,14 +254,14 @@ def test_disk_full_writing_the_outputs_keeps_the_old_ones_and_leaves_no_temp_fil
             raise OSError(errno.ENOSPC, "No space left on device", str(dst))
         return real_replace(src, dst)
 
-    monkeypatch.setattr(nas.runio.os, "replace", full_disk)
+    monkeypatch.setattr(nas.core.runio.os, "replace", full_disk)
     with pytest.raises(OSError, match="No space left"):
         write_outputs(study, opts)
     assert {f: (run / f).read_bytes() for f in old} == old
     assert not [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
 
     # through the CLI: the whole search (stages stubbed to the finished studies) ends in one line
-    import nas.search as S
+    import nas.engine.driver as S
 
     monkeypatch.setattr(
         S,

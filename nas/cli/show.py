@@ -1,0 +1,63 @@
+"""``nas show``: params, FLOPs, per-stage summary and gradient-path metrics of a preset or config
+(a thin shell over :func:`nas.show`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from nas import api
+from nas.cli.format import METRIC_COLUMNS, fmt_flops, fmt_int, print_json
+from nas.core.errors import UsageError
+
+
+def add_show_parser(sub: Any) -> None:
+    p = sub.add_parser("show", help="params, FLOPs and gradient-path metrics of a preset or config")
+    p.add_argument("config", nargs="?", help="preset name or YAML file")
+    p.add_argument("--all", action="store_true", help="a table of every preset")
+    p.add_argument("--img-size", type=int, help="image size for FLOPs (default: the config's)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_show)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    if args.all == bool(args.config):
+        raise UsageError("nas show: give one PRESET or FILE.yaml, or --all")
+    if args.all:
+        rows = api.show_all(args.img_size)
+        if args.json:
+            print_json([{k: v for k, v in r.items() if k != "layers"} for r in rows])
+            return 0
+        cols = [
+            ("name", "preset", "<24"),
+            ("img_size", "img", ">5"),
+            ("params", "params", ">9"),
+            ("flops", "FLOPs", ">9"),
+        ]
+        cols += [(k, h, ">10") for k, h in METRIC_COLUMNS if k in rows[0]]
+        print("  ".join(f"{h:{a}}" for _, h, a in cols))
+        for r in rows:
+            cells = []
+            for k, _, a in cols:
+                v = r[k]
+                v = fmt_int(v) if k == "params" else fmt_flops(v) if k == "flops" else v
+                cells.append(f"{v:{a}}")
+            print("  ".join(cells))
+        return 0
+    out = api.show(args.config, args.img_size)
+    if args.json:
+        print_json(out)
+        return 0
+    print(
+        f"{args.config} @ {out['img_size']}x{out['img_size']}: {fmt_int(out['params'])} params, {fmt_flops(out['flops'])}FLOPs"
+    )
+    for k, h in METRIC_COLUMNS + (
+        ("distinct_gradient_combinations", "distinct grad comb"),
+        ("duplicate_gradient_ratio", "dup grad ratio"),
+    ):
+        if k in out:
+            print(f"  {h}: {out[k]}")
+    print(f"{'stage':<24}{'params':>10}{'FLOPs':>10}")
+    for s in out["stages"]:
+        print(f"{s['stage']:<24}{fmt_int(s['params']):>10}{fmt_flops(s['flops']):>10}")
+    return 0

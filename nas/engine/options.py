@@ -1,0 +1,107 @@
+"""What defines a search: :class:`SearchOptions` (the budget, the space, the cheap stage and the
+proxy :class:`~evaluators.recipe.Recipe`, passed whole) and their validation."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from evaluators.recipe import DEFAULT as DEFAULT_RECIPE
+from evaluators.recipe import Recipe, RecipeError
+from nas.core.errors import GradpathError
+
+
+class SearchError(GradpathError):
+    """A user-facing search problem (bad options, storage that cannot be used, run in use)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchOptions:
+    """Everything that defines a search; stored in ``runs/<name>/search.json`` so that a re-run
+    with other options is refused instead of silently mixing two searches in one study.
+
+    >>> SearchOptions(budget=10**11, recipe=Recipe(epochs=3)).identity()["epochs"]
+    3
+    """
+
+    budget: int
+    name: str = "default"
+    space: str = "yolor"
+    candidates: int = 2000
+    trials: int = 4
+    data: str = "shapes"
+    recipe: Recipe = DEFAULT_RECIPE
+    workers: int = 1
+    cheap_score: str = "fitted"
+    ray_address: str | None = None
+    storage: str | None = None
+    runs_dir: str = "runs"
+
+    # options that may differ between a run and its resume (where and how, not what)
+    RUNTIME_ONLY = ("workers", "ray_address", "storage", "runs_dir")
+    # the recipe fields a search records (and checks on resume); the rest are fixed defaults
+    RECIPE_FIELDS = ("epochs", "img_size", "width_mult", "images", "seed")
+
+    @property
+    def seed(self) -> int:
+        """The search's seed: the cheap stage's sampler and every training (``--seed``)."""
+        return self.recipe.seed
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+    @classmethod
+    def from_identity(cls, identity: dict[str, Any], **runtime: Any) -> SearchOptions:
+        """The options a ``search.json`` records, plus the runtime-only ones (inverse of :meth:`identity`)."""
+        fields = dict(identity)
+        recipe = DEFAULT_RECIPE.replace(**{k: fields.pop(k) for k in cls.RECIPE_FIELDS if k in fields})
+        return cls(**fields, recipe=recipe, **runtime)
+
+    def identity(self) -> dict[str, Any]:
+        """The options that define the run, as a flat JSON object (the format of ``search.json``)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name in self.RUNTIME_ONLY:
+                continue
+            if f.name == "recipe":
+                out.update({k: getattr(self.recipe, k) for k in self.RECIPE_FIELDS})
+            else:
+                out[f.name] = getattr(self, f.name)
+        return out
+
+
+def validate_options(opts: SearchOptions) -> None:
+    """Reject bad options before anything is written."""
+    from nas.engine.scores import SCORES
+    from search_spaces.space import SPACES
+
+    if (
+        not opts.name
+        or any(c in opts.name for c in "/\\\0")
+        or opts.name.startswith(".")
+        or len(opts.name.encode("utf-8", "surrogatepass")) > 200
+    ):
+        raise SearchError(
+            f"--name: {opts.name[:60]!r} is not a usable run name; accepted: a plain folder name of at most 200 bytes"
+        )
+    if opts.space not in SPACES:
+        raise SearchError(f"--space: {opts.space!r} is unknown; accepted: {', '.join(SPACES)}")
+    if opts.cheap_score not in SCORES:
+        raise SearchError(f"--cheap-score: {opts.cheap_score!r} is unknown; accepted: {', '.join(SCORES)}")
+    for flag, value, lo, hi in (
+        ("--candidates", opts.candidates, 1, 10**6),
+        ("--trials", opts.trials, 1, 10**4),
+        ("--workers", opts.workers, 1, 1024),
+    ):
+        if not lo <= value <= hi:
+            raise SearchError(f"{flag}: {value} is out of range; accepted: an integer from {lo} to {hi}")
+    try:
+        opts.recipe.validate()
+    except RecipeError as e:
+        raise SearchError(str(e)) from None
+    if opts.data != "shapes" and not Path(opts.data).exists():
+        raise SearchError(
+            f"--data: {opts.data} does not exist; accepted: shapes or a COCO-format annotation file/folder"
+        )
