@@ -246,15 +246,15 @@ def _load(
     skips["unknown_image"] = sum(_unknown_image(raw) for raw in {id(r): r for r in (val_raw, train_raw)}.values())
     n_images = sum(skips[k] for k in IMAGE_REASONS)
     n_anns = sum(skips.values()) - n_images
-    if n_images or n_anns:
-        log.warning("%s: %s", data, _skip_summary(skips, examples, len(train_ids) + len(val_ids)))
+    summary = _skip_summary(skips, examples, len(train_ids) + len(val_ids))
     for split_name, split, ids in (("train", train, train_ids), ("val", val, val_ids)):
-        if not len(split.images):
+        if not len(split.images):  # the error carries the summary: one line, no warning before it
             raise DataError(
                 f"{data}: no usable image in the {split_name} split: all {len(ids)} sampled image(s) were skipped "
-                f"({_skip_summary(skips, examples, len(train_ids) + len(val_ids))}); accepted: a COCO-format set "
-                "with readable images"
+                f"({summary}); accepted: a COCO-format set with readable images"
             )
+    if n_images or n_anns:
+        log.warning("%s: %s", data, summary)
     return ProxyData(
         name=name,
         img_size=img_size,
