@@ -319,3 +319,25 @@ def test_8_the_result_says_how_many_detections_were_evaluated(suite: dict[str, P
     data = _load(suite["plain"])
     empty = score_detections(coco_from_dict(data.val.gt), [])
     assert empty["AP"] == 0.0 and empty["detections"] == 0
+
+
+@pytest.mark.slow
+def test_5_nas_train_twice_on_same_named_folders_trains_both(suite: dict[str, Path], tmp_path: Path) -> None:
+    """End to end: the second ``nas train`` used to return the first set's metrics in seconds."""
+    pytest.importorskip("search_spaces")
+    results = []
+    for site, step in (("siteA", 1), ("siteB", 2)):
+        coco = tmp_path / site / "coco"
+        shutil.copytree(suite["plain"], coco)
+        val = json.loads((coco / "instances_val.json").read_text())
+        val["annotations"] = val["annotations"][::step]
+        (coco / "instances_val.json").write_text(json.dumps(val))
+        cmd = [sys.executable, "-m", "nas.cli", "train", "yolor-elan-2-1", "--data", f"{site}/coco", "--epochs", "1"]
+        cmd += ["--images", "8", "--img-size", "64", "--threads", "1", "--json"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        results.append(json.loads(proc.stdout))
+    a, b = results
+    assert a["out_dir"] != b["out_dir"] and Path(a["out_dir"]).parent == Path(b["out_dir"]).parent
+    assert a["data_fingerprint"] != b["data_fingerprint"]
+    assert a["epochs_done"] == b["epochs_done"] == 1 and b["train_time_s"] > 0
