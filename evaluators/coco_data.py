@@ -161,13 +161,13 @@ def dataset_digest(data: str | Path) -> str:
     path = Path(data)
     try:
         train_file, val_file = _annotation_files(path)
-    except DataError:
-        return hashlib.sha256(f"unusable:{path.resolve()}".encode()).hexdigest()
-    h = hashlib.sha256()
-    for f in (val_file, train_file):
-        if f is not None:
-            h.update(f"{f.resolve()}\0{_file_sha256(f)}\0".encode())
-    return h.hexdigest()
+        h = hashlib.sha256()
+        for f in (val_file, train_file):
+            if f is not None:
+                h.update(f"{f.resolve()}\0{_file_sha256(f)}\0".encode())
+        return h.hexdigest()
+    except (DataError, OSError, ValueError):  # ValueError: a NUL in the path
+        return hashlib.sha256(f"unusable:{os.path.abspath(str(data).replace(chr(0), '?'))}".encode()).hexdigest()
 
 
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
@@ -205,8 +205,8 @@ def _load(
         digest = dataset_digest(folder)
     else:
         path = Path(data)
+        train_file, val_file = _annotation_files(path)  # first: a bad path is a DataError, never a crash
         name = path.stem if path.is_file() else path.resolve().name
-        train_file, val_file = _annotation_files(path)
         digest = dataset_digest(path)
     fingerprint = hashlib.sha256(
         json.dumps([digest, img_size, images, n_val, data_seed, [str(c) for c in categories or ()]]).encode()

@@ -341,3 +341,9 @@ def test_5_nas_train_twice_on_same_named_folders_trains_both(suite: dict[str, Pa
     assert a["out_dir"] != b["out_dir"] and Path(a["out_dir"]).parent == Path(b["out_dir"]).parent
     assert a["data_fingerprint"] != b["data_fingerprint"]
     assert a["epochs_done"] == b["epochs_done"] == 1 and b["train_time_s"] > 0
+
+
+def test_a_path_with_a_nul_byte_is_a_data_error_not_a_crash(tmp_path: Path) -> None:
+    assert len(coco_data.dataset_digest("a\0b")) == 64
+    with pytest.raises(DataError, match="data path not found"):
+        load_proxy_data("a\0b", img_size=IMG, images=2, root=tmp_path)
