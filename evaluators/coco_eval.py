@@ -4,8 +4,8 @@ Why a wrapper: ``COCOeval`` is the reference number the search optimises, but it
 stdout, ``loadRes`` crashes on an empty result list, ``evaluate`` needs ``iscrowd``/``area``/``id``
 on every ground-truth annotation, and it reports ``-1`` for an area range without ground truth.
 Here: chatter is swallowed, empty results score 0.0, missing fields are filled (``iscrowd=0``,
-``area`` = bbox area, ``id`` numbered), and a metric whose area range holds no ground truth is
-``None`` (never ``-1``, never a fake 0.0).
+``area`` = bbox area, ``id`` numbered ``1..n`` when missing, repeated or 0), and a metric whose
+area range holds no ground truth is ``None`` (never ``-1``, never a fake 0.0).
 """
 
 from __future__ import annotations
@@ -23,18 +23,26 @@ _AREA_RANGES = {"APs": (0.0, 32.0**2), "APm": (32.0**2, 96.0**2), "APl": (96.0**
 
 
 def complete_gt(dataset: dict[str, Any]) -> dict[str, Any]:
-    """A copy of a COCO-format dict with every field ``COCOeval`` needs filled in."""
+    """A copy of a COCO-format dict with every field ``COCOeval`` needs filled in.
+
+    Annotation ids are renumbered ``1..n`` unless they already are unique positive integers:
+    pycocotools indexes annotations by id (a repeated id keeps one of them) and its matcher
+    writes the matched ground truth's id into a zero-initialised array, so id 0 reads as
+    "unmatched". Either way perfect predictions would score below 1.
+    """
     out = copy.deepcopy(dataset)
     out.setdefault("info", {})
     out.setdefault("annotations", [])
-    used = {a["id"] for a in out["annotations"] if "id" in a}
-    next_id = max(used, default=0) + 1
-    for a in out["annotations"]:
+    ids = [a.get("id") for a in out["annotations"]]
+    renumber = len(set(map(repr, ids))) != len(ids) or not all(
+        isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in ids
+    )
+    for k, a in enumerate(out["annotations"]):
         a.setdefault("iscrowd", 0)
         if "area" not in a:
             a["area"] = float(a["bbox"][2] * a["bbox"][3])
-        if "id" not in a:
-            a["id"], next_id = next_id, next_id + 1
+        if renumber:
+            a["id"] = k + 1
     return out
 
 

@@ -99,6 +99,11 @@ def train_proxy(
         )
     if data.img_size != img_size:
         raise ValueError(f"data was loaded at {data.img_size} px, training asked for {img_size}")
+    if not len(data.train.images) or not len(data.val.images):  # a hand-made ProxyData: the loader checks too
+        raise DataError(
+            f"{data.name}: {len(data.train.images)} train and {len(data.val.images)} val image(s) could be used;"
+            " accepted: at least one decodable image in each split"
+        )
     _seed_everything(seed)
     net = model if isinstance(model, nn.Module) else model(data.num_classes)
     init_head_bias(net, img_size, data.num_classes)
@@ -115,6 +120,8 @@ def train_proxy(
     params = sum(p.numel() for p in net.parameters())
     fingerprint = {
         "data": data.name,
+        # resolved path + annotation bytes + sampling: siteA/coco and siteB/coco never share a result
+        "data_fingerprint": data.fingerprint,
         "num_classes": data.num_classes,
         "train_images": len(data.train.images),
         "val_images": len(data.val.images),
@@ -132,10 +139,12 @@ def train_proxy(
         "reason": None,
         **fingerprint,
         "data_skipped": {"images": data.skipped_images, "annotations": data.skipped_annotations},
+        "data_skipped_by_reason": dict(data.skipped_by_reason),
         "flops": flops,
         "device": str(dev),
         "history": [],
         **{k: None for k in METRICS},
+        "detections": None,
         **(extra or {}),
     }
     out = Path(out_dir) if out_dir is not None else None
@@ -159,7 +168,7 @@ def train_proxy(
         prior_wall = state["wall_time"]
         result["history"] = state["history"]
         if result["history"]:
-            result.update({k: result["history"][-1][k] for k in METRICS})
+            result.update({k: result["history"][-1].get(k) for k in (*METRICS, "detections")})
 
     coco_gt = coco_from_dict(data.val.gt)
 
@@ -244,8 +253,9 @@ def train_proxy(
 @torch.no_grad()
 def evaluate_model(
     net: nn.Module, data: ProxyData, coco_gt: Any, device: torch.device, batch_size: int = 32
-) -> dict[str, float | None]:
-    """COCO box metrics of ``net`` on the val split, boxes mapped back to original pixels."""
+) -> dict[str, Any]:
+    """COCO box metrics of ``net`` on the val split, boxes mapped back to original pixels, and
+    ``detections``: how many were evaluated (an AP of 0.0 with 0 detections is a silent model)."""
     net.eval()
     val = data.val
     detections = []
@@ -254,22 +264,42 @@ def evaluate_model(
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
             outputs = net(x)
         for i, (boxes, scores, classes) in enumerate(decode([o.float() for o in outputs])):
-            k = first + i
-            info = val.gt["images"][k]
-            boxes = (boxes / val.scales[k]).cpu()
-            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, info["width"])
-            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, info["height"])
-            for (x1, y1, x2, y2), s, c in zip(boxes.tolist(), scores.tolist(), classes.tolist(), strict=True):
-                if x2 > x1 and y2 > y1:
-                    detections.append(
-                        {
-                            "image_id": val.image_ids[k],
-                            "category_id": data.category_ids[c],
-                            "bbox": [x1, y1, x2 - x1, y2 - y1],
-                            "score": s,
-                        }
-                    )
-    return {k: (None if v is None else round(v, 5)) for k, v in evaluate_bbox(coco_gt, detections).items()}
+            detections += coco_detections(data, first + i, boxes, scores, classes)
+    return score_detections(coco_gt, detections)
+
+
+def coco_detections(
+    data: ProxyData, k: int, boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor
+) -> list[dict[str, Any]]:
+    """COCO result dicts of val image ``k`` from ``(x1, y1, x2, y2)`` boxes in proxy pixels and
+    contiguous classes: the one mapping back to original pixels and category ids (the ground-truth
+    oracle test feeds the val targets through it)."""
+    val = data.val
+    info = val.gt["images"][k]
+    boxes = (boxes / val.scales[k]).cpu()
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, info["width"])
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, info["height"])
+    out = []
+    for (x1, y1, x2, y2), s, c in zip(boxes.tolist(), scores.tolist(), classes.tolist(), strict=True):
+        if x2 > x1 and y2 > y1:
+            out.append(
+                {
+                    "image_id": val.image_ids[k],
+                    "category_id": data.category_ids[int(c)],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": s,
+                }
+            )
+    return out
+
+
+def score_detections(coco_gt: Any, detections: list[dict[str, Any]]) -> dict[str, Any]:
+    """The metrics an epoch records: :data:`METRICS` (rounded) and the number of detections."""
+    metrics: dict[str, Any] = {
+        k: (None if v is None else round(v, 5)) for k, v in evaluate_bbox(coco_gt, detections).items()
+    }
+    metrics["detections"] = len(detections)
+    return metrics
 
 
 def train_from_config(

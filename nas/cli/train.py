@@ -48,9 +48,15 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def default_out_dir(args: argparse.Namespace) -> Path:
-    """``runs/train/<config>-<data>-w<W>-<S>px-n<N>-e<E>-s<seed>``: one folder per distinct run."""
+    """``runs/train/<config>-<data>[-<digest8>]-w<W>-<S>px-n<N>-e<E>-s<seed>``: one folder per
+    distinct run. ``digest8`` (not for ``shapes``, whose name is its arguments) is the start of
+    :func:`~evaluators.coco_data.dataset_digest`: two sets in folders of the same name differ."""
     config = Path(args.config).stem if str(args.config).endswith((".yaml", ".yml")) else args.config
     data = "shapes" if args.data == "shapes" else Path(args.data).stem or Path(args.data).name
+    if args.data != "shapes":
+        from evaluators.coco_data import dataset_digest
+
+        data = f"{data}-{dataset_digest(args.data)[:8]}"
     name = f"{config}-{data}-w{args.width_mult:g}-{args.img_size}px-n{args.images}-e{args.epochs}-s{args.seed}"
     return Path("runs") / "train" / name
 
@@ -107,6 +113,7 @@ def _table(result: dict[str, Any]) -> str:
     lines.append(
         f"{result['status']}: AP {_fmt(result.get('AP'))}  AP50 {_fmt(result.get('AP50'))}  "
         f"{result['wall_time_s']:.0f} s  {result.get('images_per_s') or 0:.1f} img/s"
+        + (" (no detections)" if result.get("detections") == 0 else "")
         + (f"  {flops / 1e9:.3g} GFLOPs" if flops else "")
         + f"  -> {result['out_dir']}"
     )
