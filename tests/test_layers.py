@@ -48,7 +48,9 @@ def imports(path: Path, known: set[str]) -> set[str]:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module for a in node.names]
+            names = [
+                f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module for a in node.names
+            ]
         else:
             continue
         out |= {n for n in names if n.split(".")[0] in PACKAGES}
@@ -75,7 +77,9 @@ def test_the_graph_sees_function_level_imports() -> None:
 
 
 def test_no_import_points_up() -> None:
-    up = [f"{a} (layer {layer(a)}) imports {b} (layer {layer(b)})" for a, b in import_graph().edges if layer(b) > layer(a)]
+    up = [
+        f"{a} (layer {layer(a)}) imports {b} (layer {layer(b)})" for a, b in import_graph().edges if layer(b) > layer(a)
+    ]
     assert not up, "\n".join(up)
 
 

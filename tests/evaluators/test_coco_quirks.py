@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from coco_quirks import EXTRA_SKIPS, NAN_BOXES, build_quirk_suite
 from torch import nn
 
 from evaluators import coco_data
@@ -27,7 +26,9 @@ from evaluators.coco_data import SKIP_REASONS, ProxyData, load_proxy_data
 from evaluators.coco_eval import coco_from_dict, evaluate_bbox
 from evaluators.detection import STRIDES
 from evaluators.errors import DataError
+from evaluators.recipe import Recipe
 from evaluators.train import coco_detections, score_detections, train_proxy
+from tests.support.coco_quirks import EXTRA_SKIPS, NAN_BOXES, build_quirk_suite
 
 IMG = 64
 
@@ -209,10 +210,8 @@ class _Tiny(nn.Module):
 def _train(data: Path, out: Path) -> dict:
     return train_proxy(
         _Tiny,
-        data=data,
-        epochs=1,
-        img_size=IMG,
-        images=8,
+        data,
+        Recipe(epochs=1, img_size=IMG, images=8),
         val_images=6,
         out_dir=out,
         data_root=out.parent / "runs",
@@ -222,7 +221,7 @@ def _train(data: Path, out: Path) -> dict:
 
 
 def test_5_sets_in_folders_of_the_same_name_never_share_a_result(suite: dict[str, Path], tmp_path: Path) -> None:
-    from evaluators.train_cli import default_out_dir
+    from nas.cli.train import default_out_dir
 
     site_a, site_b = tmp_path / "siteA" / "coco", tmp_path / "siteB" / "coco"
     shutil.copytree(suite["plain"], site_a)
