@@ -20,6 +20,7 @@ search: setup
 	$(BIN)/nas search --budget $(BUDGET)
 
 test: setup
+	$(BIN)/ruff format --check nas search_spaces evaluators tests benchmarks
 	$(BIN)/ruff check nas search_spaces evaluators tests benchmarks
 	$(BIN)/python -m pytest -q
 

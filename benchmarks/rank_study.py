@@ -38,13 +38,18 @@ import numpy as np
 
 from benchmarks._common import BENCH_DIR, write_result
 from evaluators.recipe import DEFAULT as RECIPE_DEFAULT
+from nas.engine.scores import FITTED_SCORE_FILE, save_fitted_weights
 from nas.engine.stats import (
+    LOG_FEATURES,
     correlation,
     cv_tau,
     fit_rank_linear,
     transform,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
+#: the fit ``--ship`` writes as the search's ``fitted`` cheap score
+SHIPPED_FIT = "fit.gradpath+flops"
 BUDGET = 150e9  # FLOPs at 640 px: the feasibility limit of the study
 STUDY_DIR = BENCH_DIR / "rank_study"
 RECIPES = {
@@ -357,6 +362,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--analyze-only", action="store_true")
     p.add_argument("--deadline", default=None, help="UTC HH:MM: start no training after it")
     p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument(
+        "--ship",
+        action="store_true",
+        help=f"write the {SHIPPED_FIT} fit as the search's fitted score ({FITTED_SCORE_FILE.relative_to(ROOT)})",
+    )
     args = p.parse_args(argv)
     recipe = RECIPES[args.recipe]
     cands = candidates(args.candidates, args.seed)
@@ -412,6 +422,17 @@ def main(argv: list[str] | None = None) -> int:
             f"params {v['same_folds_tau.params']:+.3f}; folds won/lost vs FLOPs {v['wins_vs.flops']:.0%}/"
             f"{v['losses_vs.flops']:.0%})"
         )
+    if args.ship:
+        fit = reports["AP"]["fitted_cv"][SHIPPED_FIT]
+        shipped = save_fitted_weights(
+            FITTED_SCORE_FILE,
+            fit["all_data"],
+            version=f"{args.recipe}-{len(rows)}-{time.strftime('%Y-%m-%d', time.gmtime())}",
+            source=f"benchmarks/rank_study.py --candidates {args.candidates} --recipe {args.recipe}, {SHIPPED_FIT}",
+            log_features=LOG_FEATURES,
+            cv_kendall_tau=round(fit["cv_kendall_tau"], 4),
+        )
+        print(f"shipped {SHIPPED_FIT} as {FITTED_SCORE_FILE} (version {shipped['version']})")
     return 0
 
 

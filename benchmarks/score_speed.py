@@ -5,7 +5,7 @@ torch.fx path (trace + shape propagation + metrics) for comparison.
 
 Candidates: every preset (at its own image size) and ``--random`` configs drawn from the default
 search space (640×640). Each candidate is scored ``--repeats`` times; its time is the median of
-those, and the figures are the median / p90 / max over candidates. Target (DESIGN §6, issue 3):
+those, and the figures are the median / p90 / max over candidates. Target (docs/architecture.md, the cheap stage):
 ≤ 5 ms median per candidate on one core, i.e. ≥ 200 candidates/s. Writes
 ``runs/bench/score_speed.json``.
 """

@@ -24,7 +24,7 @@ class TrialLike(Protocol):
 @dataclass(frozen=True)
 class SearchSpace:
     """Values each knob may take. The defaults are the paper's design strategies around the
-    YOLOR presets (DESIGN §2)."""
+    YOLOR presets (README "The search space")."""
 
     family: str = "yolor"
     blocks: tuple[str, ...] = dataclasses.field(default_factory=block_names)

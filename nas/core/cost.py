@@ -1,6 +1,6 @@
 """Exact params and FLOPs from the IR.
 
-Convention (DESIGN §4): FLOPs = 2 × multiply-accumulates of convolutions and linear layers,
+Convention (docs/architecture.md, "Cost"): FLOPs = 2 × multiply-accumulates of convolutions and linear layers,
 one forward pass, batch 1 — what ``torch.utils.flop_counter`` counts, darknet's BFLOPs and the
 YOLO repos' "GFLOPs". Params = every trainable parameter, BatchNorm's affine ones included.
 """

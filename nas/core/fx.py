@@ -726,7 +726,7 @@ def from_module(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224))
 def analyze(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224)) -> dict[str, Any]:
     """Params, FLOPs and gradient-path metrics of ``model`` — the object ``nas analyze --json``
     prints. ``params`` is the module's own parameter count; ``flops`` and the metrics come from
-    the traced LayerGraph (FLOPs at ``input_shape``, DESIGN §4).
+    the traced LayerGraph (FLOPs at ``input_shape``, docs/architecture.md "Cost").
 
     >>> out = analyze(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1)), (1, 3, 8, 8))
     >>> out["params"], out["max_shortest_gradient_path"], out["longest_gradient_path"]

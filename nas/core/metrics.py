@@ -1,4 +1,4 @@
-"""Gradient-path metrics of a :class:`~nas.core.ir.LayerGraph` (DESIGN §3; Wang, Liao, Yeh §2.2–3.3).
+"""Gradient-path metrics of a :class:`~nas.core.ir.LayerGraph` (docs/metrics.md; Wang, Liao, Yeh §2.2–3.3).
 
 Definitions
 -----------

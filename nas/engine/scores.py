@@ -84,6 +84,29 @@ def fitted_weights(path: Path = FITTED_SCORE_FILE) -> dict[str, Any]:
     return data
 
 
+def save_fitted_weights(
+    path: Path, fit: dict[str, dict[str, float]], version: str, source: str, log_features: tuple[str, ...], **extra: Any
+) -> dict[str, Any]:
+    """Write a fitted-score file from a rank study's fit (feature -> weight/mean/std, features
+    named as the study names them, ``gp.`` for gradient-path metrics); returns what it wrote."""
+    from nas.core.runio import atomic_write_json
+
+    features = {
+        name.removeprefix("gp."): {
+            "weight": round(float(f["weight"]), 6),
+            "mean": round(float(f["mean"]), 6),
+            "std": round(float(f["std"]), 6),
+            "log": name in log_features,
+        }
+        for name, f in fit.items()
+    }
+    data = {"format": FITTED_SCORE_FORMAT, "name": "fitted", "version": version, "source": source, **extra}
+    data["features"] = features
+    atomic_write_json(path, data)
+    fitted_weights.cache_clear()
+    return data
+
+
 def fitted_feature(name: str, c: Candidate) -> float:
     """The raw value of feature ``name`` (a cost or a network-level metric)."""
     if name in ("flops", "params"):

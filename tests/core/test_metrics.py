@@ -1,4 +1,4 @@
-"""The gradient-path metrics engine (nas/metrics.py) against its definitions (DESIGN §3).
+"""The gradient-path metrics engine (nas/core/metrics.py) against its definitions (docs/metrics.md).
 
 The reference here works channel by channel on an explicit networkx DAG (one node per channel of
 every tensor) and, on small graphs, by enumerating every path: the engine's segment DP must agree

@@ -1,4 +1,4 @@
-"""The paper's claims (DESIGN §3, Table 1 and sections 2.2–3.3) on small networks, each checked
+"""The paper's claims (docs/metrics.md, Table 1 and sections 2.2–3.3) on small networks, each checked
 through both front ends: the LayerGraph built with the IR methods (and the search space's own
 blocks), and the torch module — ``nas.build(graph)`` or a hand-written ``nn.Module`` — traced back
 by the torch.fx front end."""

@@ -85,3 +85,32 @@ def test_fitted_cheap_score_directions() -> None:
     base = cheap_score("fitted", 5e10, 0, m)
     assert cheap_score("fitted", 1e11, 0, m) > base  # more FLOPs: higher
     assert cheap_score("fitted", 5e10, 0, {**m, "max_shortest_gradient_path": 6}) > base  # shorter path
+
+
+def test_a_shipped_fit_is_the_score_the_search_uses(tmp_path) -> None:  # noqa: ANN001
+    """``rank_study --ship`` writes the fitted score from the study's fit; the score read back
+    from that file equals the ridge model applied by hand."""
+    from benchmarks.rank_study import LOG_FEATURES
+    from nas.engine.scores import Candidate, fitted_weights, linear_rank_score, save_fitted_weights
+
+    fit = {
+        "gp.max_shortest_gradient_path": {"weight": -0.5, "mean": 10.0, "std": 3.0},
+        "flops": {"weight": 0.6, "mean": 25.0, "std": 0.5},
+    }
+    path = tmp_path / "fitted.json"
+    save_fitted_weights(path, fit, version="t", source="test", log_features=LOG_FEATURES)
+    data = fitted_weights(path)
+    assert data["features"]["flops"]["log"] and not data["features"]["max_shortest_gradient_path"]["log"]
+    c = Candidate(flops=10**11, params=1, metrics={"max_shortest_gradient_path": 7})
+    by_hand = -0.5 * (7 - 10.0) / 3.0 + 0.6 * (np.log(1e11) - 25.0) / 0.5
+    assert linear_rank_score(c, data["features"]) == pytest.approx(by_hand)
+
+
+def test_the_shipped_score_file_gives_the_pinned_preset_ranking() -> None:
+    """The shipped weights load and rank the paper's presets as the rank study's fit did."""
+    from nas.engine import score_candidate
+    from search_spaces import load_config
+
+    s = {n: score_candidate(load_config(n))["score"] for n in ("yolor-v3", "yolor-elan-1-1", "yolor-prn")}
+    assert s["yolor-v3"] > s["yolor-elan-1-1"]  # more FLOPs and a shorter SGP both favour v3
+    assert s["yolor-prn"] > s["yolor-elan-1-1"]
