@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -66,6 +66,14 @@ class SearchSpace:
             backbone=self._part(choose, "backbone"),
             neck=self._part(choose, "neck"),
         )
+
+    def configure(self, choose: Callable[[str, tuple[Any, ...]], Any]) -> ArchConfig:
+        """The config ``choose(name, choices)`` picks, knob by knob, in a fixed order, asking only
+        for the knobs the choices so far make relevant (a CSP part is never asked its mask
+        fraction). ``suggest``, ``sample`` and ``params_of`` are this with three choosers;
+        an optimiser outside Optuna can drive it the same way (mutation: keep the parent's value
+        or draw; crossover: take either parent's)."""
+        return self._config(choose)
 
     def suggest(self, trial: TrialLike) -> ArchConfig:
         """Sample a config with an Optuna trial; parameter names are ``backbone.block`` etc."""
