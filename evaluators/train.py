@@ -57,7 +57,7 @@ def train_proxy(
     flops: float | None = None,
     extra: dict[str, Any] | None = None,
     report: Report | None = None,
-    loss_fn: LossFn = detection_loss,
+    loss_fn: LossFn | None = None,
 ) -> dict[str, Any]:
     """Train a detector on the proxy task and return its metrics (also in ``out_dir/metrics.json``).
 
@@ -73,7 +73,8 @@ def train_proxy(
     epoch and, with ``resume``, a later call with the same arguments continues from it (or returns
     the finished result). ``flops`` (forward, batch 1) and ``extra`` are recorded as given.
 
-    ``loss_fn`` is the detection loss (the search's fault tests wrap it).
+    ``loss_fn`` replaces the detection loss (``None``: :func:`evaluators.detection.detection_loss`;
+    the search's fault tests wrap it).
 
     Example::
 
@@ -81,6 +82,7 @@ def train_proxy(
         result["AP50"]
     """
     recipe.validate()
+    loss_fn = loss_fn or detection_loss
     epochs, img_size, images, seed = recipe.epochs, recipe.img_size, recipe.images, recipe.seed
     batch_size, lr, weight_decay, warmup_iters = recipe.batch_size, recipe.lr, recipe.weight_decay, recipe.warmup_iters
     started = time.perf_counter()
