@@ -80,8 +80,8 @@ def search(opts: Any, progress: bool = True) -> dict[str, Any]:
 
 
 def export(run_dir: Any, out: Any = "arch.yaml", **kwargs: Any) -> dict[str, Any]:
-    """Write a search's chosen trial as an ArchConfig YAML (``nas export``; :func:`nas.engine.export`)."""
-    from nas.engine import export as _export
+    """Write a search's chosen trial as an ArchConfig YAML (``nas export``; :func:`nas.engine.export.export`)."""
+    from nas.engine.export import export as _export
 
     return _export(run_dir, out, **kwargs)
 

@@ -12,7 +12,8 @@ from evaluators.recipe import DEFAULT as R
 from evaluators.recipe import Recipe
 from nas.core.cost import parse_flops
 from nas.core.errors import UsageError
-from nas.engine import SCORES, SearchOptions, dashboard, export, search
+from nas.engine import SCORES, SearchOptions, search
+from nas.engine.export import dashboard, export
 
 D = SearchOptions(budget=1)
 
@@ -61,6 +62,9 @@ def add_search_parsers(sub: Any) -> None:
     p.add_argument("run", help="runs/NAME of a search")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument(
+        "--allow-edit", action="store_true", help="let viewers change or delete studies (default: read-only)"
+    )
     p.set_defaults(func=run_dashboard)
 
 
@@ -111,5 +115,5 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_dashboard(args: argparse.Namespace) -> int:
-    dashboard(args.run, port=args.port, host=args.host)
+    dashboard(args.run, port=args.port, host=args.host, allow_edit=args.allow_edit)
     return 0

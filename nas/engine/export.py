@@ -95,13 +95,36 @@ def export_onnx(cfg, path: str | Path) -> Path:  # noqa: ANN001
     return Path(path)
 
 
-def dashboard(run_dir: str | Path, port: int = 8080, host: str = "127.0.0.1", log: Any = print) -> None:
-    """Serve optuna-dashboard on the run's storage (both studies: ``<name>-cheap`` and ``<name>``).
-    The run, the port and the address are checked before the server starts, so a bad one is one
-    clear error rather than a server banner and a traceback."""
-    import socket
+def read_only(app: Any) -> Any:
+    """WSGI middleware: only GET and HEAD reach the dashboard. Any other request (optuna-dashboard
+    deletes a study with one click: ``DELETE /api/studies/N``) gets 403, so a viewer cannot change
+    or destroy a search's record."""
 
-    from optuna_dashboard import run_server
+    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("REQUEST_METHOD", "GET").upper() in ("GET", "HEAD"):
+            return app(environ, start_response)
+        start_response("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8")])
+        return [b"this dashboard is read-only: start it with nas dashboard --allow-edit to change studies\n"]
+
+    return guarded
+
+
+def dashboard_app(run_dir: str | Path, allow_edit: bool = False) -> Any:
+    """optuna-dashboard's WSGI app on the run's storage, read-only unless ``allow_edit``."""
+    from optuna_dashboard import wsgi
+
+    _open_run(run_dir)
+    app = wsgi(open_storage(None, Path(run_dir)))
+    return app if allow_edit else read_only(app)
+
+
+def dashboard(
+    run_dir: str | Path, port: int = 8080, host: str = "127.0.0.1", allow_edit: bool = False, log: Any = print
+) -> None:
+    """Serve optuna-dashboard on the run's storage (both studies: ``<name>-cheap`` and ``<name>``),
+    read-only unless ``allow_edit``. The run, the port and the address are checked before the
+    server starts, so a bad one is one clear error rather than a server banner and a traceback."""
+    import socket
 
     if not 0 <= port <= 65535:
         raise SearchError(f"--port: {port} is out of range; accepted: 0 to 65535")
@@ -115,5 +138,15 @@ def dashboard(run_dir: str | Path, port: int = 8080, host: str = "127.0.0.1", lo
         raise SearchError(
             f"--host/--port: cannot listen on {host}:{port} ({e}); accepted: a free port on a local address"
         ) from None
-    log(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
-    run_server(open_storage(None, Path(run_dir)), host=host, port=port)
+    app = dashboard_app(run_dir, allow_edit)
+    mode = "editable" if allow_edit else "read-only"
+    log(f"optuna-dashboard ({mode}) on http://{host}:{port}/ (Ctrl-C to stop)")
+    serve(app, host, port)
+
+
+def serve(app: Any, host: str, port: int) -> None:
+    """Serve a WSGI app until interrupted (the standard library's server, as optuna-dashboard's own)."""
+    from wsgiref.simple_server import make_server
+
+    with make_server(host, port, app) as httpd:
+        httpd.serve_forever()

@@ -80,11 +80,10 @@ class Reached(BaseException):
 @contextlib.contextmanager
 def stubbed_work() -> Iterator[None]:
     """Stub the search's first stage and the dashboard's server for the duration."""
-    import optuna_dashboard
-
     import nas.engine.driver as search_module
+    import nas.engine.export as export_module
 
-    saved = (search_module.cheap_stage, optuna_dashboard.run_server)
+    saved = (search_module.cheap_stage, export_module.serve)
 
     def cheap(*_a: Any, **_k: Any) -> None:
         raise Reached("search")
@@ -92,11 +91,11 @@ def stubbed_work() -> Iterator[None]:
     def server(*_a: Any, **_k: Any) -> None:
         raise Reached("dashboard")
 
-    search_module.cheap_stage, optuna_dashboard.run_server = cheap, server
+    search_module.cheap_stage, export_module.serve = cheap, server
     try:
         yield
     finally:
-        search_module.cheap_stage, optuna_dashboard.run_server = saved
+        search_module.cheap_stage, export_module.serve = saved
 
 
 def _ray_started() -> bool:
