@@ -356,6 +356,19 @@ def gradient_path_metrics(graph: LayerGraph) -> GradientPathMetrics:
                 (dlo, dhi), (slo, _) = node.attrs["dst"], node.attrs["src"]
                 push(x, _cut(segs, (dlo, dhi)))
                 push(y, _window(segs, dlo, dhi, slo - dlo))
+        elif op == "mul":  # a gate: the gradient reaches both operands (a 1-channel one from every channel)
+            x, y = node.inputs
+            push(x, segs)
+            if nodes[index[y]].channels == c:
+                push(y, segs)
+            else:
+                p = None
+                for _, _, q in segs:
+                    p = _union(p, q)
+                push(y, [(0, 1, p)])
+        elif op == "reduce":  # channels -> 1: every input channel gets the one channel's gradient
+            src = node.inputs[0]
+            push(src, [(0, nodes[index[src]].channels, segs[0][2])])
         elif op == "split":
             lo = node.attrs["lo"]
             push(node.inputs[0], [(a + lo, b + lo, p) for a, b, p in segs])
