@@ -29,7 +29,11 @@ Network level: ``max_shortest_gradient_path`` = max over layers of the shortest 
 ``gradient_combinations`` = the channel-weighted sum of the units' combination-set sizes;
 ``distinct_gradient_combinations`` = the number of different combination sets among units;
 ``duplicate_gradient_ratio`` = the share of channels whose combination set equals that of a
-unit of *another* layer (the duplicated gradient information that CSP's transitions truncate).
+unit of *another* layer (the duplicated gradient information that CSP's transitions truncate);
+``gradient_overlap`` = the mean, over every unit ``u`` and every layer unit ``s`` that is a gradient
+source of ``u``, of the Jaccard index of their combination sets, weighted by ``u``'s channels: how much
+of the gradient a layer receives it also receives around the layer that feeds it, through a shortcut
+(CSPNet's "duplicated gradient information" of dense connections; docs/metrics.md).
 
 A layer that receives no gradient at all (everything downstream is detached, or nothing reads
 it) has no timestamps: its ``shortest_gradient_path`` and ``longest_gradient_path`` are
@@ -133,6 +137,7 @@ class GradientPathMetrics:
     distinct_gradient_combinations: int
     duplicate_gradient_ratio: float
     layers: tuple[LayerMetrics, ...]
+    gradient_overlap: float = 0.0
     _source_names: dict[int, str] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self, layers: bool = True) -> dict[str, Any]:
@@ -144,6 +149,7 @@ class GradientPathMetrics:
             "gradient_combinations": self.gradient_combinations,
             "distinct_gradient_combinations": self.distinct_gradient_combinations,
             "duplicate_gradient_ratio": self.duplicate_gradient_ratio,
+            "gradient_overlap": self.gradient_overlap,
         }
         if layers:
             out["layers"] = [layer.to_dict() for layer in self.layers]
@@ -436,6 +442,16 @@ def gradient_path_metrics(graph: LayerGraph) -> GradientPathMetrics:
         else:
             layers.append(LayerMetrics(nodes[i].name, None, None, 0, tuple(units)))
     dup_channels = sum(w for key, w in keyed if key in dup_keys)
+    payload_of = {uid: unit_rows[li][ui][2] for uid, (li, ui) in enumerate(uid_of) if uid}
+    overlap_sum = overlap_w = 0.0
+    for rows in unit_rows.values():
+        for lo, hi, p, _, _ in rows:
+            if p is None:
+                continue
+            for src in p:
+                if src != LOSS:
+                    overlap_sum += (hi - lo) * _jaccard(p, payload_of[src])
+                    overlap_w += hi - lo
     return GradientPathMetrics(
         max_shortest_gradient_path=max_short,
         longest_gradient_path=max_long,
@@ -443,5 +459,15 @@ def gradient_path_metrics(graph: LayerGraph) -> GradientPathMetrics:
         distinct_gradient_combinations=len(seen),
         duplicate_gradient_ratio=dup_channels / grad_channels if grad_channels else 0.0,
         layers=tuple(layers),
+        gradient_overlap=overlap_sum / overlap_w if overlap_w else 0.0,
         _source_names=source_names,
     )
+
+
+def _jaccard(p: _Payload, q: _Payload | None) -> float:
+    """|P ∩ Q| / |P ∪ Q| of two combination sets given as source -> timestamp bitmask."""
+    if not q:
+        return 0.0
+    inter = sum((m & q[s]).bit_count() for s, m in p.items() if s in q)
+    union = sum(m.bit_count() for m in p.values()) + sum(m.bit_count() for m in q.values()) - inter
+    return inter / union if union else 0.0

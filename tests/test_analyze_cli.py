@@ -17,8 +17,8 @@ from nas.cli import main, user_errors
 from nas.fx import TraceError, UnsupportedOpError
 from search_spaces import compile_config, load_config, preset_names
 
-SCHEMA = ["params", "flops", *METRIC_KEYS, "layers"]
-LAYER_KEYS = ["name", "shortest_gradient_path", "longest_gradient_path", "gradient_timestamps", "units"]
+SCHEMA = ["model", "input_shape", "mode", "other_inputs", "params", "flops", *METRIC_KEYS, "layers"]
+LAYER_KEYS = ["name", "shortest_gradient_path", "longest_gradient_path", "gradient_timestamps", "units", "channels", "flops"]
 UNIT_KEYS = ["channels", "gradient_timestamps", "gradient_sources", "gradient_combinations"]
 
 MODELS = textwrap.dedent(
@@ -59,7 +59,7 @@ MODELS = textwrap.dedent(
 
         def forward(self, x):
             y = self.conv(x)
-            return y * torch.sigmoid(y)
+            return y @ y.transpose(2, 3)
 
 
     def gated():
@@ -115,9 +115,10 @@ def test_analyze_table(models: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert lines[0].startswith("models.py:resnet @ 1x3x224x224:")
     assert "max shortest gradient path: 3" in out
     header = next(i for i, line in enumerate(lines) if line.startswith("layer"))
-    assert lines[header].split() == ["layer", "SGP", "LGP", "units", "comb", "timestamps"]
-    assert lines[header + 1].split() == ["0", "2", "6", "1", "4", "2,4,6"]
-    assert len(lines) == header + 1 + 6
+    assert lines[header].split() == ["layer", "ch", "MFLOPs", "SGP", "LGP", "units", "comb", "timestamps"]
+    assert lines[header + 1].split() == ["0", "8", f"{2 * 27 * 8 * 224 * 224 / 1e6:.2f}", "2", "6", "1", "4", "2,4,6"]
+    assert lines[header + 2].split()[:2] == ["1.conv1", "*"]  # at the max shortest gradient path, 3
+    assert lines[header + 7].startswith("* = a layer at the max shortest gradient path (3)")
 
 
 def test_analyze_agrees_with_show_on_a_built_config(
@@ -135,13 +136,15 @@ def test_analyze_agrees_with_show_on_a_built_config(
     s, a = json.loads(shown), json.loads(analyzed)
     for r in a["layers"]:
         r["name"] = r["name"].removesuffix(".conv")
-    assert {k: s[k] for k in SCHEMA} == a
+        del r["channels"], r["flops"]
+    keys = ["params", "flops", *METRIC_KEYS, "layers"]
+    assert {k: s[k] for k in keys} == {k: a[k] for k in keys}
 
 
 @pytest.mark.parametrize(
     ("target", "extra", "words"),
     [
-        ("{models}:gated", [], "cannot map mul of two feature maps at fx node 'mul'"),
+        ("{models}:gated", [], "cannot map matmul of feature maps at fx node 'matmul'"),
         ("{models}:nope", [], "defines no 'nope'; callables there:"),
         ("{models}:NOT_CALLABLE", [], "is not callable"),
         ("{models}:broken", [], "broken() failed: RuntimeError: no weights here"),
