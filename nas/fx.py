@@ -298,6 +298,7 @@ class _Builder:
             self.g = LayerGraph(input_shape[1], (1, 1))
             self.g.node(self.g.input_name).flat = True
         self.g.batch = input_shape[0]
+        self.g.positions_only = True
         self.batch = input_shape[0]
         self.env: dict[fx.Node, Any] = {}
         self.cache: dict[tuple[_Segment, ...], str] = {}
@@ -334,8 +335,11 @@ class _Builder:
         if shape[cdim] != node.channels:  # pragma: no cover - a bug, not a user error
             raise TraceError(f"internal: IR node {name} has {node.channels} channels, traced {shape[cdim]}")
         rest = [d for i, d in enumerate(shape) if i not in (0, cdim)]
+        positions = math.prod(shape) // (shape[cdim] * self.batch) if shape[0] != self.batch else math.prod(rest)
         if not rest:
             node.size, node.flat = (1, 1), True
+        elif math.prod(rest) != positions:  # the batch dim was merged with others (windows)
+            node.size, node.flat = (max(1, positions), 1), False
         elif len(rest) == 1:
             node.size, node.flat = (rest[0], 1), False
         else:
@@ -576,9 +580,7 @@ class _Builder:
         out = self.g.conv(src, m.out_features, 1, bn=False, act=False, bias=m.bias is not None, name=name)
         self.g.node(out).attrs["linear"] = True
         self.layer_of[n] = out
-        node = self.g.node(out)
-        positions = math.prod(shape) // (shape[-1] * self.batch) if shape else 1
-        node.size, node.flat = (positions, 1), False
+        self.fit(out, shape, len(shape) - 1)
         return _Value(((m.out_features, ((out, 0),)),), shape, (len(shape) - 1,), (1,))
 
     def passthrough(self, x: Any, shape: tuple[int, ...] | None) -> Any:
