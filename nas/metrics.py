@@ -30,10 +30,10 @@ Network level: ``max_shortest_gradient_path`` = max over layers of the shortest 
 ``distinct_gradient_combinations`` = the number of different combination sets among units;
 ``duplicate_gradient_ratio`` = the share of channels whose combination set equals that of a
 unit of *another* layer (the duplicated gradient information that CSP's transitions truncate);
-``gradient_overlap`` = the mean, over every unit ``u`` and every layer unit ``s`` that is a gradient
-source of ``u``, of the Jaccard index of their combination sets, weighted by ``u``'s channels: how much
-of the gradient a layer receives it also receives around the layer that feeds it, through a shortcut
-(CSPNet's "duplicated gradient information" of dense connections; docs/metrics.md).
+``gradient_overlap`` = the channel-weighted mean over units of the share of a unit's (timestamp,
+source) pairs whose source also passes gradient to a layer *downstream* of the unit: gradient the unit
+receives directly through a shortcut although it also reaches the layers the unit feeds (CSPNet's
+"duplicated gradient information" of residual and dense connections; docs/metrics.md).
 
 A layer that receives no gradient at all (everything downstream is detached, or nothing reads
 it) has no timestamps: its ``shortest_gradient_path`` and ``longest_gradient_path`` are
@@ -442,16 +442,28 @@ def gradient_path_metrics(graph: LayerGraph) -> GradientPathMetrics:
         else:
             layers.append(LayerMetrics(nodes[i].name, None, None, 0, tuple(units)))
     dup_channels = sum(w for key, w in keyed if key in dup_keys)
-    payload_of = {uid: unit_rows[li][ui][2] for uid, (li, ui) in enumerate(uid_of) if uid}
-    overlap_sum = overlap_w = 0.0
-    for rows in unit_rows.values():
-        for lo, hi, p, _, _ in rows:
-            if p is None:
-                continue
-            for src in p:
-                if src != LOSS:
-                    overlap_sum += (hi - lo) * _jaccard(p, payload_of[src])
-                    overlap_w += hi - lo
+    # gradient_overlap: below[uid] = bits of the sources of every layer unit downstream of unit uid
+    below = [0] * len(uid_of)
+    overlap_sum = overlap_w = 0
+    for uid in range(1, len(uid_of)):  # uids are handed out from the loss backwards: sources first
+        li, ui = uid_of[uid]
+        lo, hi, p, _, _ = unit_rows[li][ui]
+        acc = 0
+        for src in p:
+            if src != LOSS:
+                sp = unit_rows[uid_of[src][0]][uid_of[src][1]][2]
+                for s2 in sp:
+                    acc |= 1 << s2
+                acc |= below[src]
+        below[uid] = acc
+        n_all = n_dup = 0
+        for src, mask in p.items():
+            k = mask.bit_count()
+            n_all += k
+            if acc >> src & 1:
+                n_dup += k
+        overlap_sum += (hi - lo) * n_dup / n_all
+        overlap_w += hi - lo
     return GradientPathMetrics(
         max_shortest_gradient_path=max_short,
         longest_gradient_path=max_long,
@@ -463,11 +475,3 @@ def gradient_path_metrics(graph: LayerGraph) -> GradientPathMetrics:
         _source_names=source_names,
     )
 
-
-def _jaccard(p: _Payload, q: _Payload | None) -> float:
-    """|P ∩ Q| / |P ∪ Q| of two combination sets given as source -> timestamp bitmask."""
-    if not q:
-        return 0.0
-    inter = sum((m & q[s]).bit_count() for s, m in p.items() if s in q)
-    union = sum(m.bit_count() for m in p.values()) + sum(m.bit_count() for m in q.values()) - inter
-    return inter / union if union else 0.0

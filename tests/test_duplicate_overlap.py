@@ -58,6 +58,24 @@ def test_densenet_overlaps_more_than_csp_densenet() -> None:
         assert dense > gradient_path_metrics(densenet(csp=True, fusion=fusion)).gradient_overlap > 0
 
 
+def test_residual_shortcuts_count_and_bottleneck_dense_layers_too() -> None:
+    g = LayerGraph(3, (8, 8))
+    x = g.conv(g.input_name, 4, name="stem")
+    for i in range(2):
+        x = g.add(x, g.conv(g.conv(x, 2, name=f"u{i}.cv1"), 4, 3, name=f"u{i}.cv2"))
+    g.output(g.conv(x, 4, name="head"))
+    m = gradient_path_metrics(g)
+    assert m.gradient_overlap > 0
+    # DenseNet-BC: each dense layer is 1×1 then 3×3; the shortcut duplicates what the next layers get
+    g = LayerGraph(3, (8, 8))
+    feats = [g.conv(g.input_name, 16, name="stem")]
+    for i in range(4):
+        inp = feats[0] if i == 0 else g.concat(feats)
+        feats.append(g.conv(g.conv(inp, 16, name=f"d{i}.a"), 8, 3, name=f"d{i}.b"))
+    g.output(g.conv(g.concat(feats), 16, name="transition"))
+    assert gradient_path_metrics(g).gradient_overlap > 0.1  # the 1×1s (one source each) add zeros
+
+
 def test_parallel_branches_into_one_concat_are_not_duplicates() -> None:
     m = gradient_path_metrics(inception())
     assert m.gradient_overlap == 0.0
@@ -107,28 +125,29 @@ def test_same_on_a_hand_written_densenet_module() -> None:
 
 # -- brute force -------------------------------------------------------------------------------
 def brute_overlap(g: LayerGraph) -> float:
-    """The definition read literally, per channel: for every layer output channel u and every layer
-    channel s that is a direct gradient source of u, Jaccard(comb(u), comb(unit of s)), averaged with
-    weight 1 per (channel, source unit) pair. Combination sets come from the engine's public per-unit
-    API (checked elsewhere against networkx); sources are enumerated here."""
+    """The definition read literally with networkx: for each unit ``u``, the share of its (timestamp,
+    source) pairs whose source is also a gradient source of some unit reachable from ``u`` along
+    source edges (a layer downstream of ``u``), weighted by ``u``'s channels. Combination sets come
+    from the engine's public per-unit API (checked elsewhere against networkx path enumeration)."""
+    import networkx as nx
+
     m = gradient_path_metrics(g)
     combos: dict[str, frozenset] = {}
-    units: list[tuple[str, int, int, frozenset]] = []
+    width: dict[str, int] = {}
     for rec in m.layers:
         for k, u in enumerate(rec.units):
-            key = f"{rec.name}[{u.channels[0]}:{u.channels[1]}]"
-            comb = m.gradient_combination(rec.name, k) if u.gradient_timestamps else frozenset()
-            combos[key] = comb
-            units.append((key, *u.channels, comb))
+            if u.gradient_timestamps:
+                key = f"{rec.name}[{u.channels[0]}:{u.channels[1]}]"
+                combos[key] = m.gradient_combination(rec.name, k)
+                width[key] = u.channels[1] - u.channels[0]
+    dg = nx.DiGraph()
+    dg.add_nodes_from(combos)
+    dg.add_edges_from((u, s) for u, comb in combos.items() for _, s in comb if s != "loss")
     num = den = 0.0
-    for _key, lo, hi, comb in units:
-        if not comb:
-            continue
-        for src in {s for _, s in comb if s != "loss"}:
-            other = combos[src]
-            j = len(comb & other) / len(comb | other) if comb | other else 0.0
-            num += (hi - lo) * j
-            den += hi - lo
+    for u, comb in combos.items():
+        below = {s for v in nx.descendants(dg, u) for _, s in combos[v]}
+        num += width[u] * sum(1 for _, s in comb if s in below) / len(comb)
+        den += width[u]
     return num / den if den else 0.0
 
 
