@@ -45,10 +45,17 @@ def main() -> None:
             "flops_equal": out["flops"] == ref,
             "trace_s": round(dt, 3),
             "layers": len(out["layers"]),
-            **{k: out[k] for k in (
-                "max_shortest_gradient_path", "longest_gradient_path", "gradient_combinations",
-                "distinct_gradient_combinations", "duplicate_gradient_ratio", "gradient_overlap",
-            )},
+            **{
+                k: out[k]
+                for k in (
+                    "max_shortest_gradient_path",
+                    "longest_gradient_path",
+                    "gradient_combinations",
+                    "distinct_gradient_combinations",
+                    "duplicate_gradient_ratio",
+                    "gradient_overlap",
+                )
+            },
         }
         rows.append(row)
         print(

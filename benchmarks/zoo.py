@@ -129,8 +129,14 @@ class DenseBlock(nn.Module):
     def __init__(self, c: int, n: int, growth: int = 32) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            nn.Sequential(nn.BatchNorm2d(c + i * growth), nn.ReLU(), nn.Conv2d(c + i * growth, 4 * growth, 1),
-                          nn.BatchNorm2d(4 * growth), nn.ReLU(), nn.Conv2d(4 * growth, growth, 3, padding=1))
+            nn.Sequential(
+                nn.BatchNorm2d(c + i * growth),
+                nn.ReLU(),
+                nn.Conv2d(c + i * growth, 4 * growth, 1),
+                nn.BatchNorm2d(4 * growth),
+                nn.ReLU(),
+                nn.Conv2d(4 * growth, growth, 3, padding=1),
+            )
             for i in range(n)
         )
 
@@ -225,8 +231,9 @@ class InceptionC(nn.Module):
         super().__init__()
         self.b1 = cbr(c, 192)
         self.b7 = nn.Sequential(cbr(c, c7), cbr(c7, c7, (1, 7)), cbr(c7, 192, (7, 1)))
-        self.b77 = nn.Sequential(cbr(c, c7), cbr(c7, c7, (7, 1)), cbr(c7, c7, (1, 7)), cbr(c7, c7, (7, 1)),
-                                 cbr(c7, 192, (1, 7)))
+        self.b77 = nn.Sequential(
+            cbr(c, c7), cbr(c7, c7, (7, 1)), cbr(c7, c7, (1, 7)), cbr(c7, c7, (7, 1)), cbr(c7, 192, (1, 7))
+        )
         self.pool = cbr(c, 192)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -448,8 +455,13 @@ class CSPRes(nn.Module):
 
 def gelan_c_backbone() -> nn.Module:
     return nn.Sequential(
-        cbr(3, 64, 3, 2), cbr(64, 128, 3, 2), RepNCSPELAN4(128, 256, 128, 64), cbr(256, 256, 3, 2),
-        RepNCSPELAN4(256, 512, 256, 128), cbr(512, 512, 3, 2), RepNCSPELAN4(512, 512, 512, 256),
+        cbr(3, 64, 3, 2),
+        cbr(64, 128, 3, 2),
+        RepNCSPELAN4(128, 256, 128, 64),
+        cbr(256, 256, 3, 2),
+        RepNCSPELAN4(256, 512, 256, 128),
+        cbr(512, 512, 3, 2),
+        RepNCSPELAN4(512, 512, 512, 256),
     )
 
 

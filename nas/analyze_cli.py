@@ -197,7 +197,7 @@ def print_comparison(outs: list[dict[str, Any]], labels: list[str]) -> None:
     print(f"{'model':<{w}}  " + "  ".join(f"{h:>10}" for h, _ in cols))
     for out, label in zip(outs, labels, strict=True):
         cells = []
-        for h, k in cols:
+        for _, k in cols:
             v = out[k]
             if k == "flops":
                 cells.append(f"{v / 1e9:>10.3f}")

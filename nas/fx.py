@@ -34,9 +34,6 @@ follow a conv are not in the IR's params (``analyze`` counts the module's own pa
 
 from __future__ import annotations
 
-import contextlib
-import inspect
-import io
 import math
 import operator
 from collections.abc import Sequence
@@ -232,7 +229,7 @@ class _Value:
         for w, terms in self.segs:
             per.extend(tuple((n, off + k) for n, off in terms) for k in range(w))
         out: list[list[Any]] = []
-        for i, src in enumerate(perm):
+        for src in perm:
             terms = per[src]
             if out and tuple((n, off + 1) for n, off in out[-1][2]) == terms:
                 out[-1][0] += 1
@@ -480,7 +477,9 @@ class _Builder:
             return self.permute(n, args, kwargs, shape)
         if (method and target in _FLATTEN_METHODS) or (not method and target in _FLATTEN_FUNCTIONS):
             return self.reshape(args[0], shape)
-        if target in ("mean", "amax", "sum", "max") or (not method and target in (torch.mean, torch.amax, torch.sum, torch.max)):
+        if target in ("mean", "amax", "sum", "max") or (
+            not method and target in (torch.mean, torch.amax, torch.sum, torch.max)
+        ):
             return self.mean(n, args, kwargs, shape)
         if (method and target in _META_METHODS) or (not method and target is getattr):
             return _CONST
@@ -635,7 +634,8 @@ class _Builder:
         rest_a = [d for i, d in enumerate(a.shape) if i not in (0, cdim)]
         if not ok or (rest_b != rest_a and any(d != 1 for d in rest_b)):
             raise self.unsupported(
-                what, f"{list(b.shape)} broadcasts to {list(a.shape)} along only some of its dims; accepted: the "
+                what,
+                f"{list(b.shape)} broadcasts to {list(a.shape)} along only some of its dims; accepted: the "
                 "same shape, 1 channel and/or size 1 in every dim but batch and channels",
             )
         if a.shape == b.shape and fn in ("add", "sub"):
@@ -652,9 +652,7 @@ class _Builder:
             raise self.unsupported(_op_name(self.n), "concatenates a tensor not derived from the input")
         self.channel_dim(xs[0], dim)
         cdim = xs[0].cdim
-        if any(x.cdims != xs[0].cdims for x in xs) or len(
-            {x.shape[:cdim] + x.shape[cdim + 1 :] for x in xs}
-        ) != 1:
+        if any(x.cdims != xs[0].cdims for x in xs) or len({x.shape[:cdim] + x.shape[cdim + 1 :] for x in xs}) != 1:
             raise self.unsupported(_op_name(self.n), "concatenates maps of different sizes")
         segs = tuple(s for x in xs for s in x.segs)
         out_shape = shape or (*xs[0].shape[:cdim], sum(x.channels for x in xs), *xs[0].shape[cdim + 1 :])
@@ -733,7 +731,11 @@ class _Builder:
         t = n.target
         name = getattr(t, "__name__", t)
         if name == "permute":
-            dims = args[1:] if len(args) > 2 or not isinstance(args[1] if len(args) > 1 else None, (tuple, list)) else args[1]
+            dims = (
+                args[1:]
+                if len(args) > 2 or not isinstance(args[1] if len(args) > 1 else None, (tuple, list))
+                else args[1]
+            )
             dims = kwargs.get("dims", dims)
             order = [int(d) % nd for d in dims]
         elif name in ("transpose", "swapaxes", "swapdims"):

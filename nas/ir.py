@@ -243,7 +243,10 @@ class LayerGraph:
     def mul(self, x: str, y: str, fn: str = "mul", name: str | None = None) -> str:
         """A merge ``x ∘ y`` of two feature maps (gate): ``y`` may broadcast from 1 channel or 1×1."""
         a, b = self.nodes[x], self.nodes[y]
-        if b.channels not in (a.channels, 1) or self._size_key(b.size) not in (self._size_key(a.size), self._size_key((1, 1))):
+        if b.channels not in (a.channels, 1) or self._size_key(b.size) not in (
+            self._size_key(a.size),
+            self._size_key((1, 1)),
+        ):
             raise GraphError(
                 f"mul of {a.channels}×{a.size} by {b.channels}×{b.size}: the second operand must have the first's "
                 "channels or 1, and its size or 1×1"

@@ -474,4 +474,3 @@ def gradient_path_metrics(graph: LayerGraph) -> GradientPathMetrics:
         gradient_overlap=overlap_sum / overlap_w if overlap_w else 0.0,
         _source_names=source_names,
     )
-

@@ -110,7 +110,13 @@ class GraphNet(nn.Module):
                 y = a * b if fn == "mul" else a + b if fn == "add" else a - b if fn == "sub" else a / b
             elif op == "reduce":
                 v, fn = values[node.inputs[0]], node.attrs["fn"]
-                y = v.amax(1, keepdim=True) if fn == "max" else v.sum(1, keepdim=True) if fn == "sum" else v.mean(1, keepdim=True)
+                y = (
+                    v.amax(1, keepdim=True)
+                    if fn == "max"
+                    else v.sum(1, keepdim=True)
+                    if fn == "sum"
+                    else v.mean(1, keepdim=True)
+                )
             elif op == "detach":
                 y = values[node.inputs[0]].detach()
             elif op == "output":

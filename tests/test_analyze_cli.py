@@ -18,7 +18,15 @@ from nas.fx import TraceError, UnsupportedOpError
 from search_spaces import compile_config, load_config, preset_names
 
 SCHEMA = ["model", "input_shape", "mode", "other_inputs", "params", "flops", *METRIC_KEYS, "layers"]
-LAYER_KEYS = ["name", "shortest_gradient_path", "longest_gradient_path", "gradient_timestamps", "units", "channels", "flops"]
+LAYER_KEYS = [
+    "name",
+    "shortest_gradient_path",
+    "longest_gradient_path",
+    "gradient_timestamps",
+    "units",
+    "channels",
+    "flops",
+]
 UNIT_KEYS = ["channels", "gradient_timestamps", "gradient_sources", "gradient_combinations"]
 
 MODELS = textwrap.dedent(

@@ -448,7 +448,9 @@ def test_unsupported_ops_name_the_module_path_and_class() -> None:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.blocks(self.patch(x).flatten(2).transpose(1, 2))
 
-    with pytest.raises(UnsupportedOpError, match=r"matmul of feature maps at fx node 'matmul' in blocks\.0 \(Attention\)"):
+    with pytest.raises(
+        UnsupportedOpError, match=r"matmul of feature maps at fx node 'matmul' in blocks\.0 \(Attention\)"
+    ):
         from_module(Net(), (1, 3, 16, 16))
     with pytest.raises(TraceError, match=r"shape propagation .* failed in 1 \(Conv2d\)"):
         from_module(nn.Sequential(nn.Conv2d(3, 4, 1), nn.Conv2d(5, 4, 1)), (1, 3, 8, 8))
