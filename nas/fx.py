@@ -1,35 +1,35 @@
 """torch.fx front end: any ``nn.Module`` -> :class:`~nas.ir.LayerGraph`, so that every gradient-path
 metric (and the cost) works on models this project did not write.
 
-``from_module(model, input_shape)`` traces ``model`` with :func:`torch.fx.symbolic_trace` (a
-tracer that keeps ``Conv2d``/``Linear`` subclasses as leaves), propagates shapes with
-:class:`torch.fx.passes.shape_prop.ShapeProp` on a *meta* tensor (weights are swapped for meta
-copies per call, so nothing is computed, allocated or changed on the model), then maps the fx
-graph to the IR:
+``from_module(model, input_shape)`` captures ``model`` with a torch.fx tracer whose proxies carry
+meta tensors (:mod:`nas.fx_trace`: shapes, ``len()``, iteration and shape branches are concrete, so
+``list(x.chunk(2, 1))`` loops and ``if x.shape[-1] > 32`` trace; weights are swapped for meta copies,
+nothing is computed or changed), then maps the fx graph to the IR:
 
-- ``Conv2d`` -> ``conv`` (``bn=True`` when its only user is an affine ``BatchNorm2d``, so the
-  IR's params count the BN), ``Linear`` -> ``linear``: the *layers*, named by their qualified
-  module name (``backbone.stage3.unit0.cv1.conv``); a module called twice gives a second layer
-  ``name#1``.
-- BatchNorm / InstanceNorm, activations, dropout, ``contiguous``/``clone``, scaling by a constant
-  -> pass-through (no IR node: they neither lengthen a gradient path nor move channels).
+- ``Conv2d`` (any kh×kw, stride, dilation, groups) -> ``conv`` (``bn=True`` when its only user is an
+  affine ``BatchNorm2d``), ``Linear`` -> ``linear``, or a 1×1 ``conv`` over the positions when it
+  runs on channels-last tokens: the *layers*, named by their qualified module name; a module called
+  twice gives a second layer ``name#1``.
+- Norms (Batch/Group/Layer/Instance), activations, dropout, ``contiguous``/``clone``, scaling by a
+  constant or a parameter -> pass-through.
+- A product of two feature maps (SE, ECA, CBAM gates; broadcast from N×C×1×1 or N×1×H×W) or a
+  broadcast sum -> ``mul``, a merge; a mean/max over the channels -> ``reduce``.
+- ``permute``/``transpose`` and reshapes that keep, split or re-merge the channel dim move it (the
+  value records which dim(s) hold the channels); a channel shuffle becomes the permutation it is.
 - max / avg / adaptive pooling -> ``maxpool`` (the traced output size); ``upsample`` /
-  ``interpolate`` -> ``upsample``; global mean or flatten of a 1×1 map -> ``gap``, flatten /
-  view / reshape of a C×H×W map into a vector -> ``flatten``; ``detach`` -> ``detach``.
-- Channel routing (``torch.cat``, slicing ``x[:, a:b]``, ``chunk``, ``split``, ``narrow`` on dim 1,
+  ``interpolate`` -> ``upsample``; global mean or flatten of a 1×1 map -> ``gap``, flatten of a
+  C×H×W map into a vector -> ``flatten``; ``detach`` -> ``detach``.
+- Channel routing (``torch.cat``, slicing, ``chunk``, ``split``, ``narrow`` on the channel dim,
   ``+``/``add``/``iadd``/``sub``) is resolved *symbolically*: every fx value is a list of channel
-  segments, each the sum of slices of IR tensors, and only becomes IR nodes when a layer, a
-  pool, a detach or an output reads it. ``torch.cat([a[:, :lo], a[:, lo:hi] + b[:, s:t],
-  a[:, hi:]], 1)`` therefore comes out as one partial ``add`` with ``dst=(lo, hi)``,
-  ``src=(s, t)``; other mixtures become ``split``/``add``/``concat`` nodes with the same channel
-  ranges (the same units and metrics).
+  segments, each the sum of slices of IR tensors, and only becomes IR nodes when a layer, a pool,
+  a gate, a detach or an output reads it, so ``torch.cat([a[:, :lo], a[:, lo:hi] + b[:, s:t],
+  a[:, hi:]], 1)`` comes out as one partial ``add``.
 - Every tensor returned by ``forward`` (tuple, list, dict, nested) feeds the loss (``output``).
 
-Anything else raises :class:`UnsupportedOpError` naming the op and the fx node. Known limits:
-multiplying two feature maps (attention, squeeze-excitation), GroupNorm/LayerNorm/softmax over
-channels, transposed/1-d/3-d convolutions and ops on other dims than channels are unsupported;
-non-square kernels are costed as square (``kh × kh``); parameters of a BatchNorm that does not
-follow a conv are not in the IR's params (``analyze`` counts the module's own parameters).
+Anything else raises :class:`UnsupportedOpError` naming the op, the fx node and the module path and
+class (attention's products over tokens, reshapes that mix channels with other dims, softmax over
+channels, transposed/1-d/3-d convolutions). Parameters of a norm that does not follow a conv are not
+in the IR's params (``analyze`` counts the module's own parameters).
 """
 
 from __future__ import annotations
@@ -507,6 +507,9 @@ class _Builder:
             if conv is not None and len(src.users) == 1 and not isinstance(m, (nn.Identity, nn.Dropout)):
                 self.g.node(conv).attrs["act"] = True
             return self.passthrough(x, shape)
+        if isinstance(m, nn.ChannelShuffle) and x.cdims == (1,) and shape == x.shape:
+            g, c = m.groups, x.channels  # out channel i = in channel (i mod g)·C/g + i div g
+            return x.permuted([(i % g) * (c // g) + i // g for i in range(c)], shape, 1)
         if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
             return self.softmax(n, (x, m.dim), {}, shape)
         if isinstance(m, _POOL_MODULES):

@@ -384,6 +384,23 @@ def test_channel_shuffle_is_the_permutation_of_channels() -> None:
     assert channel_shuffle(x, 2).flatten().tolist() == perm  # the brute-force order
 
 
+def test_channel_shuffle_module_is_the_same_permutation() -> None:
+    class WithModule(ShuffleUnit):
+        def __init__(self) -> None:
+            super().__init__()
+            self.shuffle = nn.ChannelShuffle(2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.stem(x)
+            a, b = y.chunk(2, 1)
+            a, b = self.shuffle(torch.cat([a, self.branch(b)], 1)).chunk(2, 1)
+            return torch.cat([a, self.branch2(b)], 1)
+
+    assert metrics(WithModule(), (1, 3, 16, 16)) == metrics(ShuffleUnit(), (1, 3, 16, 16))
+    x = torch.arange(8.0).view(1, 8, 1, 1)
+    assert nn.ChannelShuffle(2)(x).flatten().tolist() == channel_shuffle(x, 2).flatten().tolist()
+
+
 def test_idetect_5d_view_keeps_every_channel_feeding_the_loss() -> None:
     m = metrics(IDetect(), (1, 3, 32, 32))
     by = {r["name"]: r for r in m["layers"]}
