@@ -521,3 +521,29 @@ def test_export_and_make_fx_capture_what_symbolic_trace_cannot() -> None:
         assert not any(n.op == "call_module" for n in gm.graph.nodes)
         ep = torch.export.export(model, (torch.zeros(shape),))
         assert not any(n.op == "call_module" for n in ep.graph.nodes)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name", ["mobilenet_v3_large", "efficientnet_b0", "convnext_tiny", "shufflenet_v2", "gelan_c_backbone"]
+)
+def test_zoo_models_trace_with_exact_flops(name: str) -> None:
+    """A handful of the README zoo (benchmarks/zoo.py, real layouts), on meta tensors."""
+    from benchmarks.zoo import ZOO
+
+    make, shape = ZOO[name]
+    with torch.device("meta"):
+        model = make().eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.empty(shape, device="meta"))
+    assert analyze(model, shape)["flops"] == counter.get_total_flops()
+
+
+@pytest.mark.slow
+def test_zoo_vit_is_refused_naming_its_attention() -> None:
+    from benchmarks.zoo import ZOO
+
+    with torch.device("meta"):
+        model = ZOO["vit_tiny"][0]()
+    with pytest.raises(UnsupportedOpError, match=r"in blocks\.0\.attn \(Attention\)"):
+        from_module(model, ZOO["vit_tiny"][1])
