@@ -78,6 +78,7 @@ METRIC_KEYS = (
     "gradient_combinations",
     "distinct_gradient_combinations",
     "duplicate_gradient_ratio",
+    "gradient_overlap",
 )
 
 
@@ -234,6 +235,7 @@ EXPECTED_SIGN = {
     "gp.gradient_combinations": 1,
     "gp.distinct_gradient_combinations": 1,
     "gp.duplicate_gradient_ratio": -1,
+    "gp.gradient_overlap": -1,
     "cheap.gradpath": 1,
     "cheap.fitted": 1,
     "flops": 1,

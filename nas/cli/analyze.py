@@ -1,9 +1,11 @@
-"""``nas analyze FILE.py:FACTORY [--input-shape 1,3,H,W] [--json]``: gradient-path metrics of any
-``nn.Module``, traced by torch.fx (:func:`nas.core.fx.analyze`).
+"""``nas analyze FILE.py:FACTORY [B.py:G ...] [--input-shape 1,3,H,W] [--json]``: gradient-path metrics
+of any ``nn.Module``, traced by torch.fx (:func:`nas.core.fx.analyze`).
 
-``FACTORY`` is a zero-argument callable defined in ``FILE.py`` that returns the module. The JSON
-object is the one :func:`nas.core.fx.analyze` returns (the schema of ``nas show --json``); the human
-output is a table with one row per layer in forward order.
+``FACTORY`` is a zero-argument callable defined in ``FILE.py`` that returns the module; the file's
+folder goes on ``sys.path`` first, as Python does for a script, so it can import the files next to it.
+The JSON object is the one :func:`nas.core.fx.analyze` returns (a list of them for several models); the
+human output is, for one model, a table with one row per layer in forward order (``*`` marks the
+layers at the max shortest gradient path) and a per-stage summary; for several, one row per model.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ def add_analyze_parser(subparsers: Any) -> None:
         "print its params, FLOPs and gradient-path metrics.",
     )
     p.add_argument(
-        "target", metavar="FILE.py:FACTORY", help="python file and the zero-argument callable returning the model"
+        "target",
+        nargs="+",
+        metavar="FILE.py:FACTORY",
+        help="python file and the zero-argument callable returning the model; several compare side by side",
     )
     p.add_argument(
         "--input-shape",
@@ -68,6 +73,9 @@ def load_factory(spec: str) -> tuple[Callable[[], Any], str]:
     if not path.is_file():
         raise UsageError(f"nas analyze: {path_s}: no such file")
     mod_name = f"_nas_analyze_{abs(hash(str(path.resolve())))}"
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:  # as for a script: the factory may import the files next to it
+        sys.path.insert(0, folder)
     try:
         module_spec = importlib.util.spec_from_file_location(mod_name, path)
         if module_spec is None or module_spec.loader is None:
@@ -118,28 +126,86 @@ def _ranges(ts: Sequence[int]) -> str:
     return ",".join(out) or "-"
 
 
+def _mflops(f: int) -> str:
+    return f"{f / 1e6:.2f}"
+
+
+def _stages(layers: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Layers grouped by their top-level module (the second level when there is only one)."""
+    for depth in (1, 2):
+        groups: dict[str, list[dict[str, Any]]] = {}
+        for r in layers:
+            groups.setdefault(".".join(r["name"].split(".")[:depth]), []).append(r)
+        if len(groups) > 1 or depth == 2:
+            return list(groups.items())
+    return []  # pragma: no cover
+
+
 def print_table(out: dict[str, Any], title: str) -> None:
-    """The human output of ``nas analyze``."""
-    print(f"{title}: {fmt_int(out['params'])} params, {fmt_flops(out['flops'])}FLOPs")
+    """The human output of ``nas analyze`` for one model."""
+    print(f"{title}: {fmt_int(out['params'])} params, {fmt_flops(out['flops'])}FLOPs, {out.get('mode', '?')} mode")
+    if out.get("other_inputs"):
+        print(f"  other inputs (not analysed): {', '.join(out['other_inputs'])}")
     for key, label in (
         ("max_shortest_gradient_path", "max shortest gradient path"),
         ("longest_gradient_path", "longest gradient path"),
         ("gradient_combinations", "gradient combinations"),
         ("distinct_gradient_combinations", "distinct gradient combinations"),
         ("duplicate_gradient_ratio", "duplicate gradient ratio"),
+        ("gradient_overlap", "gradient overlap"),
     ):
         v = out[key]
         print(f"  {label}: {v:.4f}" if isinstance(v, float) else f"  {label}: {v}")
     layers = out["layers"]
-    width = max([len("layer")] + [len(r["name"]) for r in layers])
-    print(f"{'layer':<{width}}  {'SGP':>4}  {'LGP':>4}  {'units':>5}  {'comb':>6}  timestamps")
+    top = out["max_shortest_gradient_path"]
+    width = max([len("layer")] + [len(r["name"]) + 2 for r in layers])
+    print(
+        f"{'layer':<{width}}  {'ch':>5}  {'MFLOPs':>9}  {'SGP':>4}  {'LGP':>4}  {'units':>5}  {'comb':>6}  timestamps"
+    )
     for r in layers:
         sgp = "-" if r["shortest_gradient_path"] is None else r["shortest_gradient_path"]
         lgp = "-" if r["longest_gradient_path"] is None else r["longest_gradient_path"]
         comb = sum(u["gradient_combinations"] for u in r["units"])
+        name = r["name"] + (" *" if top is not None and r["shortest_gradient_path"] == top else "")
         print(
-            f"{r['name']:<{width}}  {sgp:>4}  {lgp:>4}  {len(r['units']):>5}  {comb:>6}  {_ranges(r['gradient_timestamps'])}"
+            f"{name:<{width}}  {r.get('channels', '-'):>5}  {_mflops(r.get('flops', 0)):>9}  {sgp:>4}  {lgp:>4}  "
+            f"{len(r['units']):>5}  {comb:>6}  {_ranges(r['gradient_timestamps'])}"
         )
+    print(f"* = a layer at the max shortest gradient path ({top})")
+    stages = _stages(layers)
+    sw = max([len("stage")] + [len(k) for k, _ in stages])
+    print(f"{'stage':<{sw}}  {'layers':>6}  {'MFLOPs':>9}  {'max SGP':>7}")
+    for key, rows in stages:
+        sgps = [r["shortest_gradient_path"] for r in rows if r["shortest_gradient_path"] is not None]
+        f = sum(r.get("flops", 0) for r in rows)
+        print(f"{key:<{sw}}  {len(rows):>6}  {_mflops(f):>9}  {max(sgps) if sgps else '-':>7}")
+
+
+def print_comparison(outs: list[dict[str, Any]], labels: list[str]) -> None:
+    """Several models side by side: one row each."""
+    cols = [
+        ("params", "params"),
+        ("GFLOPs", "flops"),
+        ("maxSGP", "max_shortest_gradient_path"),
+        ("LGP", "longest_gradient_path"),
+        ("comb", "gradient_combinations"),
+        ("distinct", "distinct_gradient_combinations"),
+        ("dup", "duplicate_gradient_ratio"),
+        ("overlap", "gradient_overlap"),
+    ]
+    w = max(len("model"), *(len(x) for x in labels))
+    print(f"{'model':<{w}}  " + "  ".join(f"{h:>10}" for h, _ in cols))
+    for out, label in zip(outs, labels, strict=True):
+        cells = []
+        for _, k in cols:
+            v = out[k]
+            if k == "flops":
+                cells.append(f"{v / 1e9:>10.3f}")
+            elif isinstance(v, float):
+                cells.append(f"{v:>10.4f}")
+            else:
+                cells.append(f"{'-' if v is None else v:>10}")
+        print(f"{label:<{w}}  " + "  ".join(cells))
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -147,10 +213,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from nas.core.fx import analyze
 
     shape = parse_input_shape(args.input_shape)
-    model, label = build_model(args.target)
-    out = analyze(model, shape)
+    targets = args.target if isinstance(args.target, list) else [args.target]
+    outs, labels = [], []
+    for target in targets:
+        model, label = build_model(target)
+        outs.append(analyze(model, shape, name=label))
+        labels.append(label)
     if args.json:
-        print_json(out)
+        print_json(outs[0] if len(outs) == 1 else outs)
+    elif len(outs) == 1:
+        print_table(outs[0], f"{labels[0]} @ {'x'.join(map(str, shape))}")
     else:
-        print_table(out, f"{label} @ {'x'.join(map(str, shape))}")
+        print(f"@ {'x'.join(map(str, shape))}")
+        print_comparison(outs, labels)
     return 0

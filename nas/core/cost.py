@@ -1,7 +1,7 @@
 """Exact params and FLOPs from the IR.
 
 Convention (docs/architecture.md, "Cost"): FLOPs = 2 × multiply-accumulates of convolutions and linear layers,
-one forward pass, batch 1 — what ``torch.utils.flop_counter`` counts, darknet's BFLOPs and the
+one forward pass, batch 1 (``graph.batch`` for a traced model) — what ``torch.utils.flop_counter`` counts, darknet's BFLOPs and the
 YOLO repos' "GFLOPs". Params = every trainable parameter, BatchNorm's affine ones included.
 """
 
@@ -26,7 +26,8 @@ def node_cost(node: Node, in_channels: int) -> tuple[int, int]:
     """(params, flops) of one node given its input channel count; zero for parameter-free ops."""
     if node.op == "conv":
         a = node.attrs
-        fan_in = in_channels // a["groups"] * a["k"] * a["k"]
+        kh, kw = a.get("kernel") or (a["k"], a["k"])  # a traced conv may be kh×kw; dilation only moves taps
+        fan_in = in_channels // a["groups"] * kh * kw
         params = fan_in * node.channels + (2 * node.channels if a["bn"] else 0) + (node.channels if a["bias"] else 0)
         return params, 2 * fan_in * node.channels * node.size[0] * node.size[1]
     if node.op == "linear":
@@ -49,7 +50,7 @@ def cost(graph: LayerGraph) -> Cost:
             p, f = node_cost(node, nodes[node.inputs[0]].channels)
             params += p
             flops += f
-    return Cost(params, flops)
+    return Cost(params, flops * graph.batch)
 
 
 def cost_by_scope(graph: LayerGraph, depth: int = 2) -> dict[str, Cost]:
@@ -62,7 +63,7 @@ def cost_by_scope(graph: LayerGraph, depth: int = 2) -> dict[str, Cost]:
         p, f = node_cost(node, graph.nodes[node.inputs[0]].channels)
         acc = out.setdefault(key, [0, 0])
         acc[0] += p
-        acc[1] += f
+        acc[1] += f * graph.batch
     return {k: Cost(p, f) for k, (p, f) in out.items()}
 
 

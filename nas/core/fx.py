@@ -1,42 +1,39 @@
 """torch.fx front end: any ``nn.Module`` -> :class:`~nas.core.ir.LayerGraph`, so that every gradient-path
 metric (and the cost) works on models this project did not write.
 
-``from_module(model, input_shape)`` traces ``model`` with :func:`torch.fx.symbolic_trace` (a
-tracer that keeps ``Conv2d``/``Linear`` subclasses as leaves), propagates shapes with
-:class:`torch.fx.passes.shape_prop.ShapeProp` on a *meta* tensor (weights are swapped for meta
-copies per call, so nothing is computed, allocated or changed on the model), then maps the fx
-graph to the IR:
+``from_module(model, input_shape)`` captures ``model`` with a torch.fx tracer whose proxies carry
+meta tensors (:mod:`nas.core.fx_trace`: shapes, ``len()``, iteration and shape branches are concrete, so
+``list(x.chunk(2, 1))`` loops and ``if x.shape[-1] > 32`` trace; weights are swapped for meta copies,
+nothing is computed or changed), then maps the fx graph to the IR:
 
-- ``Conv2d`` -> ``conv`` (``bn=True`` when its only user is an affine ``BatchNorm2d``, so the
-  IR's params count the BN), ``Linear`` -> ``linear``: the *layers*, named by their qualified
-  module name (``backbone.stage3.unit0.cv1.conv``); a module called twice gives a second layer
-  ``name#1``.
-- BatchNorm / InstanceNorm, activations, dropout, ``contiguous``/``clone``, scaling by a constant
-  -> pass-through (no IR node: they neither lengthen a gradient path nor move channels).
+- ``Conv2d`` (any kh×kw, stride, dilation, groups) -> ``conv`` (``bn=True`` when its only user is an
+  affine ``BatchNorm2d``), ``Linear`` -> ``linear``, or a 1×1 ``conv`` over the positions when it
+  runs on channels-last tokens: the *layers*, named by their qualified module name; a module called
+  twice gives a second layer ``name#1``.
+- Norms (Batch/Group/Layer/Instance), activations, dropout, ``contiguous``/``clone``, scaling by a
+  constant or a parameter -> pass-through.
+- A product of two feature maps (SE, ECA, CBAM gates; broadcast from N×C×1×1 or N×1×H×W) or a
+  broadcast sum -> ``mul``, a merge; a mean/max over the channels -> ``reduce``.
+- ``permute``/``transpose`` and reshapes that keep, split or re-merge the channel dim move it (the
+  value records which dim(s) hold the channels); a channel shuffle becomes the permutation it is.
 - max / avg / adaptive pooling -> ``maxpool`` (the traced output size); ``upsample`` /
-  ``interpolate`` -> ``upsample``; global mean or flatten of a 1×1 map -> ``gap``, flatten /
-  view / reshape of a C×H×W map into a vector -> ``flatten``; ``detach`` -> ``detach``.
-- Channel routing (``torch.cat``, slicing ``x[:, a:b]``, ``chunk``, ``split``, ``narrow`` on dim 1,
+  ``interpolate`` -> ``upsample``; global mean or flatten of a 1×1 map -> ``gap``, flatten of a
+  C×H×W map into a vector -> ``flatten``; ``detach`` -> ``detach``.
+- Channel routing (``torch.cat``, slicing, ``chunk``, ``split``, ``narrow`` on the channel dim,
   ``+``/``add``/``iadd``/``sub``) is resolved *symbolically*: every fx value is a list of channel
-  segments, each the sum of slices of IR tensors, and only becomes IR nodes when a layer, a
-  pool, a detach or an output reads it. ``torch.cat([a[:, :lo], a[:, lo:hi] + b[:, s:t],
-  a[:, hi:]], 1)`` therefore comes out as one partial ``add`` with ``dst=(lo, hi)``,
-  ``src=(s, t)``; other mixtures become ``split``/``add``/``concat`` nodes with the same channel
-  ranges (the same units and metrics).
+  segments, each the sum of slices of IR tensors, and only becomes IR nodes when a layer, a pool,
+  a gate, a detach or an output reads it, so ``torch.cat([a[:, :lo], a[:, lo:hi] + b[:, s:t],
+  a[:, hi:]], 1)`` comes out as one partial ``add``.
 - Every tensor returned by ``forward`` (tuple, list, dict, nested) feeds the loss (``output``).
 
-Anything else raises :class:`UnsupportedOpError` naming the op and the fx node. Known limits:
-multiplying two feature maps (attention, squeeze-excitation), GroupNorm/LayerNorm/softmax over
-channels, transposed/1-d/3-d convolutions and ops on other dims than channels are unsupported;
-non-square kernels are costed as square (``kh × kh``); parameters of a BatchNorm that does not
-follow a conv are not in the IR's params (``analyze`` counts the module's own parameters).
+Anything else raises :class:`UnsupportedOpError` naming the op, the fx node and the module path and
+class (attention's products over tokens, reshapes that mix channels with other dims, softmax over
+channels, transposed/1-d/3-d convolutions). Parameters of a norm that does not follow a conv are not
+in the IR's params (``analyze`` counts the module's own parameters).
 """
 
 from __future__ import annotations
 
-import contextlib
-import inspect
-import io
 import math
 import operator
 from collections.abc import Sequence
@@ -46,9 +43,9 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
 
 from nas.core.errors import GradpathError
+from nas.core.fx_trace import CaptureFailure, capture, module_where
 from nas.core.ir import GraphError, LayerGraph
 
 __all__ = ["TraceError", "UnsupportedOpError", "analyze", "from_module"]
@@ -65,7 +62,16 @@ class UnsupportedOpError(TraceError):
 
 # -- what maps to what ------------------------------------------------------------------------
 _LAYER_MODULES = (nn.Conv2d, nn.Linear)
-_NORM_MODULES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm, nn.InstanceNorm2d)
+# norms keep channel identity (per-channel affine; their statistics couple channels, as BN couples the batch)
+_NORM_MODULES = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.SyncBatchNorm,
+    nn.InstanceNorm2d,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.LocalResponseNorm,
+)
 _ACT_MODULES = (
     nn.ReLU,
     nn.ReLU6,
@@ -143,8 +149,23 @@ _SCALE_METHODS = {"mul", "mul_", "div", "div_"}
 _CAT_FUNCTIONS: set[Any] = {torch.cat, torch.concat, torch.concatenate}
 _POOL_FUNCTIONS: set[Any] = {F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d}
 _UPSAMPLE_FUNCTIONS: set[Any] = {F.interpolate, F.upsample, F.upsample_nearest}
-_FLATTEN_FUNCTIONS: set[Any] = {torch.flatten, torch.reshape}
-_FLATTEN_METHODS = {"flatten", "view", "reshape"}
+_FLATTEN_FUNCTIONS: set[Any] = {torch.flatten, torch.reshape, torch.unflatten, torch.squeeze, torch.unsqueeze}
+_FLATTEN_METHODS = {"flatten", "view", "reshape", "unflatten", "squeeze", "unsqueeze", "view_as", "reshape_as"}
+_PERMUTE_FUNCTIONS: set[Any] = {torch.permute, torch.transpose, torch.swapaxes, torch.swapdims, torch.movedim, torch.t}
+_PERMUTE_METHODS = {"permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis", "t"}
+_NORM_FUNCTIONS: set[Any] = {F.layer_norm, F.group_norm, F.local_response_norm, F.normalize, torch.layer_norm}
+_NORM_METHODS: set[str] = set()
+_SOFTMAX_FUNCTIONS: set[Any] = {F.softmax, F.log_softmax, torch.softmax, torch.log_softmax}
+_SOFTMAX_METHODS = {"softmax", "log_softmax"}
+_MATMUL_FUNCTIONS: set[Any] = {
+    operator.matmul,
+    torch.matmul,
+    torch.bmm,
+    torch.mm,
+    torch.einsum,
+    F.scaled_dot_product_attention,
+}
+_MATMUL_METHODS = {"matmul", "bmm", "mm"}
 _META_METHODS = {"size", "dim"}  # non-tensor results
 
 
@@ -161,17 +182,37 @@ _Segment = tuple[int, tuple[_Term, ...]]
 
 
 class _Value:
-    """An fx tensor as channel segments of IR tensors (lazy: no IR node until something reads it)."""
+    """An fx tensor as channel segments of IR tensors (lazy: no IR node until something reads it).
 
-    __slots__ = ("segs", "shape")
+    ``cdims``/``cstrides`` say where the channels are: channel ``c = Σ index[cdims[k]] · cstrides[k]``.
+    Normally one dim (``(1,)``, or the last dim after ``permute(0, 2, 3, 1)``); several while a reshape
+    has split the channels into factors (a channel shuffle's ``view(N, g, C/g, H, W)``)."""
 
-    def __init__(self, segs: tuple[_Segment, ...], shape: tuple[int, ...]) -> None:
+    __slots__ = ("segs", "shape", "cdims", "cstrides")
+
+    def __init__(
+        self,
+        segs: tuple[_Segment, ...],
+        shape: tuple[int, ...],
+        cdims: tuple[int, ...] = (1,),
+        cstrides: tuple[int, ...] = (1,),
+    ) -> None:
         self.segs = segs
         self.shape = shape
+        self.cdims = cdims
+        self.cstrides = cstrides
 
     @property
     def channels(self) -> int:
-        return self.shape[1]
+        return sum(w for w, _ in self.segs)
+
+    @property
+    def cdim(self) -> int | None:
+        """The channel dim, or None while the channels are split over several dims."""
+        return self.cdims[0] if len(self.cdims) == 1 else None
+
+    def like(self, segs: tuple[_Segment, ...], shape: tuple[int, ...]) -> _Value:
+        return _Value(segs, shape, self.cdims, self.cstrides)
 
     def slice(self, lo: int, hi: int, shape: tuple[int, ...]) -> _Value:
         out: list[_Segment] = []
@@ -181,7 +222,22 @@ class _Value:
             if a < b:
                 out.append((b - a, tuple((n, off + a - pos) for n, off in terms)))
             pos += w
-        return _Value(tuple(out), shape)
+        return self.like(tuple(out), shape)
+
+    def permuted(self, perm: list[int], shape: tuple[int, ...], cdim: int) -> _Value:
+        """Channel ``i`` of the result is channel ``perm[i]`` of ``self`` (runs are kept together)."""
+        per: list[tuple[_Term, ...]] = []
+        for w, terms in self.segs:
+            per.extend(tuple((n, off + k) for n, off in terms) for k in range(w))
+        out: list[list[Any]] = []
+        for src in perm:
+            terms = per[src]
+            if out and tuple((n, off + 1) for n, off in out[-1][2]) == terms:
+                out[-1][0] += 1
+                out[-1][2] = terms
+            else:
+                out.append([1, terms, terms])
+        return _Value(tuple((w, first) for w, first, _ in out), shape, (cdim,), (1,))
 
 
 def _cut_points(v: _Value) -> list[int]:
@@ -202,101 +258,25 @@ def _sum(a: _Value, b: _Value, shape: tuple[int, ...]) -> _Value:
         tb = b.slice(lo, hi, shape).segs[0][1]
         out.append((hi - lo, ta + tb))
         lo = hi
-    return _Value(tuple(out), shape)
+    return a.like(tuple(out), shape)
 
 
 # -- tracing and shapes -----------------------------------------------------------------------
-class _Tracer(fx.Tracer):
-    """Keeps ``Conv2d``/``Linear`` (and subclasses, e.g. weight-standardised convs) as leaves."""
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return isinstance(m, _LAYER_MODULES + _NORM_MODULES) or super().is_leaf_module(m, module_qualified_name)
-
-
-class _MetaShapeProp(ShapeProp):
-    """ShapeProp on meta tensors, run on the traced graph with the model as root (no GraphModule
-    codegen). Layers run on meta copies of their weights, other modules with parameters through
-    ``torch.func.functional_call`` on meta copies: the model is neither run nor changed.
-    Shape-keeping leaves (norms, activations, dropout) are not run at all."""
-
-    def __init__(self, root: nn.Module, graph: fx.Graph) -> None:  # noqa: D107
-        fx.Interpreter.__init__(self, root, graph=graph)
-        # what ShapeProp.__init__ sets when it has no fake mode
-        self.fake_module = None
-        self.fake_mode = None
-        self.real_module = self.module
-
-    def run_node(self, n: fx.Node) -> Any:
-        self.current = n
-        return super().run_node(n)
-
-    def get_attr(self, target: Any, args: Any, kwargs: Any) -> Any:
-        v = super().get_attr(target, args, kwargs)
-        return v.to("meta") if isinstance(v, torch.Tensor) else v
-
-    def call_module(self, target: Any, args: Any, kwargs: Any) -> Any:
-        m = self.fetch_attr(target)
-        x = args[0] if args else None
-        if isinstance(x, torch.Tensor) and not kwargs and len(args) == 1:
-            if isinstance(m, _SHAPE_KEEPING):
-                return x
-            if type(m) is nn.Conv2d:
-                bias = None if m.bias is None else m.bias.to("meta")
-                return m._conv_forward(x, m.weight.to("meta"), bias)
-            if type(m) is nn.Linear:
-                return F.linear(x, m.weight.to("meta"), None if m.bias is None else m.bias.to("meta"))
-        tensors = {n: t.to("meta") for n, t in (*m.named_parameters(), *m.named_buffers())}
-        if not tensors:
-            return m(*args, **kwargs)
-        return torch.func.functional_call(m, tensors, tuple(args), dict(kwargs))
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}".strip()
-
-
-def _trace(model: nn.Module) -> fx.Graph:
-    concrete: dict[str, Any] = {}
+def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[fx.Graph, list[str]]:
+    """Capture ``model`` at ``input_shape`` (:mod:`nas.core.fx_trace`); failures become one-line TraceErrors
+    that name the module and class they sit in."""
     try:
-        params = list(inspect.signature(model.forward).parameters.values())
-    except (TypeError, ValueError):
-        params = []
-    inputs = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    for p in inputs[1:]:
-        if p.default is p.empty:
-            raise TraceError(
-                f"{type(model).__name__}.forward takes inputs {[q.name for q in inputs]}; only one image tensor is supported"
-            )
-        concrete[p.name] = p.default
-    tracer = _Tracer()
-    try:
-        graph = tracer.trace(model, concrete_args=concrete or None)
-    except Exception as e:  # noqa: BLE001 - any trace failure is reported as one line
-        raise TraceError(f"torch.fx cannot trace {type(model).__name__}: {_one_line(e)}") from None
-    return graph
-
-
-def _propagate(model: nn.Module, graph: fx.Graph, input_shape: tuple[int, ...]) -> None:
-    x = torch.zeros(input_shape, device="meta")
-    prop = _MetaShapeProp(model, graph)
-    try:
-        # ShapeProp prints a traceback before it re-raises: keep the user's terminal to one line
-        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
-            prop.propagate(x)
-    except Exception as e:  # noqa: BLE001
-        n = getattr(prop, "current", None)
-        where = f" at fx node {n.name!r} ({_op_name(n)})" if n is not None else ""
-        cause = e.__cause__ if e.__cause__ is not None else e
-        raise TraceError(
-            f"shape propagation with input {list(input_shape)} failed{where}: {_one_line(cause)}"
-        ) from None
+        return capture(model, _LAYER_MODULES + _NORM_MODULES, torch.zeros(input_shape, device="meta"))
+    except CaptureFailure as e:
+        where = f" in {e.where[0] or '<root>'} ({e.where[1]})" if e.where else ""
+        if e.kind == "shape":
+            raise TraceError(f"shape propagation with input {list(input_shape)} failed{where}: {e.message}") from None
+        raise TraceError(f"torch.fx cannot trace {type(model).__name__}{where}: {e.message}") from None
 
 
 def _shape(n: fx.Node) -> tuple[int, ...] | None:
-    meta = n.meta.get("tensor_meta")
-    shape = getattr(meta, "shape", None)
-    return tuple(int(d) for d in shape) if shape is not None else None
+    val = n.meta.get("val")
+    return tuple(int(d) for d in val.shape) if isinstance(val, torch.Tensor) else None
 
 
 # -- the builder ------------------------------------------------------------------------------
@@ -315,6 +295,9 @@ class _Builder:
         else:
             self.g = LayerGraph(input_shape[1], (1, 1))
             self.g.node(self.g.input_name).flat = True
+        self.g.batch = input_shape[0]
+        self.g.positions_only = True
+        self.batch = input_shape[0]
         self.env: dict[fx.Node, Any] = {}
         self.cache: dict[tuple[_Segment, ...], str] = {}
         self.layer_of: dict[fx.Node, str] = {}  # conv fx node (or the BN after it) -> IR layer
@@ -328,22 +311,37 @@ class _Builder:
         where = f"fx node {n.name!r}" if n is not None else "the model"
         if n is not None and n.op == "call_module":
             where += f" (module {n.target!r})"
+        loc = module_where(n) if n is not None else None
+        if loc is not None and not (n.op == "call_module" and loc[0] == n.target):
+            where += f" in {loc[0]} ({loc[1]})"
+        elif loc is not None:
+            where += f" ({loc[1]})"
         return UnsupportedOpError(f"cannot map {what} at {where} to the LayerGraph IR{': ' + why if why else ''}")
 
     # IR helpers
-    def whole(self, name: str, shape: tuple[int, ...]) -> _Value:
-        return _Value(((self.g.node(name).channels, ((name, 0),)),), shape)
+    def whole(self, name: str, shape: tuple[int, ...], like: _Value | None = None) -> _Value:
+        v = _Value(((self.g.node(name).channels, ((name, 0),)),), shape)
+        if like is not None:
+            v.cdims, v.cstrides = like.cdims, like.cstrides
+        return v
 
-    def fit(self, name: str, shape: tuple[int, ...] | None) -> str:
+    def fit(self, name: str, shape: tuple[int, ...] | None, cdim: int = 1) -> str:
+        """Give IR node ``name`` the traced size: the dims other than batch and channels."""
         node = self.g.node(name)
         if shape is None:
             return name
-        if shape[1] != node.channels:  # pragma: no cover - a bug, not a user error
-            raise TraceError(f"internal: IR node {name} has {node.channels} channels, traced {shape[1]}")
-        if len(shape) == 4:
-            node.size, node.flat = (shape[2], shape[3]), False
-        else:
+        if shape[cdim] != node.channels:  # pragma: no cover - a bug, not a user error
+            raise TraceError(f"internal: IR node {name} has {node.channels} channels, traced {shape[cdim]}")
+        rest = [d for i, d in enumerate(shape) if i not in (0, cdim)]
+        positions = math.prod(shape) // (shape[cdim] * self.batch) if shape[0] != self.batch else math.prod(rest)
+        if not rest:
             node.size, node.flat = (1, 1), True
+        elif math.prod(rest) != positions:  # the batch dim was merged with others (windows)
+            node.size, node.flat = (max(1, positions), 1), False
+        elif len(rest) == 1:
+            node.size, node.flat = (rest[0], 1), False
+        else:
+            node.size, node.flat = (math.prod(rest[:-1]), rest[-1]), False
         return name
 
     def piece(self, node: str, off: int, w: int) -> str:
@@ -418,7 +416,7 @@ class _Builder:
     def visit(self, n: fx.Node) -> Any:
         if n.op == "placeholder":
             self.placeholders += 1
-            if self.placeholders > 1:  # an optional argument, traced with its default
+            if self.placeholders > 1:  # another input (its default, or a tensor like the first): not analysed
                 return _CONST
             return self.whole(self.g.input_name, _shape(n) or ())
         if n.op == "get_attr":
@@ -438,14 +436,24 @@ class _Builder:
         shape = _shape(n)
         if (method and target in _PASS_METHODS) or (not method and target in _PASS_FUNCTIONS):
             return self.passthrough(args[0], shape)
+        if (method and target in _NORM_METHODS) or (not method and target in _NORM_FUNCTIONS):
+            return self.passthrough(args[0], shape)
+        if (method and target in _SOFTMAX_METHODS) or (not method and target in _SOFTMAX_FUNCTIONS):
+            return self.softmax(n, args, kwargs, shape)
         if (method and target in _ADD_METHODS) or (not method and target in _ADD_FUNCTIONS):
-            return self.add(args[0], _arg(n, args, kwargs, 1, "other"), shape)
+            fn = "sub" if "sub" in getattr(target, "__name__", str(target)) else "add"
+            return self.add(args[0], _arg(n, args, kwargs, 1, "other"), shape, fn)
         if (method and target in _SCALE_METHODS) or (not method and target in _SCALE_FUNCTIONS):
-            if len(values) > 1:
-                raise self.unsupported(
-                    f"{_op_name(n)} of two feature maps", "only scaling by a constant is channel routing"
-                )
+            a, b = args[0], _arg(n, args, kwargs, 1, "other")
+            if isinstance(a, _Value) and isinstance(b, _Value):
+                fn = "div" if "div" in getattr(target, "__name__", str(target)) else "mul"
+                return self.merge(a, b, shape, fn)
             return self.passthrough(values[0], shape)
+        if (method and target in _MATMUL_METHODS) or (not method and target in _MATMUL_FUNCTIONS):
+            raise self.unsupported(
+                f"{_op_name(n)} of feature maps",
+                "a matrix product over tokens or channels (attention) is not channel routing and has no IR op",
+            )
         if not method and target in _CAT_FUNCTIONS:
             return self.cat(args[0], _arg(n, args, kwargs, 1, "dim", 0), shape)
         if not method and target is operator.getitem:
@@ -459,16 +467,20 @@ class _Builder:
             start %= x.channels
             return x.slice(start, start + length, shape or x.shape)
         if target == "detach" or (not method and target is torch.detach):
-            return self.whole(self.g.detach(self.materialize(args[0]), name=f"fx:{n.name}"), shape)
+            return self.whole(self.g.detach(self.materialize(args[0]), name=f"fx:{n.name}"), shape, args[0])
         if not method and target in _POOL_FUNCTIONS:
             return self.pool(
                 args[0], shape, _arg(n, args, kwargs, 1, "kernel_size", None), _arg(n, args, kwargs, 2, "stride", None)
             )
         if not method and target in _UPSAMPLE_FUNCTIONS:
             return self.upsample(args[0], shape)
+        if (method and target in _PERMUTE_METHODS) or (not method and target in _PERMUTE_FUNCTIONS):
+            return self.permute(n, args, kwargs, shape)
         if (method and target in _FLATTEN_METHODS) or (not method and target in _FLATTEN_FUNCTIONS):
-            return self.flatten(args[0], shape)
-        if target == "mean" or (not method and target is torch.mean):
+            return self.reshape(args[0], shape)
+        if target in ("mean", "amax", "sum", "max") or (
+            not method and target in (torch.mean, torch.amax, torch.sum, torch.max)
+        ):
             return self.mean(n, args, kwargs, shape)
         if (method and target in _META_METHODS) or (not method and target is getattr):
             return _CONST
@@ -482,15 +494,7 @@ class _Builder:
         if isinstance(m, nn.Conv2d):
             return self.conv(n, m, x, shape)
         if isinstance(m, nn.Linear):
-            if len(x.shape) != 2:
-                raise self.unsupported(
-                    "Linear on a tensor of shape " + str(list(x.shape)), "flatten to (N, features) first"
-                )
-            name = self.layer_name(n.target)
-            out = self.g.linear(self.materialize(x), m.out_features, name=name)
-            self.g.node(out).attrs["bias"] = m.bias is not None
-            self.layer_of[n] = out
-            return self.whole(self.fit(out, shape), shape)
+            return self.linear(n, m, x, shape)
         if isinstance(m, _NORM_MODULES):
             src = n.args[0]
             conv = self.layer_of.get(src) if isinstance(src, fx.Node) else None
@@ -504,12 +508,17 @@ class _Builder:
             if conv is not None and len(src.users) == 1 and not isinstance(m, (nn.Identity, nn.Dropout)):
                 self.g.node(conv).attrs["act"] = True
             return self.passthrough(x, shape)
+        if isinstance(m, nn.ChannelShuffle) and x.cdims == (1,) and shape == x.shape:
+            g, c = m.groups, x.channels  # out channel i = in channel (i mod g)·C/g + i div g
+            return x.permuted([(i % g) * (c // g) + i // g for i in range(c)], shape, 1)
+        if isinstance(m, (nn.Softmax, nn.LogSoftmax)):
+            return self.softmax(n, (x, m.dim), {}, shape)
         if isinstance(m, _POOL_MODULES):
             return self.pool(x, shape, getattr(m, "kernel_size", None), getattr(m, "stride", None), n.target)
         if isinstance(m, _UPSAMPLE_MODULES):
             return self.upsample(x, shape, n.target)
-        if isinstance(m, nn.Flatten):
-            return self.flatten(x, shape)
+        if isinstance(m, (nn.Flatten, nn.Unflatten)):
+            return self.reshape(x, shape)
         raise self.unsupported(f"module {type(m).__name__}")
 
     def layer_name(self, target: str) -> str:
@@ -517,7 +526,21 @@ class _Builder:
         self.calls[target] = k + 1
         return target if k == 0 else f"{target}#{k}"
 
+    def single(self, x: _Value, what: str) -> int:
+        """The channel dim of ``x`` (refused while the channels are split over several dims)."""
+        if x.cdim is None:
+            raise self.unsupported(
+                what,
+                f"its channels are split over dims {list(x.cdims)} of shape {list(x.shape)} "
+                "(a reshape must merge them back first)",
+            )
+        return x.cdim
+
     def conv(self, n: fx.Node, m: nn.Conv2d, x: _Value, shape: tuple[int, ...] | None) -> _Value:
+        if self.single(x, type(m).__name__) != 1 or len(x.shape) != 4:
+            raise self.unsupported(
+                type(m).__name__, f"its input {list(x.shape)} has the channels in dim {x.cdim}, not N×C×H×W"
+            )
         kh, kw = m.kernel_size
         name = self.layer_name(n.target)
         try:
@@ -536,10 +559,32 @@ class _Builder:
             raise self.unsupported("Conv2d", str(e)) from None
         if out != name:  # pragma: no cover - a layer name taken by another node
             raise TraceError(f"internal: layer {name} renamed to {out}")
-        if (kh, kw) != (kh, kh) or m.stride[0] != m.stride[1]:
-            self.g.node(out).attrs.update(kernel=(kh, kw), strides=tuple(m.stride))
+        # the traced output size already holds stride, padding and dilation; FLOPs need kh×kw
+        if kh != kw or m.stride[0] != m.stride[1] or tuple(m.dilation) != (1, 1):
+            self.g.node(out).attrs.update(kernel=(kh, kw), strides=tuple(m.stride), dilation=tuple(m.dilation))
         self.layer_of[n] = out
         return self.whole(self.fit(out, shape), shape)
+
+    def linear(self, n: fx.Node, m: nn.Linear, x: _Value, shape: tuple[int, ...] | None) -> _Value:
+        cdim = self.single(x, "Linear")
+        if cdim != len(x.shape) - 1:
+            raise self.unsupported(
+                "Linear on a tensor of shape " + str(list(x.shape)),
+                f"its features are dim {cdim}, not the last dim; flatten to (N, features) or permute first",
+            )
+        name = self.layer_name(n.target)
+        src = self.materialize(x)
+        if len(x.shape) == 2:
+            out = self.g.linear(src, m.out_features, name=name)
+            self.g.node(out).attrs["bias"] = m.bias is not None
+            self.layer_of[n] = out
+            return self.whole(self.fit(out, shape), shape)
+        # a Linear over channels-last tokens (ViT, ConvNeXt's pointwise MLP) is a 1×1 conv per position
+        out = self.g.conv(src, m.out_features, 1, bn=False, act=False, bias=m.bias is not None, name=name)
+        self.g.node(out).attrs["linear"] = True
+        self.layer_of[n] = out
+        self.fit(out, shape, len(shape) - 1)
+        return _Value(((m.out_features, ((out, 0),)),), shape, (len(shape) - 1,), (1,))
 
     def passthrough(self, x: Any, shape: tuple[int, ...] | None) -> Any:
         if not isinstance(x, _Value):
@@ -548,30 +593,74 @@ class _Builder:
             raise self.unsupported(_op_name(self.n), f"it changes the shape {list(x.shape)} -> {list(shape)}")
         return x
 
-    def channel_dim(self, x: _Value, dim: Any) -> None:
-        if not isinstance(dim, int) or dim % len(x.shape) != 1:
-            raise self.unsupported(_op_name(self.n), f"only the channel dim 1 is supported, got dim={dim}")
+    def softmax(self, n: fx.Node, args: Any, kwargs: Any, shape: tuple[int, ...] | None) -> Any:
+        x, dim = args[0], _arg(n, args, kwargs, 1, "dim")
+        if not isinstance(x, _Value) or not isinstance(dim, int) or dim % len(x.shape) in x.cdims:
+            raise self.unsupported(_op_name(n), "a softmax over the channel dim mixes channels without weights")
+        return self.passthrough(x, shape)
 
-    def add(self, a: Any, b: Any, shape: tuple[int, ...] | None) -> Any:
-        """``a + b`` (or ``a - b``, ``alpha·b``: the same routing); a constant operand passes."""
+    def channel_dim(self, x: _Value, dim: Any) -> None:
+        cdim = self.single(x, _op_name(self.n))
+        if not isinstance(dim, int) or dim % len(x.shape) != cdim:
+            raise self.unsupported(
+                _op_name(self.n), f"only the channel dim {cdim} of shape {list(x.shape)} is supported, got dim={dim}"
+            )
+
+    def add(self, a: Any, b: Any, shape: tuple[int, ...] | None, fn: str = "add") -> Any:
+        """``a + b`` (or ``a - b``, ``alpha·b``: the same routing); a constant operand passes; a
+        broadcast operand (N×C×1×1, N×1×H×W) makes a merge (:meth:`merge`)."""
         if not isinstance(a, _Value) or not isinstance(b, _Value):
             v = a if isinstance(a, _Value) else b
             return self.passthrough(v, shape)
         if a.shape != b.shape:
-            raise self.unsupported(
-                _op_name(self.n), f"adds tensors of shapes {list(a.shape)} and {list(b.shape)} (broadcast)"
-            )
+            return self.merge(a, b, shape, fn)
+        if a.cdims != b.cdims or a.cstrides != b.cstrides:
+            raise self.unsupported(_op_name(self.n), "adds tensors whose channels lie in different dims")
         return _sum(a, b, shape or a.shape)
+
+    def merge(self, a: _Value, b: _Value, shape: tuple[int, ...] | None, fn: str) -> _Value:
+        """A gate ``a * b`` (SE, attention; or a broadcast ``+``/``-``/``/``): an IR ``mul`` whose two
+        operands both receive the gradient. One operand must have the output's shape, the other may
+        broadcast from 1 channel and/or 1×1."""
+        shape = shape or a.shape
+        if a.shape != shape:
+            a, b = b, a
+        what = f"{_op_name(self.n)} of two feature maps"
+        if a.shape != shape:
+            raise self.unsupported(what, f"both operands {list(a.shape)}, {list(b.shape)} broadcast")
+        cdim = self.single(a, what)
+        if b.cdims != a.cdims and b.channels != 1 or len(b.shape) != len(a.shape):
+            raise self.unsupported(what, f"operands {list(a.shape)} and {list(b.shape)} have their channels apart")
+        ok = b.shape[cdim] in (1, a.shape[cdim]) and all(
+            bd in (1, ad) for i, (ad, bd) in enumerate(zip(a.shape, b.shape, strict=True)) if i != cdim
+        )
+        rest_b = [d for i, d in enumerate(b.shape) if i not in (0, cdim)]
+        rest_a = [d for i, d in enumerate(a.shape) if i not in (0, cdim)]
+        if not ok or (rest_b != rest_a and any(d != 1 for d in rest_b)):
+            raise self.unsupported(
+                what,
+                f"{list(b.shape)} broadcasts to {list(a.shape)} along only some of its dims; accepted: the "
+                "same shape, 1 channel and/or size 1 in every dim but batch and channels",
+            )
+        if a.shape == b.shape and fn in ("add", "sub"):
+            return _sum(a, b, shape)
+        try:
+            out = self.g.mul(self.materialize(a), self.materialize(b), fn=fn, name=f"fx:{self.n.name}")
+        except GraphError as e:
+            raise self.unsupported(what, str(e)) from None
+        return self.whole(out, shape, a)
 
     def cat(self, xs: Any, dim: Any, shape: tuple[int, ...] | None) -> _Value:
         xs = list(xs)
         if not all(isinstance(x, _Value) for x in xs):
             raise self.unsupported(_op_name(self.n), "concatenates a tensor not derived from the input")
         self.channel_dim(xs[0], dim)
-        if len({x.shape[:1] + x.shape[2:] for x in xs}) != 1:
+        cdim = xs[0].cdim
+        if any(x.cdims != xs[0].cdims for x in xs) or len({x.shape[:cdim] + x.shape[cdim + 1 :] for x in xs}) != 1:
             raise self.unsupported(_op_name(self.n), "concatenates maps of different sizes")
         segs = tuple(s for x in xs for s in x.segs)
-        return _Value(segs, shape or (xs[0].shape[0], sum(x.channels for x in xs), *xs[0].shape[2:]))
+        out_shape = shape or (*xs[0].shape[:cdim], sum(x.channels for x in xs), *xs[0].shape[cdim + 1 :])
+        return xs[0].like(segs, out_shape)
 
     def getitem(self, x: Any, idx: Any, shape: tuple[int, ...] | None) -> Any:
         if isinstance(x, (tuple, list)):
@@ -581,16 +670,20 @@ class _Builder:
         idx = idx if isinstance(idx, tuple) else (idx,)
         if idx and idx[0] is Ellipsis and len(idx) == 1:
             return x
-        ok = len(idx) >= 1 and idx[0] == slice(None)
-        ch = idx[1] if len(idx) > 1 else slice(None)
-        rest = idx[2:]
+        cdim = x.cdim if x.cdim is not None else -1
+        if idx and idx[0] is Ellipsis and len(idx) == 2 and cdim == len(x.shape) - 1:
+            idx = (slice(None),) * cdim + idx[1:]  # x[..., a:b] on channels-last
+        ch = idx[cdim] if 0 <= cdim < len(idx) else slice(None)
+        others = [r for i, r in enumerate(idx) if i != cdim]
         if (
-            not ok
+            cdim < 0
             or not isinstance(ch, slice)
             or ch.step not in (None, 1)
-            or any(r not in (slice(None), Ellipsis) for r in rest)
+            or any(r not in (slice(None), Ellipsis) for r in others)
         ):
-            raise self.unsupported(f"indexing {idx!r}", "only slices of the channel dim x[:, a:b] are supported")
+            raise self.unsupported(
+                f"indexing {idx!r}", f"only slices of the channel dim {cdim} (x[:, a:b] for N×C×H×W) are supported"
+            )
         lo, hi, _ = ch.indices(x.channels)
         return x.slice(lo, hi, shape or x.shape)
 
@@ -602,6 +695,7 @@ class _Builder:
             size = kwargs.get("split_size")
         dim = _arg(n, args, kwargs, 2, "dim", 0)
         self.channel_dim(x, dim)
+        cdim = x.cdim
         c = x.channels
         if is_chunk:
             step = math.ceil(c / size)
@@ -612,12 +706,12 @@ class _Builder:
             sizes = list(size)
         out, lo = [], 0
         for w in sizes:
-            out.append(x.slice(lo, lo + w, (x.shape[0], w, *x.shape[2:])))
+            out.append(x.slice(lo, lo + w, (*x.shape[:cdim], w, *x.shape[cdim + 1 :])))
             lo += w
         return tuple(out)
 
     def pool(self, x: Any, shape: tuple[int, ...] | None, k: Any, stride: Any, name: str | None = None) -> _Value:
-        if not isinstance(x, _Value) or len(x.shape) != 4 or shape is None:
+        if not isinstance(x, _Value) or len(x.shape) != 4 or shape is None or x.cdims != (1,):
             raise self.unsupported(_op_name(self.n), "pooling needs an N×C×H×W feature map")
         k = k[0] if isinstance(k, (tuple, list)) else k
         stride = stride[0] if isinstance(stride, (tuple, list)) else stride
@@ -628,44 +722,173 @@ class _Builder:
         return self.whole(self.fit(out, shape), shape)
 
     def upsample(self, x: Any, shape: tuple[int, ...] | None, name: str | None = None) -> _Value:
-        if not isinstance(x, _Value) or len(x.shape) != 4 or shape is None:
+        if not isinstance(x, _Value) or len(x.shape) != 4 or shape is None or x.cdims != (1,):
             raise self.unsupported(_op_name(self.n), "upsampling needs an N×C×H×W feature map")
         scale = max(1, shape[2] // max(1, x.shape[2]))
         out = self.g.upsample(self.materialize(x), scale, name=f"fx:{name or self.n.name}")
         return self.whole(self.fit(out, shape), shape)
 
-    def flatten(self, x: Any, shape: tuple[int, ...] | None) -> _Value:
+    def permute(self, n: fx.Node, args: Any, kwargs: Any, shape: tuple[int, ...] | None) -> _Value:
+        """``permute``/``transpose``/``movedim``/``.mT``-like: the channel dims move, nothing else."""
+        x = args[0]
+        nd = len(x.shape)
+        t = n.target
+        name = getattr(t, "__name__", t)
+        if name == "permute":
+            dims = (
+                args[1:]
+                if len(args) > 2 or not isinstance(args[1] if len(args) > 1 else None, (tuple, list))
+                else args[1]
+            )
+            dims = kwargs.get("dims", dims)
+            order = [int(d) % nd for d in dims]
+        elif name in ("transpose", "swapaxes", "swapdims"):
+            d0, d1 = (int(d) % nd for d in (_arg(n, args, kwargs, 1, "dim0"), _arg(n, args, kwargs, 2, "dim1")))
+            order = list(range(nd))
+            order[d0], order[d1] = order[d1], order[d0]
+        elif name in ("movedim", "moveaxis"):
+            src, dst = _arg(n, args, kwargs, 1, "source"), _arg(n, args, kwargs, 2, "destination")
+            src = [src] if isinstance(src, int) else list(src)
+            dst = [dst] if isinstance(dst, int) else list(dst)
+            order = [None] * nd
+            for s_, d_ in zip(src, dst, strict=True):
+                order[d_ % nd] = s_ % nd
+            rest = iter(d for d in range(nd) if d not in {s_ % nd for s_ in src})
+            order = [o if o is not None else next(rest) for o in order]
+        else:  # t(): a 2-d transpose
+            order = list(range(nd))[::-1]
+        cdims = tuple(order.index(d) for d in x.cdims)
+        return _Value(x.segs, shape or tuple(x.shape[d] for d in order), cdims, x.cstrides)
+
+    def reshape(self, x: Any, shape: tuple[int, ...] | None) -> _Value:
+        """``view``/``reshape``/``flatten``/``unflatten``/``squeeze``/``unsqueeze``. Channel identity is
+        followed when the reshape keeps the channel dim (same size, same product of the dims before it),
+        splits it into factors (``view(N, g, C/g, H, W)``) or merges factors back (a channel shuffle:
+        a permutation of channels); a flatten of C×H×W into (N, C·H·W) features is the IR ``flatten``.
+        Anything else mixes channels with other dims and is refused."""
         if not isinstance(x, _Value) or shape is None:
             raise self.unsupported(_op_name(self.n))
         if shape == x.shape:
             return x
-        if len(x.shape) == 4 and len(shape) == 2 and shape[0] == x.shape[0] and shape[1] == math.prod(x.shape[1:]):
-            src = self.materialize(x)
-            if x.shape[2] * x.shape[3] == 1:
-                return self.whole(self.g.gap(src, name=f"fx:{self.n.name}"), shape)
-            return self.whole(self.g.flatten(src, name=f"fx:{self.n.name}"), shape)
+        old = x.shape
+        what = _op_name(self.n)
+        if x.cdim is not None:
+            cd = x.cdim
+            before, c = math.prod(old[:cd]), old[cd]
+            j = _dim_at(shape, before, c)
+            if j is not None:
+                if len(shape) == 2 and j == 1 and len(old) > 2 and cd == 1 and math.prod(old[2:]) == 1:
+                    return self.whole(self.g.gap(self.materialize(x), name=f"fx:{self.n.name}"), shape)
+                return _Value(x.segs, shape, (j,), (1,))
+            if cd == 1 and len(shape) == 2 and shape[0] == old[0] and shape[1] == math.prod(old[1:]) and len(old) > 2:
+                src = self.materialize(x)
+                if math.prod(self.g.node(src).size) != math.prod(old[2:]):
+                    self.g.node(src).size = (math.prod(old[2:]), 1)
+                return self.whole(self.g.flatten(src, name=f"fx:{self.n.name}"), shape)
+            split = _factor_dims(shape, before, c)
+            if split is not None:
+                dims = tuple(range(*split))
+                strides = tuple(math.prod(shape[d + 1 : split[1]]) for d in dims)
+                return _Value(x.segs, shape, dims, strides)
+        else:
+            dims = sorted(x.cdims)
+            if dims == list(range(dims[0], dims[-1] + 1)):
+                before, c = math.prod(old[: dims[0]]), x.channels
+                j = _dim_at(shape, before, c)
+                if j is not None and math.prod(old[dims[-1] + 1 :]) == math.prod(shape[j + 1 :]):
+                    stride_of = dict(zip(x.cdims, x.cstrides, strict=True))
+                    perm = []
+                    for i in range(c):
+                        ch, rem = 0, i
+                        for d in reversed(dims):
+                            ch += (rem % old[d]) * stride_of[d]
+                            rem //= old[d]
+                        perm.append(ch)
+                    return x.permuted(perm, shape, j)
         raise self.unsupported(
-            _op_name(self.n), f"reshapes {list(x.shape)} -> {list(shape)}; only flattening C×H×W is supported"
+            what,
+            f"reshapes {list(old)} -> {list(shape)} and mixes the channels (dims {list(x.cdims)}) with other dims; "
+            "accepted: reshapes that keep, split or re-merge the channel dim, and flattening C×H×W",
         )
 
-    def mean(self, n: fx.Node, args: Any, kwargs: Any, shape: tuple[int, ...] | None) -> _Value:
+    def mean(self, n: fx.Node, args: Any, kwargs: Any, shape: tuple[int, ...] | None) -> Any:
         x = args[0]
         dims = _arg(n, args, kwargs, 1, "dim")
+        fn = getattr(n.target, "__name__", n.target)
+        if fn == "max" and isinstance(n.meta.get("val"), tuple):  # x.max(dim, keepdim) -> (values, indices)
+            val = n.meta["val"]
+            shape = tuple(val[0].shape)
+            out = self.mean_values(n, x, dims, shape, "max")
+            return (out, _CONST)
+        return self.mean_values(n, x, dims, shape, {"amax": "max"}.get(fn, fn))
+
+    def mean_values(self, n: fx.Node, x: Any, dims: Any, shape: tuple[int, ...] | None, fn: str) -> _Value:
+        """Reductions: over the channels to 1 channel (IR ``reduce``), over H×W (global pool), or over
+        tokens channels-last."""
+        if (
+            isinstance(x, _Value)
+            and x.cdim is not None
+            and isinstance(dims, int)
+            and dims % len(x.shape) == x.cdim
+            and shape is not None
+            and len(shape) == len(x.shape)
+        ):
+            out = self.g.reduce(self.materialize(x), fn, name=f"fx:{n.name}")
+            return self.whole(out, shape, x)
+        if fn != "mean" or dims is None:
+            raise self.unsupported(_op_name(n), "only reductions over the channel dim (keepdim) or means over H, W")
+        if isinstance(x, _Value) and x.cdim is not None and x.cdim != 1 and shape is not None:
+            ds = {d % len(x.shape) for d in (dims if isinstance(dims, (tuple, list)) else [dims])}
+            if x.cdim not in ds and 0 not in ds:  # a mean over tokens / positions, channels-last
+                src = self.materialize(x)
+                out = self.g.maxpool(src, 1, 1, name=f"fx:{self.n.name}")
+                node = self.g.node(out)
+                node.attrs["traced"] = _op_name(self.n)
+                cd = x.cdim - sum(1 for d in ds if d < x.cdim) if len(shape) < len(x.shape) else x.cdim
+                self.fit(out, shape, cd)
+                return _Value(((x.channels, ((out, 0),)),), shape, (cd,), (1,))
         dims = (
             tuple(sorted(d % 4 for d in (dims if isinstance(dims, (tuple, list)) else [dims])))
             if dims is not None
             else ()
         )
-        if not isinstance(x, _Value) or len(x.shape) != 4 or dims != (2, 3) or shape is None:
-            raise self.unsupported(_op_name(n), "only the global mean over H, W is supported")
+        if not isinstance(x, _Value) or len(x.shape) != 4 or dims != (2, 3) or shape is None or x.cdims != (1,):
+            raise self.unsupported(_op_name(n), "only the mean over H, W (or over tokens, channels-last) is supported")
         if len(shape) == 2:
-            return self.whole(self.g.gap(self.materialize(x), name=f"fx:{n.name}"), shape)
+            return self.whole(self.g.gap(self.materialize(x), name=f"fx:{self.n.name}"), shape)
         return self.pool(x, shape, None, None)
 
     def outputs(self, obj: Any) -> None:
         for leaf in _leaves(obj):
             if isinstance(leaf, _Value):
                 self.g.output(self.materialize(leaf), name="fx:output")
+
+
+def _dim_at(shape: tuple[int, ...], before: int, size: int) -> int | None:
+    """The dim of ``shape`` of size ``size`` whose preceding dims multiply to ``before``."""
+    pre = 1
+    for j, d in enumerate(shape):
+        if pre == before and d == size:
+            return j
+        pre *= d
+        if pre > before:
+            return None
+    return None
+
+
+def _factor_dims(shape: tuple[int, ...], before: int, size: int) -> tuple[int, int] | None:
+    """Dims ``[j, k)`` of ``shape`` that multiply to ``size`` right after dims multiplying to ``before``."""
+    pre, j = 1, 0
+    while j < len(shape) and pre < before:
+        pre *= shape[j]
+        j += 1
+    if pre != before:
+        return None
+    k, prod = j, 1
+    while k < len(shape) and prod < size:
+        prod *= shape[k]
+        k += 1
+    return (j, k) if prod == size and k - j > 1 else None
 
 
 def _leaves(obj: Any) -> list[Any]:
@@ -709,31 +932,50 @@ def from_module(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224))
     """The LayerGraph of ``model`` for an input of ``input_shape`` (N, C, H, W), via torch.fx.
 
     Raises :class:`UnsupportedOpError` for an op the IR cannot express and :class:`TraceError`
-    when the model cannot be traced. The model is not run (shapes come from meta tensors) and not
-    changed. O(fx nodes) after tracing.
+    when the model cannot be traced; both name the module (path and class) they sit in. The model
+    is not run (shapes come from meta tensors) and not changed. ``graph.batch`` is N, so the cost
+    counts the whole batch. O(fx nodes) after tracing.
 
     >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1))
     >>> g = from_module(net, (1, 3, 16, 16))
     >>> [(n.name, n.channels, n.size) for n in g.layers()]
     [('0', 8, (16, 16)), ('3', 4, (16, 16))]
     """
+    return _from_module(model, input_shape)[0]
+
+
+def _from_module(model: nn.Module, input_shape: Sequence[int]) -> tuple[LayerGraph, list[str]]:
     shape = _check_shape(input_shape)
-    graph = _trace(model)
-    _propagate(model, graph, shape)
-    return _Builder(model, graph, shape).build()
+    graph, others = _trace(model, shape)
+    return _Builder(model, graph, shape).build(), others
 
 
-def analyze(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224)) -> dict[str, Any]:
+def analyze(model: nn.Module, input_shape: Sequence[int] = (1, 3, 224, 224), name: str | None = None) -> dict[str, Any]:
     """Params, FLOPs and gradient-path metrics of ``model`` — the object ``nas analyze --json``
     prints. ``params`` is the module's own parameter count; ``flops`` and the metrics come from
-    the traced LayerGraph (FLOPs at ``input_shape``, docs/architecture.md "Cost").
+    the traced LayerGraph (FLOPs of one forward pass at ``input_shape``, batch included: what
+    ``torch.utils.flop_counter.FlopCounterMode`` counts). Also: ``model`` (``name`` or the class),
+    ``input_shape``, ``mode`` (``train``/``eval``), ``other_inputs`` (forward's further arguments,
+    not analysed) and per layer its ``channels``, ``flops`` and ``stage``.
 
     >>> out = analyze(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1)), (1, 3, 8, 8))
     >>> out["params"], out["max_shortest_gradient_path"], out["longest_gradient_path"]
     (260, 2, 2)
     """
+    from nas.core.cost import node_cost
     from nas.core.summary import summarize
 
-    out = summarize(from_module(model, input_shape))
+    graph, others = _from_module(model, input_shape)
+    out = summarize(graph)
     out["params"] = sum(p.numel() for p in model.parameters())
-    return out
+    for rec in out["layers"]:
+        node = graph.node(rec["name"])
+        rec["channels"] = node.channels
+        rec["flops"] = node_cost(node, graph.node(node.inputs[0]).channels)[1] * graph.batch
+    info = {
+        "model": name or type(model).__name__,
+        "input_shape": list(input_shape),
+        "mode": "train" if model.training else "eval",
+        "other_inputs": others,
+    }
+    return {**info, **out}

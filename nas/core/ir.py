@@ -20,6 +20,12 @@ Ops:
 ``gap``       global average pool + flatten (classifier).
 ``flatten``   flatten C×H×W to C·H·W features (a classifier without global pooling, e.g. VGG).
 ``upsample``  nearest-neighbour ×``scale``.
+``mul``       a merge of two feature maps, e.g. a gate ``x * sigmoid(fc(pool(x)))`` (SE, attention):
+              the elementwise product (``fn="mul"``, or a broadcast sum/quotient ``fn="add"``/``"div"``)
+              of ``x`` with ``y``, where ``y`` has ``x``'s channels or 1 channel and ``x``'s size or 1×1
+              (broadcast). Both operands receive gradient.
+``reduce``    a mean/max/sum over the channels to 1 channel (CBAM's spatial attention input): every
+              input channel receives the gradient of the one output channel.
 ``detach``    stop-gradient (the paper's Figure 9 ablation).
 ``output``    marks a tensor that feeds the loss; every output feeds it.
 
@@ -47,6 +53,8 @@ OPS = frozenset(
         "gap",
         "flatten",
         "upsample",
+        "mul",
+        "reduce",
         "detach",
         "output",
     }
@@ -91,6 +99,11 @@ class LayerGraph:
         self.outputs: list[str] = []
         self._scope: list[str] = []
         self._counts: dict[str, int] = {}
+        #: the batch size FLOPs are counted for (1 for configs, DESIGN §4; the traced N for ``nas analyze``)
+        self.batch = 1
+        #: a traced graph holds maps of H×W and the same positions as T tokens (``flatten(2)``): there,
+        #: concat/add/mul compare sizes by their number of positions
+        self.positions_only = False
         self.input_name = self._add("input", (), in_channels, tuple(size), {}, name="input")
 
     # -- construction helpers -------------------------------------------------------------
@@ -170,8 +183,13 @@ class LayerGraph:
             raise GraphError("linear needs a flat input (use gap first)")
         return self._add("linear", (x,), features, (1, 1), {"bias": True}, name, flat=True)
 
+    def _size_key(self, size: tuple[int, int]) -> Any:
+        return size[0] * size[1] if self.positions_only else size
+
     def concat(self, xs: list[str], name: str | None = None) -> str:
         sizes = {self.nodes[x].size for x in xs}
+        if self.positions_only and len({self._size_key(z) for z in sizes}) == 1:
+            sizes = {self.nodes[xs[0]].size}
         if len(sizes) != 1:
             raise GraphError(f"concat of tensors with different sizes {sorted(sizes)}")
         flat = all(self.nodes[x].flat for x in xs)
@@ -187,7 +205,7 @@ class LayerGraph:
     ) -> str:
         """``x + y``; with ``dst``/``src`` only ``x[:, dst] += y[:, src]`` (partial add)."""
         a, b = self.nodes[x], self.nodes[y]
-        if a.size != b.size:
+        if self._size_key(a.size) != self._size_key(b.size):
             raise GraphError(f"add of tensors with different sizes {a.size} and {b.size}")
         dst = tuple(dst or (0, a.channels))
         src = tuple(src or (0, b.channels))
@@ -223,6 +241,24 @@ class LayerGraph:
         src = self.nodes[x]
         size = (src.size[0] * scale, src.size[1] * scale)
         return self._add("upsample", (x,), src.channels, size, {"scale": scale}, name)
+
+    def mul(self, x: str, y: str, fn: str = "mul", name: str | None = None) -> str:
+        """A merge ``x ∘ y`` of two feature maps (gate): ``y`` may broadcast from 1 channel or 1×1."""
+        a, b = self.nodes[x], self.nodes[y]
+        if b.channels not in (a.channels, 1) or self._size_key(b.size) not in (
+            self._size_key(a.size),
+            self._size_key((1, 1)),
+        ):
+            raise GraphError(
+                f"mul of {a.channels}×{a.size} by {b.channels}×{b.size}: the second operand must have the first's "
+                "channels or 1, and its size or 1×1"
+            )
+        return self._add("mul", (x, y), a.channels, a.size, {"fn": fn}, name, flat=a.flat)
+
+    def reduce(self, x: str, fn: str = "mean", name: str | None = None) -> str:
+        """Channels -> 1 channel (``x.mean(1, keepdim=True)``)."""
+        src = self.nodes[x]
+        return self._add("reduce", (x,), 1, src.size, {"fn": fn}, name, flat=src.flat)
 
     def detach(self, x: str, name: str | None = None) -> str:
         src = self.nodes[x]

@@ -29,7 +29,11 @@ Network level: ``max_shortest_gradient_path`` = max over layers of the shortest 
 ``gradient_combinations`` = the channel-weighted sum of the units' combination-set sizes;
 ``distinct_gradient_combinations`` = the number of different combination sets among units;
 ``duplicate_gradient_ratio`` = the share of channels whose combination set equals that of a
-unit of *another* layer (the duplicated gradient information that CSP's transitions truncate).
+unit of *another* layer (the duplicated gradient information that CSP's transitions truncate);
+``gradient_overlap`` = the channel-weighted mean over units of the share of a unit's (timestamp,
+source) pairs whose source also passes gradient to a layer *downstream* of the unit: gradient the unit
+receives directly through a shortcut although it also reaches the layers the unit feeds (CSPNet's
+"duplicated gradient information" of residual and dense connections; docs/metrics.md).
 
 A layer that receives no gradient at all (everything downstream is detached, or nothing reads
 it) has no timestamps: its ``shortest_gradient_path`` and ``longest_gradient_path`` are
@@ -133,6 +137,7 @@ class GradientPathMetrics:
     distinct_gradient_combinations: int
     duplicate_gradient_ratio: float
     layers: tuple[LayerMetrics, ...]
+    gradient_overlap: float = 0.0
     _source_names: dict[int, str] = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self, layers: bool = True) -> dict[str, Any]:
@@ -144,6 +149,7 @@ class GradientPathMetrics:
             "gradient_combinations": self.gradient_combinations,
             "distinct_gradient_combinations": self.distinct_gradient_combinations,
             "duplicate_gradient_ratio": self.duplicate_gradient_ratio,
+            "gradient_overlap": self.gradient_overlap,
         }
         if layers:
             out["layers"] = [layer.to_dict() for layer in self.layers]
@@ -356,6 +362,19 @@ def gradient_path_metrics(graph: LayerGraph) -> GradientPathMetrics:
                 (dlo, dhi), (slo, _) = node.attrs["dst"], node.attrs["src"]
                 push(x, _cut(segs, (dlo, dhi)))
                 push(y, _window(segs, dlo, dhi, slo - dlo))
+        elif op == "mul":  # a gate: the gradient reaches both operands (a 1-channel one from every channel)
+            x, y = node.inputs
+            push(x, segs)
+            if nodes[index[y]].channels == c:
+                push(y, segs)
+            else:
+                p = None
+                for _, _, q in segs:
+                    p = _union(p, q)
+                push(y, [(0, 1, p)])
+        elif op == "reduce":  # channels -> 1: every input channel gets the one channel's gradient
+            src = node.inputs[0]
+            push(src, [(0, nodes[index[src]].channels, segs[0][2])])
         elif op == "split":
             lo = node.attrs["lo"]
             push(node.inputs[0], [(a + lo, b + lo, p) for a, b, p in segs])
@@ -423,6 +442,28 @@ def gradient_path_metrics(graph: LayerGraph) -> GradientPathMetrics:
         else:
             layers.append(LayerMetrics(nodes[i].name, None, None, 0, tuple(units)))
     dup_channels = sum(w for key, w in keyed if key in dup_keys)
+    # gradient_overlap: below[uid] = bits of the sources of every layer unit downstream of unit uid
+    below = [0] * len(uid_of)
+    overlap_sum = overlap_w = 0
+    for uid in range(1, len(uid_of)):  # uids are handed out from the loss backwards: sources first
+        li, ui = uid_of[uid]
+        lo, hi, p, _, _ = unit_rows[li][ui]
+        acc = 0
+        for src in p:
+            if src != LOSS:
+                sp = unit_rows[uid_of[src][0]][uid_of[src][1]][2]
+                for s2 in sp:
+                    acc |= 1 << s2
+                acc |= below[src]
+        below[uid] = acc
+        n_all = n_dup = 0
+        for src, mask in p.items():
+            k = mask.bit_count()
+            n_all += k
+            if acc >> src & 1:
+                n_dup += k
+        overlap_sum += (hi - lo) * n_dup / n_all
+        overlap_w += hi - lo
     return GradientPathMetrics(
         max_shortest_gradient_path=max_short,
         longest_gradient_path=max_long,
@@ -430,5 +471,6 @@ def gradient_path_metrics(graph: LayerGraph) -> GradientPathMetrics:
         distinct_gradient_combinations=len(seen),
         duplicate_gradient_ratio=dup_channels / grad_channels if grad_channels else 0.0,
         layers=tuple(layers),
+        gradient_overlap=overlap_sum / overlap_w if overlap_w else 0.0,
         _source_names=source_names,
     )

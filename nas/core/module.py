@@ -14,9 +14,20 @@ from nas.core.ir import LayerGraph, Node
 class ConvBNAct(nn.Module):
     """Conv2d (+ BatchNorm2d + SiLU). The conv is the layer; BN and SiLU pass gradient through."""
 
-    def __init__(self, c_in: int, c_out: int, k: int, stride: int, groups: int, bn: bool, act: bool, bias: bool):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        k: int | tuple[int, int],
+        stride: int,
+        groups: int,
+        bn: bool,
+        act: bool,
+        bias: bool,
+    ):
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, k, stride, k // 2, groups=groups, bias=bias)
+        kh, kw = (k, k) if isinstance(k, int) else k
+        self.conv = nn.Conv2d(c_in, c_out, (kh, kw), stride, (kh // 2, kw // 2), groups=groups, bias=bias)
         self.bn = nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.03) if bn else nn.Identity()
         self.act = nn.SiLU(inplace=True) if act else nn.Identity()
 
@@ -40,7 +51,8 @@ class GraphNet(nn.Module):
             if node.op == "conv":
                 a = node.attrs
                 c_in = graph.node(node.inputs[0]).channels
-                module = ConvBNAct(c_in, node.channels, a["k"], a["stride"], a["groups"], a["bn"], a["act"], a["bias"])
+                k = tuple(a["kernel"]) if a.get("kernel") else a["k"]
+                module = ConvBNAct(c_in, node.channels, k, a["stride"], a["groups"], a["bn"], a["act"], a["bias"])
             elif node.op == "linear":
                 module = nn.Linear(graph.node(node.inputs[0]).channels, node.channels)
             if module is not None:
@@ -90,6 +102,21 @@ class GraphNet(nn.Module):
                 y = torch.flatten(values[node.inputs[0]], 1)
             elif op == "upsample":
                 y = F.interpolate(values[node.inputs[0]], scale_factor=node.attrs["scale"], mode="nearest")
+            elif op == "mul":
+                a, b = values[node.inputs[0]], values[node.inputs[1]]
+                if b.dim() == 2 and a.dim() == 4:
+                    b = b[:, :, None, None]
+                fn = node.attrs["fn"]
+                y = a * b if fn == "mul" else a + b if fn == "add" else a - b if fn == "sub" else a / b
+            elif op == "reduce":
+                v, fn = values[node.inputs[0]], node.attrs["fn"]
+                y = (
+                    v.amax(1, keepdim=True)
+                    if fn == "max"
+                    else v.sum(1, keepdim=True)
+                    if fn == "sum"
+                    else v.mean(1, keepdim=True)
+                )
             elif op == "detach":
                 y = values[node.inputs[0]].detach()
             elif op == "output":

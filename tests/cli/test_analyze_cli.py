@@ -1,4 +1,4 @@
-"""``nas analyze`` and the gradient-path metrics that ``nas show`` gains (nas/analyze_cli.py)."""
+"""``nas analyze`` and the gradient-path metrics that ``nas show`` gains (nas/cli/analyze.py)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,16 @@ from nas.core.summary import summarize
 from search_spaces import compile_config, load_config, preset_names
 from tests.support.helpers import METRIC_KEYS
 
-SCHEMA = ["params", "flops", *METRIC_KEYS, "layers"]
-LAYER_KEYS = ["name", "shortest_gradient_path", "longest_gradient_path", "gradient_timestamps", "units"]
+SCHEMA = ["model", "input_shape", "mode", "other_inputs", "params", "flops", *METRIC_KEYS, "layers"]
+LAYER_KEYS = [
+    "name",
+    "shortest_gradient_path",
+    "longest_gradient_path",
+    "gradient_timestamps",
+    "units",
+    "channels",
+    "flops",
+]
 UNIT_KEYS = ["channels", "gradient_timestamps", "gradient_sources", "gradient_combinations"]
 
 MODELS = textwrap.dedent(
@@ -60,7 +68,7 @@ MODELS = textwrap.dedent(
 
         def forward(self, x):
             y = self.conv(x)
-            return y * torch.sigmoid(y)
+            return y @ y.transpose(2, 3)
 
 
     def gated():
@@ -116,9 +124,10 @@ def test_analyze_table(models: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert lines[0].startswith("models.py:resnet @ 1x3x224x224:")
     assert "max shortest gradient path: 3" in out
     header = next(i for i, line in enumerate(lines) if line.startswith("layer"))
-    assert lines[header].split() == ["layer", "SGP", "LGP", "units", "comb", "timestamps"]
-    assert lines[header + 1].split() == ["0", "2", "6", "1", "4", "2,4,6"]
-    assert len(lines) == header + 1 + 6
+    assert lines[header].split() == ["layer", "ch", "MFLOPs", "SGP", "LGP", "units", "comb", "timestamps"]
+    assert lines[header + 1].split() == ["0", "8", f"{2 * 27 * 8 * 224 * 224 / 1e6:.2f}", "2", "6", "1", "4", "2,4,6"]
+    assert lines[header + 2].split()[:2] == ["1.conv1", "*"]  # at the max shortest gradient path, 3
+    assert lines[header + 7].startswith("* = a layer at the max shortest gradient path (3)")
 
 
 def test_analyze_agrees_with_show_on_a_built_config(
@@ -136,13 +145,15 @@ def test_analyze_agrees_with_show_on_a_built_config(
     s, a = json.loads(shown), json.loads(analyzed)
     for r in a["layers"]:
         r["name"] = r["name"].removesuffix(".conv")
-    assert {k: s[k] for k in SCHEMA} == a
+        del r["channels"], r["flops"]
+    keys = ["params", "flops", *METRIC_KEYS, "layers"]
+    assert {k: s[k] for k in keys} == {k: a[k] for k in keys}
 
 
 @pytest.mark.parametrize(
     ("target", "extra", "words"),
     [
-        ("{models}:gated", [], "cannot map mul of two feature maps at fx node 'mul'"),
+        ("{models}:gated", [], "cannot map matmul of feature maps at fx node 'matmul'"),
         ("{models}:nope", [], "defines no 'nope'; callables there:"),
         ("{models}:NOT_CALLABLE", [], "is not callable"),
         ("{models}:broken", [], "broken() failed: RuntimeError: no weights here"),
@@ -174,8 +185,8 @@ def test_the_fx_errors_are_user_errors() -> None:
 def test_show_gains_the_metrics(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "show", "yolor-csp", "--json")
     d = json.loads(out)
-    assert code == 0 and all(k in d for k in SCHEMA)
-    assert all(list(r) == LAYER_KEYS for r in d["layers"])
+    assert code == 0 and all(k in d for k in ["params", "flops", *METRIC_KEYS, "layers"])
+    assert all(list(r) == LAYER_KEYS[:5] for r in d["layers"])  # analyze adds channels and flops
     assert d["max_shortest_gradient_path"] == 14 and d["longest_gradient_path"] == 113
     _, table, _ = run(capsys, "show", "yolor-csp")
     assert "max SGP: 14" in table and "dup grad ratio:" in table

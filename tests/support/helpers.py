@@ -31,4 +31,5 @@ METRIC_KEYS = [
     "gradient_combinations",
     "distinct_gradient_combinations",
     "duplicate_gradient_ratio",
+    "gradient_overlap",
 ]
