@@ -78,6 +78,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     ):
         if k in out:
             print(f"  {h}: {out[k]}")
+    print(f"  peak activation memory: {out['peak_memory_bytes'] / 2**20:.1f} MiB (batch 1, fp32)")
     print(f"{'stage':<24}{'params':>10}{'FLOPs':>10}")
     for s in out["stages"]:
         print(f"{s['stage']:<24}{_fmt_int(s['params']):>10}{_fmt_flops(s['flops']):>10}")
@@ -103,9 +104,10 @@ def _plugins() -> list[Callable[[Any], None]]:
     directly: a broken plugin must fail loudly, not silently drop its subcommand."""
     from evaluators.train_cli import add_train_parser
     from nas.analyze_cli import add_analyze_parser
+    from nas.latency_cli import add_latency_parser
     from nas.search_cli import add_search_parsers
 
-    return [add_analyze_parser, add_train_parser, add_search_parsers]
+    return [add_analyze_parser, add_train_parser, add_search_parsers, add_latency_parser]
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
