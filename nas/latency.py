@@ -16,7 +16,9 @@ someone else's device. So:
 
 :func:`predict_latency_ms` is a dictionary walk over the graph's nodes (well under 1 ms per
 candidate), so the cheap stage of a search can price every candidate. Measurements pin the
-thread count (default 1: a shared machine's other load perturbs one thread least) and say so.
+thread count (default 1) and say so. With one thread, the table and calibration are timed by the
+thread's CPU time rather than the wall clock: on a shared machine the wall clock also counts
+other processes' time slices, which no model of this device's speed should learn.
 """
 
 from __future__ import annotations
@@ -70,7 +72,19 @@ def op_signature(graph: LayerGraph, node: Node) -> Signature | None:
     h, w = src.size
     a = node.attrs
     if op == "conv":
-        return ("conv", src.channels, node.channels, a["k"], a["stride"], a["groups"], a["bn"], a["act"], a["bias"], h, w)
+        return (
+            "conv",
+            src.channels,
+            node.channels,
+            a["k"],
+            a["stride"],
+            a["groups"],
+            a["bn"],
+            a["act"],
+            a["bias"],
+            h,
+            w,
+        )
     if op == "linear":
         return ("linear", src.channels, node.channels)
     if op == "concat":
@@ -245,6 +259,19 @@ def _wall_ms(fn: Callable[[], Any]) -> float:
     return (time.perf_counter() - t) * 1e3
 
 
+def _thread_cpu_ms(fn: Callable[[], Any]) -> float:
+    """CPU time of the calling thread: with one intra-op thread ONNX Runtime computes on it, so
+    this is the run's cost without the time slices other processes of a shared machine take."""
+    t = time.thread_time()
+    fn()
+    return (time.thread_time() - t) * 1e3
+
+
+def _clock(device: str, threads: int) -> Callable[[Callable[[], Any]], float]:
+    """What the table and calibration are timed with: CUDA events; one-thread CPU time; else wall time."""
+    return _cuda_ms if device == "cuda" else _thread_cpu_ms if threads == 1 else _wall_ms
+
+
 def _cuda_ms(fn: Callable[[], Any]) -> float:
     import torch
 
@@ -287,11 +314,13 @@ def _runner(module: Any, shapes: list[tuple[int, ...]], device: str, threads: in
     return lambda: sess.run(None, feed)
 
 
-def measure_latency_ms(
+def measure_latency(
     graph: LayerGraph, device: str = "cpu", batch: int = 1, threads: int = 1, warmup: int = 2, runs: int = 5
-) -> float:
-    """Measured latency of the built model (median of ``runs`` after ``warmup``): ONNX Runtime
-    with ``threads`` intra-op threads on CPU, torch with CUDA events on CUDA."""
+) -> dict[str, float | None]:
+    """Measured latency of the built model, median of ``runs`` after ``warmup``: ONNX Runtime with
+    ``threads`` intra-op threads on CPU, torch with CUDA events on CUDA. ``wall_ms`` is the wall
+    clock (CUDA events); ``cpu_ms``, for one-thread CPU runs, the same runs' thread CPU time —
+    what the run costs without a shared machine's other load."""
     import contextlib
     import warnings
 
@@ -302,7 +331,24 @@ def measure_latency_ms(
     with warnings.catch_warnings(), contextlib.redirect_stderr(open(os.devnull, "w")):  # noqa: SIM115
         warnings.simplefilter("ignore")
         run = _runner(build(graph), [(batch, graph.node(graph.input_name).channels, h, w)], device, threads)
-    return _median_ms(run, warmup, runs, _cuda_ms if device == "cuda" else _wall_ms)
+    if device == "cuda":
+        return {"wall_ms": _median_ms(run, warmup, runs, _cuda_ms), "cpu_ms": None}
+    for _ in range(warmup):
+        run()
+    wall, cpu = [], []
+    for _ in range(runs):
+        t, c = time.perf_counter(), time.thread_time()
+        run()
+        cpu.append((time.thread_time() - c) * 1e3)
+        wall.append((time.perf_counter() - t) * 1e3)
+    return {"wall_ms": statistics.median(wall), "cpu_ms": statistics.median(cpu) if threads == 1 else None}
+
+
+def measure_latency_ms(
+    graph: LayerGraph, device: str = "cpu", batch: int = 1, threads: int = 1, warmup: int = 2, runs: int = 5
+) -> float:
+    """The wall-clock (CUDA-event) median of :func:`measure_latency`."""
+    return measure_latency(graph, device, batch, threads, warmup, runs)["wall_ms"]
 
 
 def _op_module(graph: LayerGraph, node: Node) -> tuple[Any, list[tuple[int, ...]]]:
@@ -317,7 +363,9 @@ def _op_module(graph: LayerGraph, node: Node) -> tuple[Any, list[tuple[int, ...]
     shapes = [(1, s.channels) if s.flat else (1, s.channels, *s.size) for s in srcs]
     a, op = node.attrs, node.op
     if op == "conv":
-        return ConvBNAct(srcs[0].channels, node.channels, a["k"], a["stride"], a["groups"], a["bn"], a["act"], a["bias"]), shapes
+        return ConvBNAct(
+            srcs[0].channels, node.channels, a["k"], a["stride"], a["groups"], a["bn"], a["act"], a["bias"]
+        ), shapes
     if op == "linear":
         return nn.Linear(srcs[0].channels, node.channels), shapes
     fns: dict[str, Callable[..., Any]] = {
@@ -428,11 +476,16 @@ def build_latency_model(
             sig = op_signature(g, node)
             if sig is not None and sig not in todo:
                 todo[sig] = (g, node)
-    clock = _cuda_ms if device == "cuda" else _wall_ms
+    clock = _clock(device, threads)
     table: dict[Signature, float] = {}
     entries = []
-    bar = tqdm(todo.items(), desc=f"latency table ({device}, {threads} thread{'s' * (threads > 1)})", unit="op",
-               disable=not progress, file=sys.stderr)
+    bar = tqdm(
+        todo.items(),
+        desc=f"latency table ({device}, {threads} thread{'s' * (threads > 1)})",
+        unit="op",
+        disable=not progress,
+        file=sys.stderr,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for sig, (g, node) in bar:
@@ -447,7 +500,8 @@ def build_latency_model(
     raw, measured = [], []
     for g in tqdm(calibration, desc="calibration (whole models)", unit="model", disable=not progress, file=sys.stderr):
         raw.append(raw_latency_ms(g, model))
-        measured.append(measure_latency_ms(g, device, threads=threads, warmup=1, runs=3))
+        m = measure_latency(g, device, threads=threads, warmup=1, runs=3)
+        measured.append(m["cpu_ms"] if clock is _thread_cpu_ms else m["wall_ms"])
     model.scale, model.offset_ms = fit_calibration(raw, measured)
     model.info = {
         "img_sizes": list(img_sizes),

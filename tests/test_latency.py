@@ -132,7 +132,10 @@ def test_table_entries_override_the_fallback_and_sum():
 def test_prediction_grows_with_width_depth_image_and_batch(built):
     _, model, _ = built
     for m in (toy_model(), model):
-        p = lambda g, b=1: predict_latency_ms(g, m, b)  # noqa: E731
+
+        def p(g, b=1, m=m):
+            return predict_latency_ms(g, m, b)
+
         assert p(at("yolor-v3", 320, width=1.0)) > p(at("yolor-v3", 320, width=0.5))
         assert p(at("yolor-v3", 320, depth=1.0)) > p(at("yolor-v3", 320, depth=0.33))
         assert p(at("yolor-v3", 640)) > p(at("yolor-v3", 320))
