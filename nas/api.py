@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.core.cost import cost_by_scope
+from nas.core.memory import peak_memory_bytes
 from nas.core.summary import summarize
 
 
@@ -33,6 +34,7 @@ def show(spec: Any, img_size: int | None = None) -> dict[str, Any]:
     graph = compile_config(cfg)
     out = {"name": Path(str(spec)).stem if not hasattr(spec, "family") else "config", "img_size": cfg.img_size}
     out.update(summarize(graph))
+    out["peak_memory_bytes"] = peak_memory_bytes(graph)
     out["stages"] = [
         {"stage": k, "params": v.params, "flops": v.flops} for k, v in cost_by_scope(graph, depth=2).items()
     ]

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from nas.cli.analyze import add_analyze_parser
+from nas.cli.latency import add_latency_parser
 from nas.cli.search import add_search_parsers
 from nas.cli.show import add_show_parser
 from nas.cli.train import add_train_parser
@@ -26,7 +27,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nas", description="Gradient-path guided neural architecture search.")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
-    for register in (add_show_parser, add_analyze_parser, add_train_parser, add_search_parsers):
+    for register in (add_show_parser, add_analyze_parser, add_train_parser, add_search_parsers, add_latency_parser):
         register(sub)
     return parser
 

@@ -57,6 +57,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     ):
         if k in out:
             print(f"  {h}: {out[k]}")
+    print(f"  peak activation memory: {out['peak_memory_bytes'] / 2**20:.1f} MiB (batch 1, fp32)")
     print(f"{'stage':<24}{'params':>10}{'FLOPs':>10}")
     for s in out["stages"]:
         print(f"{s['stage']:<24}{fmt_int(s['params']):>10}{fmt_flops(s['flops']):>10}")
