@@ -83,7 +83,9 @@ def load_factory(spec: str) -> tuple[Callable[[], Any], str]:
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[mod_name] = module
         module_spec.loader.exec_module(module)
-    except Exception as e:  # noqa: BLE001 - the user's file: report, do not crash
+    except (Exception, SystemExit, KeyboardInterrupt) as e:  # noqa: BLE001 - the user's file: report, do not crash
+        # a module that calls sys.exit() or is interrupted while imported is a file that cannot be
+        # loaded, not a reason for `nas` to exit silently with that module's status
         sys.modules.pop(mod_name, None)
         raise UsageError(f"nas analyze: cannot load {path_s}: {type(e).__name__}: {_first_line(e)}") from None
     factory = getattr(module, attr, None)
@@ -107,7 +109,7 @@ def build_model(spec: str) -> tuple[Any, str]:
     factory, label = load_factory(spec)
     try:
         model = factory()
-    except Exception as e:  # noqa: BLE001
+    except (Exception, SystemExit, KeyboardInterrupt) as e:  # noqa: BLE001
         raise UsageError(f"nas analyze: {label}() failed: {type(e).__name__}: {_first_line(e)}") from None
     if not isinstance(model, nn.Module):
         raise UsageError(f"nas analyze: {label}() returned {type(model).__name__}; accepted: a torch.nn.Module")

@@ -204,3 +204,26 @@ def test_show_all_has_the_metric_columns_and_stays_fast(capsys: pytest.CaptureFi
     for g in graphs:
         summarize(g)
     assert time.perf_counter() - t < 0.5  # the metrics of all presets: milliseconds each
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ("import sys\nsys.exit(3)\n", "SystemExit"),
+        ("raise KeyboardInterrupt\n", "KeyboardInterrupt"),
+        ("def f():\n    raise SystemExit(0)\n", "f() failed: SystemExit"),
+    ],
+)
+def test_a_module_that_exits_while_loaded_is_one_line_exit_2(tmp_path: Path, body: str, words: str) -> None:
+    """A factory file that exits or is interrupted while imported (or called) is reported, not
+    obeyed: `nas` would otherwise end silently with that module's exit status."""
+    import subprocess
+    import sys
+
+    f = tmp_path / "exits.py"
+    f.write_text(body)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "analyze", f"{f}:f"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and words in proc.stderr
