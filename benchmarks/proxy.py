@@ -7,7 +7,7 @@ difference between the seeds (the noise floor any architecture comparison must b
 longer run (``--long-epochs``, same recipe otherwise) checks the acceptance target: AP50 >= 0.5
 within 10 minutes. Writes ``runs/bench/proxy.json``.
 
-    .venv/bin/python benchmarks/proxy.py [--threads T] [--epochs E] [--seeds 0 1] [--long-epochs 10]
+    .venv/bin/python -m benchmarks.proxy [--threads T] [--epochs E] [--seeds 0 1] [--long-epochs 10]
 """
 
 from __future__ import annotations

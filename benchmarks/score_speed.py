@@ -1,7 +1,7 @@
 """How fast is the cheap stage? Compile + cost + all gradient-path metrics per candidate, and the
 torch.fx path (trace + shape propagation + metrics) for comparison.
 
-    .venv/bin/python benchmarks/score_speed.py [--random 200] [--repeats 5] [--fx-random 20]
+    .venv/bin/python -m benchmarks.score_speed [--random 200] [--repeats 5] [--fx-random 20]
 
 Candidates: every preset (at its own image size) and ``--random`` configs drawn from the default
 search space (640×640). Each candidate is scored ``--repeats`` times; its time is the median of
