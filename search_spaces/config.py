@@ -69,14 +69,23 @@ class PartConfig:
         True
         """
         used = BLOCKS[self.block].knobs
-        d = PartConfig()
-        return dataclasses.replace(
-            self, **{f.name: getattr(d, f.name) for f in dataclasses.fields(self) if f.name not in ("block", *used)}
-        )
+        kw = {f: getattr(self, f) if f in used else getattr(_DEFAULT_PART, f) for f in _PART_FIELDS}
+        # 1 and 1.0 are one value: a float, so equal designs also have one key text
+        kw["split_ratio"], kw["mask_fraction"] = float(kw["split_ratio"]), float(kw["mask_fraction"])
+        return PartConfig(self.block, **kw)
 
     def describe(self) -> str:
         """The block and the knobs it reads, in one short line (``csp r=0.5,fusion``)."""
         return f"{self.block} {BLOCKS[self.block].describe(self)}".strip()
+
+
+_DEFAULT_PART = PartConfig()
+_PART_FIELDS = tuple(f.name for f in dataclasses.fields(PartConfig) if f.name != "block")
+
+
+def _part_dict(p: PartConfig) -> dict[str, Any]:
+    """``dataclasses.asdict`` of a part (same keys, same order), ~10x faster: keys are hot."""
+    return {"block": p.block, **{k: getattr(p, k) for k in _PART_FIELDS}}
 
 
 @dataclass(frozen=True)
@@ -90,7 +99,7 @@ class StageConfig:
     width: float = 1.0
 
     def canonical(self) -> StageConfig:
-        return StageConfig(self.part.canonical(), self.repeats, self.width)
+        return StageConfig(self.part.canonical(), float(self.repeats), float(self.width))
 
     def describe(self) -> str:
         """``elan r=0.5,s=2`` plus the multipliers that are not 1 (``x1.5 repeats``)."""
@@ -100,10 +109,13 @@ class StageConfig:
     def to_dict(self) -> dict[str, Any]:
         """Flat: the block, the knobs it reads (``stop_gradient`` only when set), any other knob
         that is not the default, then the multipliers — short to read and exact to round-trip."""
-        d, default = dataclasses.asdict(self.part), PartConfig()
-        used = BLOCKS[self.part.block].knobs if self.part.block in BLOCKS else ()
-        out = {"block": d.pop("block")}
-        out.update({k: v for k, v in d.items() if (k in used and k != "stop_gradient") or v != getattr(default, k)})
+        p = self.part
+        used = BLOCKS[p.block].knobs if p.block in BLOCKS else ()
+        out: dict[str, Any] = {"block": p.block}
+        for k in _PART_FIELDS:
+            v = getattr(p, k)
+            if (k in used and k != "stop_gradient") or v != getattr(_DEFAULT_PART, k):
+                out[k] = v
         out.update(repeats=self.repeats, width=self.width)
         return out
 
@@ -168,7 +180,7 @@ class ArchConfig:
         for f in ("family", "img_size", "num_classes", "width", "depth"):
             out[f] = getattr(self, f)
         for part, stages, key in (("backbone", self.backbone_stages, "stages"), ("neck", self.neck_nodes, "nodes")):
-            out[part] = {key: [s.to_dict() for s in stages]} if stages else dataclasses.asdict(getattr(self, part))
+            out[part] = {key: [s.to_dict() for s in stages]} if stages else _part_dict(getattr(self, part))
         return out
 
     def to_yaml(self) -> str:
@@ -183,6 +195,8 @@ class ArchConfig:
         nn = tuple(s.canonical() for s in self.neck_nodes) if self.neck_nodes else None
         return dataclasses.replace(
             self,
+            width=float(self.width),
+            depth=float(self.depth),
             backbone=PartConfig() if bs else self.backbone.canonical(),
             neck=PartConfig() if nn else self.neck.canonical(),
             backbone_stages=bs,

@@ -325,3 +325,15 @@ def test_cli_show_space_errors_are_one_line(args, needle):
     r = subprocess.run([sys.executable, "-m", "nas.cli", *args], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: ") and needle in r.stderr
+
+
+def test_every_per_stage_config_compiles_at_proxy_width():
+    for seed in range(60):
+        cfg = PER_STAGE.sample(random.Random(seed))
+        compile_config(dataclasses.replace(cfg, width=cfg.width * 0.25, img_size=64))
+
+
+def test_int_and_float_spellings_share_a_key():
+    a = from_dict({"schema": 1, "width": 1, "backbone": {"block": "prn", "mask_fraction": 1}})
+    b = from_dict({"schema": 1, "width": 1.0, "backbone": {"block": "prn", "mask_fraction": 1.0}})
+    assert a.key() == b.key() == ArchConfig(backbone=PartConfig(block="prn", mask_fraction=1.0)).key()
