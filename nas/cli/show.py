@@ -77,10 +77,10 @@ def _show_space(name: str, as_json: bool) -> int:
     if as_json:
         print_json(out)
         return 0
-    kind = "per-stage" if out["per_stage"] else "uniform (one choice per backbone and neck)"
-    print(
-        f"space {out['space']} ({kind}, family {out['family']} @ {out['img_size']}): {out['size']:,} configs (10^{out['size_log10']})"
-    )
+    kind = "per-stage" if out["per_stage"] else "uniform: one choice per backbone and neck"
+    print(f"space {out['space']} ({kind}; family {out['family']} @ {out['img_size']})")
+    print(f"size: {out['size']:,} configs (10^{out['size_log10']})")
+    print("global knobs:")
     for knob, values in out["global_knobs"].items():
         print(f"  {knob:<14} {', '.join(map(str, values))}")
     stages = out["stages"]
