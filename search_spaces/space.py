@@ -4,7 +4,7 @@ trials only carry the parameters that shape the network.
 
 Two spaces are registered in ``SPACES``: ``yolor`` is per-stage (each of the 5 backbone stages
 ``backbone.s1``…``s5`` and the 5 neck nodes ``neck.n1``…``n5`` chooses its block, that block's
-knobs, and repeat and channel multipliers; > 10^24 configs), ``yolor-uniform`` is the schema-1
+knobs, and repeat and channel multipliers; 1.65 × 10^25 configs), ``yolor-uniform`` is the schema-1
 space (one choice per backbone and neck; 12,544 configs) that plain enumeration covers.
 
 >>> len(SPACES["yolor-uniform"])
