@@ -175,6 +175,15 @@ class ArchConfig:
         """The design of each neck node (top5, top4, out3, out4, out5)."""
         return self.neck_nodes or (StageConfig(self.neck),) * NECK_NODES
 
+    def pattern(self) -> tuple[str, ...]:
+        """The block of every backbone stage then every neck node: the design "pattern" two
+        configs differ in when they differ in more than knobs and multipliers.
+
+        >>> ArchConfig(backbone=PartConfig(block="csp")).pattern()
+        ('csp', 'csp', 'csp', 'csp', 'csp', 'res', 'res', 'res', 'res', 'res')
+        """
+        return tuple(s.part.block for s in (*self.backbone_plan(), *self.neck_plan()))
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"schema": self.schema}
         for f in ("family", "img_size", "num_classes", "width", "depth"):
@@ -219,6 +228,27 @@ def _key(cfg: ArchConfig) -> str:
 
 
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml: the same text, ~3x faster
+
+
+def part_summary(raw: dict[str, Any]) -> str:
+    """One short line for a table from a part as ``to_dict`` writes it: the design of a uniform
+    part (``csp r=0.5,fusion``), else the stages' blocks run-length coded (``res,elan×3,csp``).
+
+    >>> part_summary({"block": "prn", "mask_fraction": 0.5})
+    'prn m=0.5'
+    >>> part_summary({"stages": [{"block": "res"}] + [{"block": "elan"}] * 3 + [{"block": "csp"}]})
+    'res,elan×3,csp'
+    """
+    entries = raw.get("stages", raw.get("nodes")) if isinstance(raw, dict) else None
+    if entries is None:
+        return PartConfig(**raw).describe()
+    runs: list[list[Any]] = []
+    for e in entries:
+        if runs and runs[-1][0] == e["block"]:
+            runs[-1][1] += 1
+        else:
+            runs.append([e["block"], 1])
+    return ",".join(b if n == 1 else f"{b}×{n}" for b, n in runs)
 
 
 # -- validation ---------------------------------------------------------------------------------

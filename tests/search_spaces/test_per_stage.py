@@ -337,3 +337,20 @@ def test_int_and_float_spellings_share_a_key():
     a = from_dict({"schema": 1, "width": 1, "backbone": {"block": "prn", "mask_fraction": 1}})
     b = from_dict({"schema": 1, "width": 1.0, "backbone": {"block": "prn", "mask_fraction": 1.0}})
     assert a.key() == b.key() == ArchConfig(backbone=PartConfig(block="prn", mask_fraction=1.0)).key()
+
+
+def test_pattern_and_part_summary_read_both_schemas():
+    from search_spaces.config import part_summary
+
+    hetero = load_config("yolor-elan-hetero")
+    assert hetero.pattern() == ("elan",) * 5 + ("csp",) * 5
+    d = hetero.to_dict()
+    assert part_summary(d["backbone"]) == "elan×5" and part_summary(d["neck"]) == "csp r=0.5,fusion"
+    cfg = PER_STAGE.sample(random.Random(11))
+    blocks = [s["block"] for s in cfg.to_dict()["backbone"]["stages"]]
+    expanded = [
+        b
+        for run in part_summary(cfg.to_dict()["backbone"]).split(",")
+        for b in [run.split("×")[0]] * int((run.split("×") + ["1"])[1])
+    ]
+    assert expanded == blocks == list(cfg.pattern()[:5])
