@@ -354,3 +354,40 @@ def test_pattern_and_part_summary_read_both_schemas():
         for b in [run.split("×")[0]] * int((run.split("×") + ["1"])[1])
     ]
     assert expanded == blocks == list(cfg.pattern()[:5])
+
+
+_JUNK = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**20),
+    st.floats(),
+    st.text(max_size=8),
+    st.lists(st.integers(), max_size=6),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_any_damage_to_a_schema2_file_is_a_config_error_or_a_valid_config(data):
+    d = _hetero_dict()
+    where = data.draw(st.sampled_from(["entry", "list", "part", "neck"]))
+    if where == "entry":
+        i = data.draw(st.integers(0, 4))
+        key = data.draw(st.sampled_from(["block", "split_ratio", "elan_stack", "repeats", "width", "fusion", "x"]))
+        d["backbone"]["stages"][i][key] = data.draw(_JUNK)
+    elif where == "list":
+        d["backbone"]["stages"] = data.draw(st.one_of(_JUNK, st.lists(_JUNK, max_size=6)))
+    elif where == "part":
+        d["backbone"] = data.draw(st.one_of(_JUNK, st.dictionaries(st.text(max_size=8), _JUNK, max_size=3)))
+    else:
+        d["neck"] = {
+            "nodes": data.draw(
+                st.lists(st.fixed_dictionaries({"block": st.sampled_from(["csp", "prn", "x"])}), max_size=6)
+            )
+        }
+    try:
+        cfg = from_dict(d)
+    except ConfigError as e:
+        assert "\n" not in str(e) and "accepted:" in str(e)
+        return
+    assert parse_yaml(cfg.to_yaml()) == cfg
