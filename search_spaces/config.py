@@ -162,7 +162,7 @@ class ArchConfig:
                 continue
             stages = tuple(stages)
             one = _uniform(stages)
-            object.__setattr__(self, name, None if one is not None else stages)
+            object.__setattr__(self, name, None if one is not None or not stages else stages)
             if one is not None:
                 object.__setattr__(self, part, one)
         object.__setattr__(self, "schema", 2 if self.backbone_stages or self.neck_nodes else 1)
