@@ -1,10 +1,11 @@
 """How fast is the cheap stage? Compile + cost + all gradient-path metrics per candidate, and the
 torch.fx path (trace + shape propagation + metrics) for comparison.
 
-    .venv/bin/python -m benchmarks.score_speed [--random 200] [--repeats 5] [--fx-random 20]
+    .venv/bin/python -m benchmarks.score_speed [--random 200] [--hetero 200] [--repeats 5] [--fx-random 20]
 
-Candidates: every preset (at its own image size) and ``--random`` configs drawn from the default
-search space (640×640). Each candidate is scored ``--repeats`` times; its time is the median of
+Candidates: every preset (at its own image size) and ``--random`` configs drawn from the uniform
+search space (640×640); ``--hetero`` per-stage configs from the default space ``yolor`` are timed
+apart (target ≤ 2 ms median: compile + cost + all metrics), with ``ArchConfig.key()``. Each candidate is scored ``--repeats`` times; its time is the median of
 those, and the figures are the median / p90 / max over candidates. Target (docs/architecture.md, the cheap stage):
 ≤ 5 ms median per candidate on one core, i.e. ≥ 200 candidates/s. Writes
 ``runs/bench/score_speed.json``.
@@ -27,9 +28,11 @@ from typing import Any
 from nas.core.cost import cost
 from nas.core.metrics import gradient_path_metrics
 from search_spaces import ConfigError, compile_config, load_config, preset_names
-from search_spaces.space import SearchSpace
+from search_spaces.config import _key
+from search_spaces.space import SPACES, SearchSpace
 
 TARGET_MS = 5.0
+HETERO_TARGET_MS = 2.0
 
 
 def _stats(ms: list[float]) -> dict[str, float]:
@@ -54,6 +57,34 @@ def candidates(n_random: int, seed: int) -> tuple[list[tuple[str, Any]], int]:
             continue
         out.append((f"random{len(out) - len(preset_names())}", cfg))
     return out, skipped
+
+
+def hetero_candidates(n: int, seed: int) -> list[tuple[str, Any]]:
+    """Per-stage configs that compile (the space's repeat/width multipliers keep channels whole)."""
+    rng, out = random.Random(f"hetero-{seed}"), []
+    while len(out) < n:
+        cfg = SPACES["yolor"].sample(rng)
+        compile_config(cfg)
+        out.append((f"hetero{len(out)}", cfg))
+    return out
+
+
+def time_keys(cands: list[tuple[str, Any]]) -> dict[str, float]:
+    """``key()`` uncached (its memo cleared) and cached (the same config asked again)."""
+    fresh, cached = [], []
+    for _, c in cands:
+        _key.cache_clear()
+        t0 = time.perf_counter()
+        c.key()
+        t1 = time.perf_counter()
+        c.key()
+        t2 = time.perf_counter()
+        fresh.append((t1 - t0) * 1e3)
+        cached.append((t2 - t1) * 1e3)
+    return {
+        "uncached_median_ms": round(statistics.median(fresh), 4),
+        "cached_median_ms": round(statistics.median(cached), 4),
+    }
 
 
 def time_cheap_stage(cands: list[tuple[str, Any]], repeats: int) -> dict[str, Any]:
@@ -114,6 +145,7 @@ def time_fx_path(cands: list[tuple[str, Any]], img: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--random", type=int, default=200, help="random configs besides the presets (default 200)")
+    ap.add_argument("--hetero", type=int, default=200, help="per-stage configs of space yolor (default 200)")
     ap.add_argument("--repeats", type=int, default=5, help="timings per candidate; its median counts (default 5)")
     ap.add_argument("--fx-random", type=int, default=20, help="random configs for the fx path (default 20)")
     ap.add_argument("--seed", type=int, default=0)
@@ -122,15 +154,28 @@ def main(argv: list[str] | None = None) -> int:
 
     cands, skipped = candidates(args.random, args.seed)
     cheap = time_cheap_stage(cands, args.repeats)
+    het_cands = hetero_candidates(args.hetero, args.seed)
+    hetero = time_cheap_stage(het_cands, args.repeats) if het_cands else {}
+    if het_cands:
+        hetero["key"] = time_keys(het_cands)
+        hetero["uniform_key"] = time_keys(cands)
+        hetero["meets_target"] = hetero["compile_cost_metrics"]["median_ms"] <= HETERO_TARGET_MS
     fx_cands = cands[: len(preset_names()) + args.fx_random]
     fxp = time_fx_path(fx_cands, img=640)
     result = {
         "benchmark": "score_speed",
-        "candidates": {"presets": len(preset_names()), "random": args.random, "invalid_skipped": skipped},
+        "candidates": {
+            "presets": len(preset_names()),
+            "random": args.random,
+            "hetero": args.hetero,
+            "invalid_skipped": skipped,
+        },
         "repeats": args.repeats,
         "target_ms": TARGET_MS,
         "cheap_stage": cheap,
         "meets_target": cheap["compile_cost_metrics"]["median_ms"] <= TARGET_MS,
+        "hetero_target_ms": HETERO_TARGET_MS,
+        "heterogeneous": hetero,
         "fx_path": fxp,
         "machine": {
             "python": platform.python_version(),
@@ -153,6 +198,15 @@ def main(argv: list[str] | None = None) -> int:
         y = cheap["yolor_size_ge_180_nodes"]
         print(
             f"  candidates with >= 180 nodes ({y['count']}): median {y['median_ms']:.2f} ms, max {y['max_ms']:.2f} ms"
+        )
+    if hetero:
+        h = hetero["compile_cost_metrics"]
+        print(
+            f"heterogeneous (per-stage) configs, {len(het_cands)}: compile + cost + metrics median {h['median_ms']:.2f} ms, "
+            f"p90 {h['p90_ms']:.2f} ms, max {h['max_ms']:.2f} ms (target <= {HETERO_TARGET_MS} ms: "
+            f"{'met' if hetero['meets_target'] else 'MISSED'}); key() {hetero['key']['uncached_median_ms']:.3f} ms "
+            f"uncached, {hetero['key']['cached_median_ms']:.4f} ms cached (schema-1 key "
+            f"{hetero['uniform_key']['uncached_median_ms']:.3f} ms)"
         )
     f = fxp["trace_and_metrics"]
     print(

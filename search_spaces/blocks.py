@@ -101,7 +101,12 @@ def csp_block(g: LayerGraph, x: str, c: int, n: int, p: PartConfig, part: str, e
 def elan_stage(g: LayerGraph, x: str, c: int, n: int, p: PartConfig, part: str, depth: float = 1.0) -> str:
     """An ELAN block whose computational blocks hold ``round(2 × depth)`` 3×3 convs each (``n``,
     the stage's repeats, is not used: ELAN's depth is its stack and its convs per block)."""
-    return elan_block(g, x, c, max(1, round(2 * depth)), p, part)
+    return elan_block(g, x, c, elan_convs(depth), p, part)
+
+
+def elan_convs(depth: float) -> int:
+    """3×3 convs per ELAN computational block at this depth (2 at depth 1, as YOLOv7's ELAN)."""
+    return max(1, round(2 * depth))
 
 
 def elan_block(g: LayerGraph, x: str, c: int, convs: int, p: PartConfig, part: str) -> str:

@@ -16,13 +16,18 @@ def add_show_parser(sub: Any) -> None:
     p.add_argument("config", nargs="?", help="preset name or YAML file")
     p.add_argument("--all", action="store_true", help="a table of every preset")
     p.add_argument("--img-size", type=int, help="image size for FLOPs (default: the config's)")
+    p.add_argument("--space", metavar="NAME", help="the size and knobs of a search space (yolor, yolor-uniform)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_show)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    if args.space is not None:
+        if args.config or args.all or args.img_size is not None:
+            raise UsageError("nas show --space NAME: give no PRESET, FILE.yaml, --all or --img-size with it")
+        return _show_space(args.space, args.json)
     if args.all == bool(args.config):
-        raise UsageError("nas show: give one PRESET or FILE.yaml, or --all")
+        raise UsageError("nas show: give one PRESET or FILE.yaml, or --all, or --space NAME")
     if args.all:
         rows = api.show_all(args.img_size)
         if args.json:
@@ -58,7 +63,30 @@ def cmd_show(args: argparse.Namespace) -> int:
         if k in out:
             print(f"  {h}: {out[k]}")
     print(f"  peak activation memory: {out['peak_memory_bytes'] / 2**20:.1f} MiB (batch 1, fp32)")
-    print(f"{'stage':<24}{'params':>10}{'FLOPs':>10}")
+    print(f"{'stage':<18}{'knob':<13}{'design':<30}{'repeats':>7}{'channels':>9}{'params':>9}{'FLOPs':>9}")
     for s in out["stages"]:
-        print(f"{s['stage']:<24}{fmt_int(s['params']):>10}{fmt_flops(s['flops']):>10}")
+        design = (s.get("knob", ""), s.get("design", ""), s.get("repeats", ""), s.get("channels", ""))
+        print(
+            f"{s['stage']:<18}{design[0]:<13}{design[1]:<30}{design[2]:>7}{design[3]:>9}"
+            f"{fmt_int(s['params']):>9}{fmt_flops(s['flops']):>9}"
+        )
+    return 0
+
+
+def _show_space(name: str, as_json: bool) -> int:
+    out = api.show_space(name)
+    if as_json:
+        print_json(out)
+        return 0
+    kind = "per-stage" if out["per_stage"] else "uniform: one choice per backbone and neck"
+    print(f"space {out['space']} ({kind}; family {out['family']} @ {out['img_size']})")
+    print(f"size: {out['size']:,} configs (10^{out['size_log10']})")
+    print("global knobs:")
+    for knob, values in out["global_knobs"].items():
+        print(f"  {knob:<14} {', '.join(map(str, values))}")
+    stages = out["stages"]
+    print(f"each of {len(stages)} stages ({', '.join(stages)}) chooses, {out['configs_per_stage']:,} ways:")
+    for k in out["stage_knobs"]:
+        when = "" if k["when"] == "always" else f"  ({k['when']})"
+        print(f"  {k['knob']:<14} {', '.join(map(str, k['values']))}{when}")
     return 0

@@ -10,7 +10,8 @@ from typing import Any
 from nas.core.runio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from nas.engine.options import SearchOptions
 from nas.engine.stats import pareto_fronts
-from search_spaces import PartConfig, parse_yaml
+from search_spaces import parse_yaml
+from search_spaces.config import part_summary
 
 
 def trained_rows(study) -> list[dict[str, Any]]:  # noqa: ANN001
@@ -104,7 +105,7 @@ def format_front(summary: dict[str, Any]) -> str:
 
 
 def _part(p: dict[str, Any]) -> str:
-    return PartConfig(**p).describe()
+    return part_summary(p)
 
 
 def progress_bar(total: int, desc: str, enabled: bool, initial: int = 0):  # noqa: ANN202
