@@ -33,12 +33,19 @@ def block_pattern(cfg: Any) -> tuple[str, ...]:
 
 def pattern_of(trial: Any) -> str:
     """A cheap trial's block pattern: its ``pattern`` attribute (written by the cheap stage), else
-    read from its config YAML (trials of older runs)."""
+    read from its config YAML as written (trials of older runs: every mapping with a ``block``
+    key, inside lists too, in order; no validation needed to read a pattern)."""
     pattern = trial.user_attrs.get("pattern")
     if pattern is None:
-        from search_spaces import parse_yaml
+        import yaml
 
-        pattern = "/".join(block_pattern(parse_yaml(trial.user_attrs["config"])))
+        raw = yaml.safe_load(trial.user_attrs.get("config") or "{}")
+        blocks = []
+        for value in (raw if isinstance(raw, dict) else {}).values():
+            for v in value if isinstance(value, list) else (value,):
+                if isinstance(v, dict) and "block" in v:
+                    blocks.append(str(v["block"]))
+        pattern = "/".join(blocks)
     return pattern
 
 
