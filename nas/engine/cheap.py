@@ -12,6 +12,7 @@ batch is one append to the journal.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from nas.core.cost import cost
@@ -110,9 +111,11 @@ class _Scorer:
     def __init__(self, kind: str, workers: int) -> None:
         self.kind, self.workers, self.pool = kind, workers, None
 
-    def __call__(self, cfgs: list[Any]) -> list[dict[str, Any]]:
+    def submit(self, cfgs: list[Any]) -> Callable[[], list[dict[str, Any]]]:
+        """Start scoring ``cfgs``; the returned function waits for their results, in order."""
         if self.workers <= 1 or len(cfgs) < 2:
-            return evaluate_batch(cfgs, self.kind)
+            done = evaluate_batch(cfgs, self.kind)
+            return lambda: done
         if self.pool is None:
             import multiprocessing
             import threading
@@ -123,7 +126,8 @@ class _Scorer:
             self.pool = multiprocessing.get_context("fork" if fork else "spawn").Pool(self.workers)
         n = max(1, -(-len(cfgs) // (2 * self.workers)))  # two chunks per worker: balanced, few messages
         chunks = [cfgs[i : i + n] for i in range(0, len(cfgs), n)]
-        return [s for part in self.pool.starmap(evaluate_batch, [(c, self.kind) for c in chunks]) for s in part]
+        job = self.pool.starmap_async(evaluate_batch, [(c, self.kind) for c in chunks])
+        return lambda: [s for part in job.get() for s in part]
 
     def close(self) -> None:
         if self.pool is not None:
@@ -268,7 +272,8 @@ def cheap_stage(
 
     ``opts.candidates`` *unique* configs are evaluated (fewer only if the space has fewer): the
     optimiser's proposals are deduplicated by canonical config before anything is scored, one
-    generation of ``population`` is scored on ``workers`` processes and written as one batch.
+    generation of ``population`` is scored on ``workers`` processes and written as one batch
+    (while the next generation is being scored).
     Counts are left on the study as user attributes (``proposed_duplicates``, ``generations``).
 
     Resume: generation ``g`` is proposed from (seed, g) and the population rebuilt from the
@@ -311,15 +316,19 @@ def cheap_stage(
     evaluated = len(seen)
     g = 0
     try:
+        unwritten: list[Any] = []  # the previous generation, written while this one is scored
         while evaluated < opts.candidates:
             props = proposer.propose(g, min(population, opts.candidates - evaluated), seen)
             if not props:
                 break  # the space is exhausted
             have = stored.get(g, {})
             todo = [p for p in props if p.canonical not in have]
-            fresh = dict(zip((p.canonical for p in todo), scorer([p.config for p in todo]), strict=True))
-            if todo:
-                write_batch(study, [_frozen_trial(p, fresh[p.canonical], g, opts.budget, dists) for p in todo])
+            results = scorer.submit([p.config for p in todo])
+            if unwritten:
+                write_batch(study, unwritten)
+                bar.update(len(unwritten))
+            fresh = dict(zip((p.canonical for p in todo), results(), strict=True))
+            unwritten = [_frozen_trial(p, fresh[p.canonical], g, opts.budget, dists) for p in todo]
             members = []
             for p in props:
                 if p.canonical in fresh:
@@ -331,8 +340,10 @@ def cheap_stage(
             proposer.tell(members)
             seen.update(p.canonical for p in props)
             evaluated += len(props)
-            bar.update(len(todo))
             g += 1
+        if unwritten:
+            write_batch(study, unwritten)
+            bar.update(len(unwritten))
     finally:
         scorer.close()
         bar.close()
