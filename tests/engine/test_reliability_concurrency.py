@@ -50,6 +50,10 @@ def test_two_searches_on_one_run_one_refuses_and_the_dashboard_reads_while_the_o
         # dashboard's incremental reads) and a fresh one per poll (a reload of the whole file)
         journal = tmp_path / "c" / "optuna.journal"
         app = wsgi(open_storage(None, journal.parent))
+        # the cheap stage writes a generation (100 candidates) at a time: wait for the first
+        first = time.time() + 60
+        while time.time() < first and writer.poll() is None and not _count_trials(app, "c-cheap"):
+            time.sleep(0.1)
         seen, fresh_seen = [], []
         end = time.time() + 10
         while time.time() < end and writer.poll() is None:
