@@ -181,14 +181,23 @@ def _register_wide() -> None:
     SPACES.setdefault("wide", dataclasses.replace(SearchSpace(), widths=grid, depths=grid))
 
 
+def _cpu_seconds() -> float:
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def part_timing(counts: list[int], space: str) -> dict[str, Any]:
     from nas.engine.storage import open_storage
 
     rows = []
     for n in counts:
+        cpu0 = _cpu_seconds()
         with tempfile.TemporaryDirectory() as d:
             trials, s = run_stage(n, space=space, storage=open_storage(None, Path(d)))
             journal = (Path(d) / "optuna.journal").stat().st_size
+        cpu = _cpu_seconds() - cpu0
         rows.append(
             {
                 "candidates": n,
@@ -197,6 +206,10 @@ def part_timing(counts: list[int], space: str) -> dict[str, Any]:
                 "ms_per_candidate": round(1e3 * s / len(trials), 3),
                 "candidates_per_s": round(len(trials) / s, 1),
                 "journal_bytes_per_candidate": round(journal / len(trials)),
+                # CPU time of this process and its (joined) pool workers: what the run costs on
+                # a machine shared with other work, where wall time measures the neighbours
+                "cpu_ms_per_candidate": round(1e3 * cpu / len(trials), 3),
+                "candidates_per_s_on_2_idle_cores": round(2 * len(trials) / cpu, 1),
             }
         )
         print(f"  timing: {rows[-1]}")
