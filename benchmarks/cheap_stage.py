@@ -40,6 +40,21 @@ BUDGET = 150e9
 K = 4
 
 
+def uniform_name() -> str:
+    """The uniform space (one block per part): ``yolor-uniform`` once the per-stage space is
+    ``yolor``, else ``yolor``."""
+    from search_spaces.space import SPACES
+
+    return "yolor-uniform" if "yolor-uniform" in SPACES else "yolor"
+
+
+def space_size(name: str) -> int:
+    from search_spaces.space import SPACES
+
+    space = SPACES[name]
+    return int(space.size()) if hasattr(space, "size") else len(space)
+
+
 def _opts(name: str, candidates: int, space: str = "yolor", seed: int = 0, runs_dir: str = "runs") -> Any:
     from evaluators.recipe import Recipe
     from nas.engine import SearchOptions
@@ -58,14 +73,15 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
-def run_stage(candidates: int, space: str = "yolor", seed: int = 0, storage: Any = None) -> tuple[list[Any], float]:
+def run_stage(candidates: int, space: str | None = None, seed: int = 0, storage: Any = None) -> tuple[list[Any], float]:
     """One cheap stage in memory (or in ``storage``); its trials and seconds."""
     import optuna
 
     from nas.engine import cheap_stage
 
     t = time.perf_counter()
-    study = cheap_stage(storage or optuna.storages.InMemoryStorage(), _opts("b", candidates, space, seed), False)
+    opts = _opts("b", candidates, space or uniform_name(), seed)
+    study = cheap_stage(storage or optuna.storages.InMemoryStorage(), opts, False)
     return study.get_trials(deepcopy=False), time.perf_counter() - t
 
 
@@ -100,14 +116,14 @@ def hv_ratio(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> floa
     return hypervolume(norm(a), BUDGET) / hypervolume(norm(b), BUDGET)
 
 
-def random_trials(n: int, seed: int) -> list[Any]:
+def random_trials(n: int, seed: int, name: str) -> list[Any]:
     """``n`` unique uniformly sampled configs, scored like the cheap stage scores them."""
     from types import SimpleNamespace
 
     from nas.engine.cheap import evaluate_batch
     from search_spaces.space import SPACES
 
-    space, rng, cfgs, seen = SPACES["yolor"], random.Random(seed), [], set()
+    space, rng, cfgs, seen = SPACES[name], random.Random(seed), [], set()
     for _ in range(200 * n):
         if len(cfgs) == n:
             break
@@ -119,9 +135,7 @@ def random_trials(n: int, seed: int) -> list[Any]:
 
 
 def part_exhaustive(counts: list[int], seeds: int) -> dict[str, Any]:
-    from search_spaces.space import SPACES
-
-    size = len(SPACES["yolor"])
+    size = space_size(uniform_name())
     every, secs = run_stage(size)  # candidates >= the space: the stage enumerates it
     low = min(t.values[1] for t in every if t.values[1] <= BUDGET)
     exact = band_bests(every, low)
@@ -145,18 +159,17 @@ def part_exhaustive(counts: list[int], seeds: int) -> dict[str, Any]:
     return out
 
 
-def part_quality(n: int, seeds: int, every: list[Any] | None) -> dict[str, Any]:
-    from search_spaces.space import SPACES
-
-    size = len(SPACES["yolor"])
+def part_quality(n: int, seeds: int, every: list[Any] | None, name: str) -> dict[str, Any]:
+    size = space_size(name)
     rows = []
     for seed in range(seeds):
-        short, _ = run_stage(n, seed=seed)
+        short, _ = run_stage(n, space=name, seed=seed)
         if 10 * n >= size:
-            long, label = every if every is not None else run_stage(size)[0], "exhaustive"
+            long = every if every is not None and name == uniform_name() else run_stage(size, space=name)[0]
+            label = "exhaustive"
         else:
-            long, label = run_stage(10 * n, seed=seed)[0], f"{10 * n} candidates"
-        rand = random_trials(n, seed)
+            long, label = run_stage(10 * n, space=name, seed=seed)[0], f"{10 * n} candidates"
+        rand = random_trials(n, seed, name)
         rows.append(
             {
                 "seed": seed,
@@ -167,6 +180,7 @@ def part_quality(n: int, seeds: int, every: list[Any] | None) -> dict[str, Any]:
         )
         print(f"  quality: {rows[-1]}")
     return {
+        "space": name,
         "candidates": n,
         "runs": rows,
         "min_hv_vs_10x": min(r["hv_vs_10x"] for r in rows),
@@ -224,7 +238,7 @@ def part_dashboard(n: int) -> dict[str, Any]:
     from nas.engine.storage import open_storage
 
     with tempfile.TemporaryDirectory() as d:
-        trials, s = run_stage(n, storage=open_storage(None, Path(d)))
+        trials, s = run_stage(n, space="yolor", storage=open_storage(None, Path(d)))
         t = time.perf_counter()
         app = wsgi(open_storage(None, Path(d)))
         studies = dashboard_api(app, "/api/studies")["study_summaries"]
@@ -247,9 +261,10 @@ def main() -> None:
     p.add_argument("--parts", default="exhaustive,quality,timing,dashboard")
     p.add_argument("--exhaustive-counts", default="1000,2000,5000")
     p.add_argument("--quality-candidates", type=int, default=2000)
+    p.add_argument("--quality-space", default=None, help="default: the uniform space; yolor: the search's space")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--counts", default="1000,10000,100000", help="timing: unique candidates per run")
-    p.add_argument("--timing-space", default="wide", choices=("yolor", "wide"))
+    p.add_argument("--timing-space", default="wide", help="wide (a 10^6 uniform stand-in) or a registered space")
     p.add_argument("--dashboard-candidates", type=int, default=None, help="default: the search's --candidates")
     args = p.parse_args()
     _quiet()
@@ -262,7 +277,9 @@ def main() -> None:
         every = ex.pop("_every")
         result["exhaustive"] = ex
     if "quality" in parts:
-        result["quality"] = part_quality(args.quality_candidates, args.seeds, every)
+        result["quality"] = part_quality(
+            args.quality_candidates, args.seeds, every, args.quality_space or uniform_name()
+        )
     if "timing" in parts:
         result["timing"] = part_timing([int(c) for c in args.counts.split(",")], args.timing_space)
     if "dashboard" in parts:

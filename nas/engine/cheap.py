@@ -247,8 +247,9 @@ def _frozen_trial(p: Proposal, s: dict[str, Any], generation: int, budget: int, 
 
 
 def _space_size(space: Any) -> int | None:
+    """The space's number of configs (``size()``, else ``len``), None if it cannot say."""
     try:
-        return len(space)
+        return int(space.size()) if hasattr(space, "size") else len(space)
     except (TypeError, OverflowError):
         return None
 

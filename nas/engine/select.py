@@ -14,20 +14,27 @@ DIVERSITY_MARGIN_SD = 0.1
 
 
 def block_pattern(cfg: Any) -> tuple[str, ...]:
-    """The blocks of a config's parts, in field order: every ``PartConfig`` field, and every
-    ``PartConfig`` inside a tuple/list field (a per-stage config), so it reads today's
-    (backbone, neck) config and a per-stage one alike.
+    """The blocks of a config's parts, in field order: every ``PartConfig`` reachable through its
+    fields — directly, inside tuples/lists, or inside other dataclasses (a per-stage config's
+    stages) — so it reads today's (backbone, neck) config and a per-stage one alike.
 
     >>> from search_spaces import load_config
     >>> block_pattern(load_config("yolor-csp"))
     ('csp', 'csp')
     """
     out: list[str] = []
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        for v in value if isinstance(value, tuple | list) else (value,):
-            if isinstance(v, PartConfig):
-                out.append(v.block)
+
+    def walk(value: Any) -> None:
+        if isinstance(value, PartConfig):
+            out.append(value.block)
+        elif isinstance(value, tuple | list):
+            for v in value:
+                walk(v)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for f in dataclasses.fields(value):
+                walk(getattr(value, f.name))
+
+    walk(cfg)
     return tuple(out)
 
 

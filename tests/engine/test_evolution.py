@@ -178,6 +178,17 @@ def test_block_pattern_reads_parts_and_tuples_of_parts():
 
     assert block_pattern(PerStage()) == ("elan", "csp", "res")
 
+    @dataclasses.dataclass(frozen=True)
+    class Stage:
+        part: PartConfig = PartConfig(block="prn")
+        repeats: float = 1.0
+
+    @dataclasses.dataclass(frozen=True)
+    class Nested:
+        stages: tuple = (Stage(), Stage(PartConfig(block="elan")))
+
+    assert block_pattern(Nested()) == ("prn", "elan")  # parts inside stage dataclasses
+
 
 # -- diverse picks -------------------------------------------------------------------------------
 def _fake(number, score, flops, pattern):
