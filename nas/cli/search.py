@@ -25,7 +25,11 @@ def add_search_parsers(sub: Any) -> None:
     p.add_argument("--space", default=D.space, help="search space (default: %(default)s)")
     p.add_argument("--candidates", type=int, default=D.candidates, help="cheap-stage candidates (default: %(default)s)")
     p.add_argument(
-        "--trials", type=int, default=D.trials, help="candidates trained on the proxy (default: %(default)s)"
+        "--trials",
+        type=int,
+        default=D.trials,
+        help="candidates trained on the proxy; 0: the cheap stage and the selection only, print the picks "
+        "(default: %(default)s)",
     )
     p.add_argument("--data", default=D.data, help="shapes (embedded) or a COCO-format annotation file/folder")
     p.add_argument("--epochs", type=int, default=R.epochs, help="proxy epochs per trial (default: %(default)s)")

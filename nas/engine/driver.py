@@ -29,7 +29,7 @@ from nas.engine.cheap import cheap_stage
 from nas.engine.options import SearchError, SearchOptions, validate_options
 from nas.engine.proxy import proxy_stage
 from nas.engine.report import format_front, write_outputs
-from nas.engine.select import select_candidates
+from nas.engine.select import pattern_of, select_candidates
 from nas.engine.storage import open_storage, prepare_journal
 
 __all__ = ["SearchError", "SearchOptions", "search"]
@@ -52,6 +52,44 @@ def check_data(opts: SearchOptions) -> None:
         raise SearchError(
             f"--data: {opts.data}: no decodable image in the train or the val split; accepted: a COCO-format set"
         )
+
+
+# -- --trials 0: the cheap stage and the selection only ----------------------------------------
+#: how many picks ``--trials 0`` selects and prints: the default ``--trials``
+PICKS_WITHOUT_TRAINING = SearchOptions.__dataclass_fields__["trials"].default
+
+
+def picks_summary(chosen: list[Any], cheap: Any, wall_s: float) -> dict[str, Any]:
+    """What ``--trials 0`` returns (and ``--json`` prints): the picks, as the cheap study records them."""
+    import yaml
+
+    return {
+        "picks": [
+            {
+                "trial": t.number,
+                "score": t.values[0],
+                "flops": int(t.values[1]),
+                "params": t.user_attrs["params"],
+                "pattern": pattern_of(t),
+                "knobs": t.params,
+                "config": yaml.safe_load(t.user_attrs["config"]),
+            }
+            for t in chosen
+        ],
+        "cheap_study": cheap.study_name,
+        "proposed_duplicates": cheap.user_attrs.get("proposed_duplicates"),
+        "wall_s": wall_s,
+    }
+
+
+def format_picks(picks: list[dict[str, Any]]) -> str:
+    """The picks as a small table: trial, cheap score, GFLOPs, params, block pattern."""
+    rows = [f"{'trial':>7}  {'score':>8}  {'GFLOPs':>7}  {'params':>7}  blocks"]
+    for p in picks:
+        rows.append(
+            f"{p['trial']:>7}  {p['score']:>8.3f}  {p['flops'] / 1e9:>7.1f}  {p['params'] / 1e6:>6.1f}M  {p['pattern']}"
+        )
+    return "\n".join(rows)
 
 
 # -- the whole search --------------------------------------------------------------------------
@@ -97,9 +135,14 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
         log(
             f"cheap stage: {len(trials)} candidates, {feasible} within {opts.budget / 1e9:g} GFLOPs ({time.perf_counter() - t0:.1f} s)"
         )
-        chosen = select_candidates(trials, opts.trials, opts.budget)
+        chosen = select_candidates(trials, opts.trials or PICKS_WITHOUT_TRAINING, opts.budget)
         if not chosen:
             raise SearchError(f"no candidate fits the budget of {opts.budget / 1e9:g} GFLOPs; raise --budget")
+        if opts.trials == 0:
+            summary = picks_summary(chosen, cheap, time.perf_counter() - t0)
+            log(f"picks (--trials 0: nothing trained; the candidates are in study {opts.name}-cheap):")
+            log(format_picks(summary["picks"]))
+            return summary
         study = proxy_stage(storage, opts, chosen, progress)
         summary = write_outputs(study, opts)
         summary["wall_s"] = time.perf_counter() - t0

@@ -2,9 +2,58 @@
 
 from __future__ import annotations
 
+import dataclasses
+import statistics
 from typing import Any
 
 from nas.engine.stats import pareto_fronts
+from search_spaces import PartConfig
+
+#: the diversity margin, in standard deviations of the cheap score among feasible candidates
+DIVERSITY_MARGIN_SD = 0.1
+
+
+def block_pattern(cfg: Any) -> tuple[str, ...]:
+    """The blocks of a config's parts, in field order: every ``PartConfig`` reachable through its
+    fields — directly, inside tuples/lists, or inside other dataclasses (a per-stage config's
+    stages) — so it reads today's (backbone, neck) config and a per-stage one alike.
+
+    >>> from search_spaces import load_config
+    >>> block_pattern(load_config("yolor-csp"))
+    ('csp', 'csp')
+    """
+    out: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, PartConfig):
+            out.append(value.block)
+        elif isinstance(value, tuple | list):
+            for v in value:
+                walk(v)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            for f in dataclasses.fields(value):
+                walk(getattr(value, f.name))
+
+    walk(cfg)
+    return tuple(out)
+
+
+def pattern_of(trial: Any) -> str:
+    """A cheap trial's block pattern: its ``pattern`` attribute (written by the cheap stage), else
+    read from its config YAML as written (trials of older runs: every mapping with a ``block``
+    key, inside lists too, in order; no validation needed to read a pattern)."""
+    pattern = trial.user_attrs.get("pattern")
+    if pattern is None:
+        import yaml
+
+        raw = yaml.safe_load(trial.user_attrs.get("config") or "{}")
+        blocks = []
+        for value in (raw if isinstance(raw, dict) else {}).values():
+            for v in value if isinstance(value, list) else (value,):
+                if isinstance(v, dict) and "block" in v:
+                    blocks.append(str(v["block"]))
+        pattern = "/".join(blocks)
+    return pattern
 
 
 def select_candidates(trials: list[Any], k: int, budget: int) -> list[Any]:
@@ -13,7 +62,13 @@ def select_candidates(trials: list[Any], k: int, budget: int) -> list[Any]:
     largest band first (K = 1: the best-scored candidate). The trained trials then span the AP-vs-
     FLOPs front the user reads. Picking by Pareto front of (score, FLOPs) instead spent most of
     K on its small end (``benchmarks/search_efficiency_live.py``). Slots of empty bands go to the
-    best remaining candidates, front by front."""
+    best remaining candidates, front by front.
+
+    Diversity: a band's candidates within a *margin* of its best score — ``DIVERSITY_MARGIN_SD``
+    (0.1) × the score's standard deviation among feasible candidates, a difference the cheap score
+    cannot resolve — are as good as its best. A band whose best repeats the block pattern of
+    another band's pick takes, instead, its best near-best candidate of a pattern no pick has
+    yet (bands in pick order), so the K picks compare designs, not one design at K sizes."""
     seen, pool = set(), []
     for t in sorted(trials, key=lambda t: t.number):
         if t.state.name != "COMPLETE" or t.values[1] > budget or t.user_attrs["key"] in seen:
@@ -27,7 +82,9 @@ def select_candidates(trials: list[Any], k: int, budget: int) -> list[Any]:
     bands: dict[int, list] = {}
     for t in pool:
         bands.setdefault(min(k - 1, int((t.values[1] - low) / width)), []).append(t)
-    chosen = [max(bands[b], key=lambda t: (t.values[0], -t.values[1], -t.number)) for b in sorted(bands, reverse=True)]
+    order = sorted(bands, reverse=True)
+    best = {b: max(bands[b], key=lambda t: (t.values[0], -t.values[1], -t.number)) for b in order}
+    chosen = _diversify(best, bands, order, pool)
     front_of = {
         i: f for f, front in enumerate(pareto_fronts([(t.values[0], t.values[1]) for t in pool])) for i in front
     }
@@ -37,3 +94,24 @@ def select_candidates(trials: list[Any], k: int, budget: int) -> list[Any]:
         key=lambda i: (front_of[i], -pool[i].values[0], pool[i].number),
     )
     return chosen + [pool[i] for i in rest[: k - len(chosen)]]
+
+
+def _diversify(best: dict[int, Any], bands: dict[int, list], order: list[int], pool: list[Any]) -> list[Any]:
+    """The band picks with the diversity rule of :func:`select_candidates` applied."""
+    if len(order) < 2 or len(pool) < 2:
+        return [best[b] for b in order]
+    margin = DIVERSITY_MARGIN_SD * statistics.pstdev(t.values[0] for t in pool)
+    if margin <= 0:
+        return [best[b] for b in order]
+    picks = dict(best)
+    patterns = {b: pattern_of(picks[b]) for b in order}
+    for b in order:
+        others = [patterns[o] for o in order if o != b]
+        if patterns[b] not in others:
+            continue  # its pattern is its own: keep the band's best
+        near = [t for t in bands[b] if t.values[0] >= best[b].values[0] - margin]
+        new = [t for t in near if pattern_of(t) not in patterns.values()]
+        if new:
+            picks[b] = max(new, key=lambda t: (t.values[0], -t.values[1], -t.number))
+            patterns[b] = pattern_of(picks[b])
+    return [picks[b] for b in order]

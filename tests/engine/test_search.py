@@ -144,23 +144,25 @@ def _journal_trials(path: Path, study: str):
 
 def test_cheap_stage_killed_and_resumed_proposes_what_an_unbroken_run_does(tmp_path):
     budget = "60G"
-    unbroken = SearchOptions(budget=parse_flops(budget), name="a", candidates=150, runs_dir=str(tmp_path))
+    # 400 = 4 generations of 100, each one journal append: the kill lands between two of them
+    # or inside one (a generation cut short is re-proposed and completed on resume)
+    unbroken = SearchOptions(budget=parse_flops(budget), name="a", candidates=400, runs_dir=str(tmp_path))
     reference = {t.user_attrs["key"] for t in cheap_stage(open_storage(None, unbroken.run_dir), unbroken, False).trials}
 
     # the real CLI, killed with SIGKILL once the cheap stage has recorded some candidates
     journal = tmp_path / "b" / "optuna.journal"
     cmd = [sys.executable, "-m", "nas.cli", "search", "--budget", budget, "--name", "b", "--runs-dir", str(tmp_path)]
-    proc = subprocess.Popen(cmd + ["--candidates", "150"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd + ["--candidates", "400"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     assert _wait_for(lambda: journal.exists() and journal.stat().st_size > 200_000, 60)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done_before = len([t for t in _journal_trials(journal, "b-cheap") if t.state.name == "COMPLETE"])
-    assert 0 < done_before < 150
+    assert 0 < done_before < 400
 
-    resumed = SearchOptions(budget=parse_flops(budget), name="b", candidates=150, runs_dir=str(tmp_path))
+    resumed = SearchOptions(budget=parse_flops(budget), name="b", candidates=400, runs_dir=str(tmp_path))
     trials = cheap_stage(open_storage(None, resumed.run_dir), resumed, False).trials
     complete = [t for t in trials if t.state.name == "COMPLETE"]
-    assert len(complete) == 150
+    assert len(complete) == 400
     assert {t.user_attrs["key"] for t in complete} == reference
     assert all(t.user_attrs.get("interrupted") for t in trials if t.state.name == "FAIL")
 
