@@ -29,7 +29,7 @@ from nas.engine.cheap import cheap_stage
 from nas.engine.options import SearchError, SearchOptions, validate_options
 from nas.engine.proxy import proxy_stage
 from nas.engine.report import format_front, write_outputs
-from nas.engine.select import pattern_of, select_candidates
+from nas.engine.select import format_pattern, pattern_of, select_candidates
 from nas.engine.storage import open_storage, prepare_journal
 
 __all__ = ["SearchError", "SearchOptions", "search"]
@@ -84,10 +84,10 @@ def picks_summary(chosen: list[Any], cheap: Any, wall_s: float) -> dict[str, Any
 
 def format_picks(picks: list[dict[str, Any]]) -> str:
     """The picks as a small table: trial, cheap score, GFLOPs, params, block pattern."""
-    rows = [f"{'trial':>7}  {'score':>8}  {'GFLOPs':>7}  {'params':>7}  blocks"]
+    rows = [f"{'trial':>7}  {'score':>8}  {'GFLOPs':>7}  {'params':>7}  blocks (backbone stages | neck nodes)"]
     for p in picks:
         rows.append(
-            f"{p['trial']:>7}  {p['score']:>8.3f}  {p['flops'] / 1e9:>7.1f}  {p['params'] / 1e6:>6.1f}M  {p['pattern']}"
+            f"{p['trial']:>7}  {p['score']:>8.3f}  {p['flops'] / 1e9:>7.1f}  {p['params'] / 1e6:>6.1f}M  {format_pattern(p['pattern'])}"
         )
     return "\n".join(rows)
 

@@ -29,7 +29,9 @@ class SearchOptions:
     name: str = "default"
     space: str = "yolor"
     #: unique cheap-stage candidates: about a minute on 2 cores (benchmarks/cheap_stage.py)
-    candidates: int = 20000
+    # about a minute of cheap stage on 2 shared cores, and a cheap study optuna-dashboard loads in
+    # about 10 s (its API serialises ~1 ms per trial: benchmarks/cheap_stage.py)
+    candidates: int = 6000
     #: candidates trained on the proxy; 0 = the cheap stage and the selection only
     trials: int = 4
     data: str = "shapes"

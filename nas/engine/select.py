@@ -2,58 +2,55 @@
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 from typing import Any
 
 from nas.engine.stats import pareto_fronts
-from search_spaces import PartConfig
 
 #: the diversity margin, in standard deviations of the cheap score among feasible candidates
 DIVERSITY_MARGIN_SD = 0.1
 
 
 def block_pattern(cfg: Any) -> tuple[str, ...]:
-    """The blocks of a config's parts, in field order: every ``PartConfig`` reachable through its
-    fields — directly, inside tuples/lists, or inside other dataclasses (a per-stage config's
-    stages) — so it reads today's (backbone, neck) config and a per-stage one alike.
+    """The block of every backbone stage, then every neck node (:meth:`ArchConfig.pattern`): what
+    two designs differ in when they differ in more than knobs and multipliers.
 
     >>> from search_spaces import load_config
-    >>> block_pattern(load_config("yolor-csp"))
-    ('csp', 'csp')
+    >>> block_pattern(load_config("yolor-csp"))[:2], len(block_pattern(load_config("yolor-csp")))
+    (('csp', 'csp'), 10)
     """
-    out: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, PartConfig):
-            out.append(value.block)
-        elif isinstance(value, tuple | list):
-            for v in value:
-                walk(v)
-        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-            for f in dataclasses.fields(value):
-                walk(getattr(value, f.name))
-
-    walk(cfg)
-    return tuple(out)
+    return cfg.pattern()
 
 
 def pattern_of(trial: Any) -> str:
-    """A cheap trial's block pattern: its ``pattern`` attribute (written by the cheap stage), else
-    read from its config YAML as written (trials of older runs: every mapping with a ``block``
-    key, inside lists too, in order; no validation needed to read a pattern)."""
+    """A cheap trial's block pattern as stored (``res/prn/…``); read from its config for trials
+    of runs made before the attribute existed."""
     pattern = trial.user_attrs.get("pattern")
     if pattern is None:
-        import yaml
+        from search_spaces import parse_yaml
 
-        raw = yaml.safe_load(trial.user_attrs.get("config") or "{}")
-        blocks = []
-        for value in (raw if isinstance(raw, dict) else {}).values():
-            for v in value if isinstance(value, list) else (value,):
-                if isinstance(v, dict) and "block" in v:
-                    blocks.append(str(v["block"]))
-        pattern = "/".join(blocks)
+        pattern = "/".join(block_pattern(parse_yaml(trial.user_attrs["config"])))
     return pattern
+
+
+def format_pattern(pattern: str, backbone_stages: int = 5) -> str:
+    """``res/res/res/prn/res/res/res/res/res/prn`` -> ``res×3,prn,res | res×4,prn`` (backbone | neck).
+
+    >>> format_pattern("res/res/res/prn/res/res/res/res/res/prn")
+    'res×3,prn,res | res×4,prn'
+    """
+    blocks = pattern.split("/")
+
+    def runs(xs: list[str]) -> str:
+        out: list[list[Any]] = []
+        for x in xs:
+            if out and out[-1][0] == x:
+                out[-1][1] += 1
+            else:
+                out.append([x, 1])
+        return ",".join(b if n == 1 else f"{b}×{n}" for b, n in out)
+
+    return f"{runs(blocks[:backbone_stages])} | {runs(blocks[backbone_stages:])}"
 
 
 def select_candidates(trials: list[Any], k: int, budget: int) -> list[Any]:
