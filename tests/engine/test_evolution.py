@@ -93,7 +93,7 @@ def test_proposals_are_new_distinct_and_a_function_of_seed_and_generation():
 def test_a_small_space_is_exhausted_not_looped_on():
     import dataclasses
 
-    tiny = dataclasses.replace(SPACE, blocks=("res",), widths=(0.5, 1.0), depths=(0.33,))
+    tiny = dataclasses.replace(SPACES["yolor-uniform"], blocks=("res",), widths=(0.5, 1.0), depths=(0.33,))
     opt = NSGA2(tiny, seed=0, population=10)
     got = opt.propose(0, 10, set(), max_tries=500)
     assert len(got) == len(tiny) == 2
@@ -162,32 +162,14 @@ def dataclass_replace(obj, **kw):
     return dataclasses.replace(obj, **kw)
 
 
-def test_block_pattern_reads_parts_and_tuples_of_parts():
+def test_block_pattern_is_the_block_of_every_stage_and_node():
     cfg = load_config("yolor-prn")
-    assert block_pattern(cfg) == (cfg.backbone.block, cfg.neck.block)
-
-    import dataclasses
-
-    from search_spaces import PartConfig
-
-    @dataclasses.dataclass(frozen=True)
-    class PerStage:
-        stages: tuple = (PartConfig(block="elan"), PartConfig(block="csp"))
-        neck: PartConfig = PartConfig(block="res")
-        width: float = 1.0
-
-    assert block_pattern(PerStage()) == ("elan", "csp", "res")
-
-    @dataclasses.dataclass(frozen=True)
-    class Stage:
-        part: PartConfig = PartConfig(block="prn")
-        repeats: float = 1.0
-
-    @dataclasses.dataclass(frozen=True)
-    class Nested:
-        stages: tuple = (Stage(), Stage(PartConfig(block="elan")))
-
-    assert block_pattern(Nested()) == ("prn", "elan")  # parts inside stage dataclasses
+    assert block_pattern(cfg) == ("prn",) * 10  # uniform: 5 backbone stages + 5 neck nodes
+    hetero = load_config("yolor-elan-hetero")
+    assert block_pattern(hetero) == hetero.pattern() and block_pattern(hetero)[:5] == ("elan",) * 5
+    assert set(block_pattern(hetero)[5:]) == {"csp"}
+    cfg = SPACE.sample(random.Random(3))
+    assert block_pattern(cfg) == tuple(cfg.pattern()) and len(block_pattern(cfg)) == 10
 
 
 # -- diverse picks -------------------------------------------------------------------------------

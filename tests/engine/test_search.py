@@ -60,7 +60,7 @@ def test_pareto_fronts_match_brute_force(points):
 
 
 def _fake(number, score, flops, key, bb="res", nk="res", state="COMPLETE"):
-    cfg = f"backbone: {{block: {bb}}}\nneck: {{block: {nk}}}\n"
+    cfg = f"schema: 1\nbackbone: {{block: {bb}}}\nneck: {{block: {nk}}}\n"
     return SimpleNamespace(
         number=number, state=SimpleNamespace(name=state), values=[score, flops], user_attrs={"key": key, "config": cfg}
     )
