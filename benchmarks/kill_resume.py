@@ -368,8 +368,8 @@ def storage_opens(run: Path) -> dict[str, Any]:
     return out
 
 
-def dashboard_api(app: Any, path: str, query: str = "") -> dict[str, Any]:
-    """GET ``path`` from optuna-dashboard's WSGI app, as the browser would; asserts 200."""
+def wsgi_request(app: Any, method: str, path: str, query: str = "") -> tuple[str, bytes]:
+    """Send one request to a WSGI app, as a browser would; returns (status line, body)."""
     import io
 
     status: dict[str, str] = {}
@@ -378,7 +378,7 @@ def dashboard_api(app: Any, path: str, query: str = "") -> dict[str, Any]:
         status["code"] = s
 
     env = {
-        "REQUEST_METHOD": "GET",
+        "REQUEST_METHOD": method,
         "PATH_INFO": path,
         "QUERY_STRING": query,
         "SERVER_NAME": "localhost",
@@ -390,7 +390,13 @@ def dashboard_api(app: Any, path: str, query: str = "") -> dict[str, Any]:
         "wsgi.url_scheme": "http",
     }
     body = b"".join(app(env, start_response))
-    assert status["code"].startswith("200"), (status, body[:300])
+    return status["code"], body
+
+
+def dashboard_api(app: Any, path: str, query: str = "") -> dict[str, Any]:
+    """GET ``path`` from optuna-dashboard's WSGI app, as the browser would; asserts 200."""
+    code, body = wsgi_request(app, "GET", path, query)
+    assert code.startswith("200"), (code, body[:300])
     return json.loads(body)
 
 

@@ -3,36 +3,14 @@ record (optuna-dashboard deletes a study with one ``DELETE /api/studies/N``)."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import optuna
 
+from benchmarks.kill_resume import wsgi_request
 from nas.engine.export import dashboard_app
 from nas.engine.storage import open_storage
 from tests.support.fuzz_cases import RUN_NAME, build_run
-
-
-def _request(app, method: str, path: str) -> tuple[str, bytes]:  # noqa: ANN001
-    status = {}
-
-    def start_response(s: str, headers: list, exc_info: object = None) -> None:
-        status["code"] = s
-
-    env = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "QUERY_STRING": "",
-        "SERVER_NAME": "localhost",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "CONTENT_LENGTH": "0",
-        "wsgi.input": io.BytesIO(),
-        "wsgi.errors": io.StringIO(),
-        "wsgi.url_scheme": "http",
-    }
-    body = b"".join(app(env, start_response))
-    return status["code"], body
 
 
 def _study_names(run: Path) -> set[str]:
@@ -44,13 +22,13 @@ def test_a_viewer_cannot_delete_a_study_but_an_editor_can(tmp_path: Path) -> Non
     before = _study_names(run)
     assert RUN_NAME in before
     app = dashboard_app(run)
-    code, _ = _request(app, "GET", "/api/studies")
+    code, _ = wsgi_request(app, "GET", "/api/studies")
     assert code.startswith("200")
     for method in ("DELETE", "POST", "PUT", "PATCH"):
-        code, body = _request(app, method, "/api/studies/0")
+        code, body = wsgi_request(app, method, "/api/studies/0")
         assert code.startswith("403") and b"--allow-edit" in body
     assert _study_names(run) == before
 
-    code, _ = _request(dashboard_app(run, allow_edit=True), "DELETE", "/api/studies/0")
+    code, _ = wsgi_request(dashboard_app(run, allow_edit=True), "DELETE", "/api/studies/0")
     assert code.startswith("204")
     assert len(_study_names(run)) == len(before) - 1
