@@ -13,6 +13,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks._common import write_result
+from benchmarks.rank_study import METRIC_KEYS
 from benchmarks.zoo import ZOO
 from nas.core.fx import TraceError, analyze
 
@@ -45,17 +46,7 @@ def main() -> None:
             "flops_equal": out["flops"] == ref,
             "trace_s": round(dt, 3),
             "layers": len(out["layers"]),
-            **{
-                k: out[k]
-                for k in (
-                    "max_shortest_gradient_path",
-                    "longest_gradient_path",
-                    "gradient_combinations",
-                    "distinct_gradient_combinations",
-                    "duplicate_gradient_ratio",
-                    "gradient_overlap",
-                )
-            },
+            **{k: out[k] for k in METRIC_KEYS},
         }
         rows.append(row)
         print(
