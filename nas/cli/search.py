@@ -14,12 +14,13 @@ from nas.core.cost import parse_flops
 from nas.core.errors import UsageError
 from nas.engine import SCORES, SearchOptions, search
 from nas.engine.export import dashboard, export
+from nas.engine.objectives import parse_ms
 
 D = SearchOptions(budget=1)
 
 
 def add_search_parsers(sub: Any) -> None:
-    p = sub.add_parser("search", help="two-stage search under a FLOPs budget")
+    p = sub.add_parser("search", help="two-stage search under a FLOPs (and latency) budget")
     p.add_argument("--budget", required=True, help="FLOPs budget at full size, e.g. 150GFLOPs, 150G, 1.5e11")
     p.add_argument("--name", default=D.name, help="run name: outputs go to runs/NAME (default: %(default)s)")
     p.add_argument("--space", default=D.space, help="search space (default: %(default)s)")
@@ -46,6 +47,23 @@ def add_search_parsers(sub: Any) -> None:
         "--cheap-score",
         default=D.cheap_score,
         help=f"{' | '.join(SCORES)} (default: %(default)s)",
+    )
+    p.add_argument(
+        "--cost",
+        default=D.cost,
+        help="cost objective of the cheap stage and the proxy study: flops (GFLOPs) | latency (predicted "
+        "latency_ms on --device) (default: %(default)s)",
+    )
+    p.add_argument(
+        "--latency-budget",
+        default=None,
+        help="also require a predicted latency (batch 1, on --device) of at most this, e.g. 30ms, 0.03s",
+    )
+    p.add_argument(
+        "--device",
+        default=D.device,
+        help="cpu | cuda: the device latency is predicted for; its table is measured once and cached under "
+        "runs/latency/ (default: %(default)s)",
     )
     p.add_argument("--runs-dir", default=D.runs_dir, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -92,6 +110,9 @@ def run_search(args: argparse.Namespace) -> int:
         ),
         workers=args.workers,
         cheap_score=args.cheap_score,
+        cost=args.cost,
+        latency_budget_ms=parse_ms(args.latency_budget) if args.latency_budget is not None else None,
+        device=args.device,
         ray_address=args.ray_address,
         storage=args.storage,
         runs_dir=args.runs_dir,

@@ -2,9 +2,11 @@
 every unique candidate is compiled, costed and scored in milliseconds, on every core.
 
 Candidates land in Optuna study ``<name>-cheap``, one generation per batch: the knobs are the
-trial's params, (score, FLOPs) its values, params/metrics/config/key/block pattern user
-attributes and FLOPs − budget its constraint, so over-budget candidates are recorded as
-infeasible and never trained. The cost of a candidate does not grow with the study: nothing
+trial's params, (score, cost) its values — the cost objective is ``GFLOPs`` or, with ``--cost
+latency``, the predicted ``latency_ms`` — readable scalar user attributes
+(:func:`nas.engine.objectives.candidate_attrs`) and one constraint per budget (GFLOPs − budget,
+latency − latency budget), so over-budget candidates are recorded as infeasible and never
+trained. The cost of a candidate does not grow with the study: nothing
 reads the study while the stage runs (the optimiser keeps its population in memory), and a
 batch is one append to the journal.
 """
@@ -18,7 +20,19 @@ from typing import Any
 from nas.core.cost import cost
 from nas.core.metrics import gradient_path_metrics
 from nas.engine.evolution import NSGA2, Member, Proposal, decode
-from nas.engine.options import SearchOptions
+from nas.engine.objectives import (
+    candidate_attrs,
+    constraint_values,
+    constraints_of,
+    cost_value,
+    is_old_study,
+    key_hash,
+    latency_info,
+    metric_name,
+    study_attrs,
+    violation,
+)
+from nas.engine.options import SearchError, SearchOptions
 from nas.engine.report import progress_bar
 from nas.engine.scores import DEFAULT_CHEAP_SCORE, SCORES, cheap_score
 from nas.engine.select import block_pattern
@@ -26,8 +40,9 @@ from nas.engine.storage import fail_interrupted
 from search_spaces import compile_config
 
 
-def score_candidate(cfg: Any, kind: str = DEFAULT_CHEAP_SCORE) -> dict[str, Any]:
-    """Compile, cost and score one config: the attributes a cheap trial records.
+def score_candidate(cfg: Any, kind: str = DEFAULT_CHEAP_SCORE, latency: Any = None) -> dict[str, Any]:
+    """Compile, cost and score one config: the attributes a cheap trial records. With a
+    ``latency`` model (:mod:`nas.engine.latency`), also its predicted ``latency_ms`` (batch 1).
 
     Zero-cost scores (``synflow``/``naswot``) also build the proxy-scale model (width ×0.25, 96 px)
     and record their value under ``zero_cost``: ~1–3 s per candidate on CPU instead of
@@ -57,6 +72,10 @@ def score_candidate(cfg: Any, kind: str = DEFAULT_CHEAP_SCORE) -> dict[str, Any]
     }
     if zero_cost is not None:
         out["zero_cost"] = zero_cost
+    if latency is not None:
+        from nas.engine.latency import predict_latency_ms
+
+        out["latency_ms"] = predict_latency_ms(graph, latency)
     return out
 
 
@@ -85,19 +104,19 @@ def _describe(cfg: Any, official: bool) -> tuple[str, str]:
     return text, key
 
 
-def evaluate_batch(cfgs: list[Any], kind: str) -> list[dict[str, Any]]:
+def evaluate_batch(cfgs: list[Any], kind: str, latency: Any = None) -> list[dict[str, Any]]:
     """Score configs (in a pool worker or in-process): ``score_candidate`` plus what a cheap
-    trial stores (config YAML, key, block pattern)."""
+    trial stores (config YAML, key hash, block pattern)."""
     out = []
     official = False
     for i, cfg in enumerate(cfgs):
-        s = score_candidate(cfg, kind)
+        s = score_candidate(cfg, kind, latency)
         if i == 0:
             text, key = _describe(cfg, official=True)
             official = (text, key) != _describe(cfg, official=False)
         else:
             text, key = _describe(cfg, official)
-        s.update(config=text, key=key, pattern="/".join(block_pattern(cfg)))
+        s.update(config=text, key=key_hash(key), pattern="/".join(block_pattern(cfg)))
         out.append(s)
     return out
 
@@ -108,13 +127,13 @@ class _Scorer:
     script needs no ``if __name__ == "__main__"`` guard); with other threads alive (Ray, a
     dashboard), where forking can deadlock, it spawns fresh interpreters instead."""
 
-    def __init__(self, kind: str, workers: int) -> None:
-        self.kind, self.workers, self.pool = kind, workers, None
+    def __init__(self, kind: str, workers: int, latency: Any = None) -> None:
+        self.kind, self.workers, self.pool, self.latency = kind, workers, None, latency
 
     def submit(self, cfgs: list[Any]) -> Callable[[], list[dict[str, Any]]]:
         """Start scoring ``cfgs``; the returned function waits for their results, in order."""
         if self.workers <= 1 or len(cfgs) < 2:
-            done = evaluate_batch(cfgs, self.kind)
+            done = evaluate_batch(cfgs, self.kind, self.latency)
             return lambda: done
         if self.pool is None:
             import multiprocessing
@@ -126,7 +145,7 @@ class _Scorer:
             self.pool = multiprocessing.get_context("fork" if fork else "spawn").Pool(self.workers)
         n = max(1, -(-len(cfgs) // (2 * self.workers)))  # two chunks per worker: balanced, few messages
         chunks = [cfgs[i : i + n] for i in range(0, len(cfgs), n)]
-        job = self.pool.starmap_async(evaluate_batch, [(c, self.kind) for c in chunks])
+        job = self.pool.starmap_async(evaluate_batch, [(c, self.kind, self.latency) for c in chunks])
         return lambda: [s for part in job.get() for s in part]
 
     def close(self) -> None:
@@ -224,25 +243,21 @@ def write_batch(study: Any, trials: list[Any]) -> None:
         storage._sync_with_backend()
 
 
-def _frozen_trial(p: Proposal, s: dict[str, Any], generation: int, budget: int, dists: _Distributions) -> Any:
+def _frozen_trial(p: Proposal, s: dict[str, Any], generation: int, opts: SearchOptions, dists: _Distributions) -> Any:
     import optuna
 
-    over = float(s["flops"] - budget)
+    over = constraint_values(s, opts)
+    attrs = candidate_attrs(s)
+    config = attrs.pop("config")
+    attrs.update(feasible=all(v <= 0 for v in over), generation=generation, config=config)  # config last
+    system = {f"constraints:{c.name}": v for c, v in zip(constraints_of(opts), over, strict=True)}
     return optuna.trial.create_trial(
         params=p.genome,
         distributions=dists(p),
-        values=[s["score"], float(s["flops"])],
-        user_attrs={
-            "config": s["config"],
-            "key": s["key"],
-            "pattern": s["pattern"],
-            "params": s["params"],
-            "metrics": s["metrics"],
-            "feasible": over <= 0,
-            "generation": generation,
-        },
+        values=[s["score"], cost_value(s, opts.cost)],
+        user_attrs=attrs,
         # what Trial.set_constraint writes in Optuna 5, and the list optuna-dashboard 0.21 reads
-        system_attrs={"constraints:flops_over_budget": over, "constraints": [over]},
+        system_attrs={**system, "constraints": over},
     )
 
 
@@ -291,7 +306,15 @@ def cheap_stage(
     study = optuna.create_study(
         study_name=f"{opts.name}-cheap", storage=storage, directions=["maximize", "minimize"], load_if_exists=True
     )
-    study.set_metric_names([f"{opts.cheap_score}_score", "flops"])
+    if is_old_study(study):
+        raise SearchError(
+            f"{opts.run_dir}: made by an older nas search (raw FLOPs objective); it cannot be resumed by this one: "
+            "read it with nas export / nas dashboard, or start another --name"
+        )
+    latency, info = latency_info(opts, progress)
+    study.set_metric_names([f"{opts.cheap_score}_score", metric_name(opts.cost)])
+    for k, v in study_attrs(opts, info).items():
+        study.set_user_attr(k, v)
     fail_interrupted(study)
     stored: dict[int, dict[Any, Any]] = {}
     seen: set[Any] = set()  # of earlier generations (and of trials of no generation)
@@ -311,7 +334,7 @@ def cheap_stage(
         if size is not None and size <= opts.candidates
         else NSGA2(space, opts.seed, population)
     )
-    scorer = _Scorer(opts.cheap_score, (workers or default_workers()) if opts.candidates >= POOL_FROM else 1)
+    scorer = _Scorer(opts.cheap_score, (workers or default_workers()) if opts.candidates >= POOL_FROM else 1, latency)
     dists = _Distributions()
     bar = progress_bar(opts.candidates, "cheap stage", progress, initial=count)
     evaluated = len(seen)
@@ -329,15 +352,16 @@ def cheap_stage(
                 write_batch(study, unwritten)
                 bar.update(len(unwritten))
             fresh = dict(zip((p.canonical for p in todo), results(), strict=True))
-            unwritten = [_frozen_trial(p, fresh[p.canonical], g, opts.budget, dists) for p in todo]
+            unwritten = [_frozen_trial(p, fresh[p.canonical], g, opts, dists) for p in todo]
             members = []
             for p in props:
                 if p.canonical in fresh:
                     s = fresh[p.canonical]
-                    score, flops = s["score"], float(s["flops"])
+                    score, cost, over = s["score"], cost_value(s, opts.cost), constraint_values(s, opts)
                 else:
-                    score, flops = have[p.canonical].values
-                members.append(Member(p.genome, score, flops, flops - opts.budget))
+                    t = have[p.canonical]
+                    (score, cost), over = t.values, t.system_attrs["constraints"]
+                members.append(Member(p.genome, score, cost, violation(over, opts)))
             proposer.tell(members)
             seen.update(p.canonical for p in props)
             evaluated += len(props)

@@ -26,6 +26,7 @@ from typing import Any
 
 from nas.core.runio import RunLock, atomic_write_json
 from nas.engine.cheap import cheap_stage
+from nas.engine.objectives import flops_of, latency_of, params_of
 from nas.engine.options import SearchError, SearchOptions, validate_options
 from nas.engine.proxy import proxy_stage
 from nas.engine.report import format_front, write_outputs
@@ -68,8 +69,9 @@ def picks_summary(chosen: list[Any], cheap: Any, wall_s: float) -> dict[str, Any
             {
                 "trial": t.number,
                 "score": t.values[0],
-                "flops": int(t.values[1]),
-                "params": t.user_attrs["params"],
+                "flops": flops_of(t),
+                **({"latency_ms": latency_of(t)} if latency_of(t) is not None else {}),
+                "params": params_of(t),
                 "pattern": pattern_of(t),
                 "knobs": t.params,
                 "config": yaml.safe_load(t.user_attrs["config"]),
@@ -131,7 +133,7 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
         t0 = time.perf_counter()
         cheap = cheap_stage(storage, opts, progress)
         trials = cheap.get_trials(deepcopy=False)
-        feasible = sum(1 for t in trials if t.state.name == "COMPLETE" and t.values[1] <= opts.budget)
+        feasible = sum(1 for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get("feasible"))
         log(
             f"cheap stage: {len(trials)} candidates, {feasible} within {opts.budget / 1e9:g} GFLOPs ({time.perf_counter() - t0:.1f} s)"
         )

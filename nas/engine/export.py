@@ -8,6 +8,7 @@ from typing import Any
 
 from nas.core.runio import atomic_write_bytes, atomic_write_text
 from nas.engine.cheap import score_candidate
+from nas.engine.objectives import feasible_front, flops_of, latency_of, metrics_of
 from nas.engine.options import SearchError
 from nas.engine.storage import open_storage
 from search_spaces import compile_config, parse_yaml
@@ -63,16 +64,18 @@ def export(
         limit = (
             max_flops if max_flops is not None else json.loads((Path(run_dir) / "search.json").read_text())["budget"]
         )
-        fits = [t for t in done if t.user_attrs["flops"] <= limit]
+        fits = [t for t in done if flops_of(t) <= limit and t.user_attrs.get("feasible", True) is not False]
         if not fits:
             raise SearchError(f"no completed trial within {limit / 1e9:g} GFLOPs; accepted: a larger --max-flops")
-        chosen = max(fits, key=lambda t: (t.values[0], -t.user_attrs["flops"]))
+        chosen = max(fits, key=lambda t: (t.values[0], -flops_of(t)))
     cfg = parse_yaml(chosen.user_attrs["config"])
     again = score_candidate(cfg)
-    if again["flops"] != chosen.user_attrs["flops"] or again["metrics"] != chosen.user_attrs["metrics"]:
+    if again["flops"] != flops_of(chosen) or again["metrics"] != metrics_of(chosen):
         raise SearchError(f"trial {chosen.number}: its config no longer rebuilds the recorded FLOPs/metrics")
     atomic_write_text(out, cfg.to_yaml())
     result = {"trial": chosen.number, "AP": chosen.values[0], "flops": again["flops"], "out": str(out)}
+    if latency_of(chosen) is not None:
+        result["latency_ms"] = latency_of(chosen)
     if onnx is not None:
         result["onnx"] = str(export_onnx(cfg, onnx))
     return result
@@ -114,8 +117,19 @@ def dashboard_app(run_dir: str | Path, allow_edit: bool = False) -> Any:
     from optuna_dashboard import wsgi
 
     _open_run(run_dir)
+    _feasible_best_trials()
     app = wsgi(open_storage(None, Path(run_dir)))
     return app if allow_edit else read_only(app)
+
+
+def _feasible_best_trials() -> None:
+    """optuna-dashboard 0.21's "Best Trials" card is the unconstrained Pareto front (its plot is
+    not): make it list feasible trials only, as ``study.best_trials`` does. Where a future
+    version moved the function, the study attribute ``best_trials`` still says what to read."""
+    import optuna_dashboard._app as upstream
+
+    if hasattr(upstream, "get_pareto_front_trials"):
+        upstream.get_pareto_front_trials = feasible_front(upstream.get_pareto_front_trials)
 
 
 def dashboard(

@@ -4,6 +4,7 @@ proxy :class:`~evaluators.recipe.Recipe`, passed whole) and their validation."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,12 @@ class SearchOptions:
     recipe: Recipe = DEFAULT_RECIPE
     workers: int = 1
     cheap_score: str = "fitted"
+    #: the cost objective of the cheap stage and the proxy study: ``flops`` (GFLOPs) or ``latency``
+    cost: str = "flops"
+    #: a latency constraint (ms, batch 1, predicted on ``device``) beside the FLOPs budget
+    latency_budget_ms: float | None = None
+    #: the device latency is predicted for (``cpu`` | ``cuda``); used only with latency
+    device: str = "cpu"
     ray_address: str | None = None
     storage: str | None = None
     runs_dir: str = "runs"
@@ -64,10 +71,19 @@ class SearchOptions:
         return cls(**fields, recipe=recipe, **runtime)
 
     def identity(self) -> dict[str, Any]:
-        """The options that define the run, as a flat JSON object (the format of ``search.json``)."""
+        """The options that define the run, as a flat JSON object (the format of ``search.json``).
+        The cost options appear only when they differ from a FLOPs-only search (and ``device``
+        only when latency is used), so a FLOPs search's ``search.json`` is what it always was."""
         out: dict[str, Any] = {}
+        latency = self.cost == "latency" or self.latency_budget_ms is not None
         for f in dataclasses.fields(self):
             if f.name in self.RUNTIME_ONLY:
+                continue
+            if (
+                (f.name == "cost" and self.cost == "flops")
+                or (f.name == "latency_budget_ms" and self.latency_budget_ms is None)
+                or (f.name == "device" and not latency)
+            ):
                 continue
             if f.name == "recipe":
                 out.update({k: getattr(self.recipe, k) for k in self.RECIPE_FIELDS})
@@ -94,6 +110,22 @@ def validate_options(opts: SearchOptions) -> None:
         raise SearchError(f"--space: {opts.space!r} is unknown; accepted: {', '.join(SPACES)}")
     if opts.cheap_score not in SCORES:
         raise SearchError(f"--cheap-score: {opts.cheap_score!r} is unknown; accepted: {', '.join(SCORES)}")
+    from nas.engine.objectives import COSTS
+
+    if opts.cost not in COSTS:
+        raise SearchError(f"--cost: {opts.cost!r} is unknown; accepted: {', '.join(COSTS)}")
+    lat = opts.latency_budget_ms
+    if lat is not None and not (isinstance(lat, int | float) and math.isfinite(lat) and lat > 0):
+        raise SearchError(f"--latency-budget: {lat!r} is not a latency; accepted: a positive time such as 30ms")
+    from nas.engine.latency import DEVICES, LatencyError, check_device
+
+    if opts.device not in DEVICES:
+        raise SearchError(f"--device: {opts.device!r} is not known; accepted: {', '.join(DEVICES)}")
+    if opts.cost == "latency" or lat is not None:
+        try:
+            check_device(opts.device)
+        except LatencyError as e:
+            raise SearchError(str(e)) from None
     for flag, value, lo, hi in (
         ("--candidates", opts.candidates, 1, 10**6),
         ("--trials", opts.trials, 0, 10**4),

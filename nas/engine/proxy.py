@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nas.engine.objectives import constraints_of, copied_attrs, latency_info, metric_name, study_attrs
 from nas.engine.options import SearchError, SearchOptions
 from nas.engine.report import progress_bar
 from nas.engine.storage import fail_interrupted, mark_constraint
@@ -47,7 +48,7 @@ def _tune_callback(study, pending: dict[int, Any], epochs: int, bar: Any, failur
                     study.tell(ot, state=optuna.trial.TrialState.FAIL)
                 elif last.get("epoch", 0) >= epochs:
                     ot.set_user_attr("AP50", last.get("AP50"))
-                    study.tell(ot, [float(last["AP"]), ot.user_attrs["flops"]])
+                    study.tell(ot, [float(last["AP"]), ot.user_attrs[study.metric_names[1]]])  # GFLOPs | latency_ms
                 else:
                     ot.set_user_attr("last_AP", last.get("AP"))
                     ot.set_user_attr("epochs_done", last.get("epoch", 0))
@@ -104,7 +105,9 @@ def proxy_stage(storage, opts: SearchOptions, chosen: list, progress: bool = Tru
     study = optuna.create_study(
         study_name=opts.name, storage=storage, directions=["maximize", "minimize"], load_if_exists=True
     )
-    study.set_metric_names(["AP", "flops"])
+    study.set_metric_names(["AP", metric_name(opts.cost)])
+    for k, v in study_attrs(opts, latency_info(opts)[1]).items():
+        study.set_user_attr(k, v)
     fail_interrupted(study)
     finished = {
         t.user_attrs.get("key")
@@ -121,14 +124,9 @@ def proxy_stage(storage, opts: SearchOptions, chosen: list, progress: bool = Tru
         study.enqueue_trial(space.params_of(cfg), skip_if_exists=False)
         ot = study.ask()
         assert space.suggest(ot) == cfg
-        ot.set_user_attr("config", cheap.user_attrs["config"])
-        ot.set_user_attr("key", cheap.user_attrs["key"])
-        ot.set_user_attr("flops", cheap.values[1])
-        ot.set_user_attr("params", cheap.user_attrs["params"])
-        ot.set_user_attr("metrics", cheap.user_attrs["metrics"])
-        ot.set_user_attr("cheap_trial", cheap.number)
-        ot.set_user_attr("cheap_score", cheap.values[0])
-        mark_constraint(study, ot, cheap.values[1] - opts.budget)
+        mark_constraint(study, ot, cheap.system_attrs["constraints"], [c.name for c in constraints_of(opts)])
+        for k, v in copied_attrs(cheap).items():  # readable scalars, config last
+            ot.set_user_attr(k, v)
         pending[ot.number] = ot
         out_dir = (opts.run_dir / "trials" / config_hash(cheap.user_attrs["key"])).resolve()
         ray_trials.append({"number": ot.number, "config": cheap.user_attrs["config"], "out_dir": str(out_dir)})

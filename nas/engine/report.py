@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.core.runio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from nas.engine.objectives import flops_of, latency_of, metric_name, metrics_of, params_of
 from nas.engine.options import SearchOptions
 from nas.engine.stats import pareto_fronts
 from search_spaces import parse_yaml
@@ -15,47 +16,73 @@ from search_spaces.config import part_summary
 
 
 def trained_rows(study) -> list[dict[str, Any]]:  # noqa: ANN001
-    """Every trained trial of the proxy study as a plain dict (``summary.json``)."""
+    """Every trained trial of the proxy study as a plain dict (``summary.json``): ``flops`` and
+    ``params`` exact integers, ``latency_ms`` when the search predicted it."""
     import yaml
 
     rows = []
     for t in study.get_trials(deepcopy=False):
         if t.state.name not in ("COMPLETE", "PRUNED", "FAIL") or t.user_attrs.get("interrupted"):
             continue
-        rows.append(
-            {
-                "trial": t.number,
-                "state": t.state.name,
-                "AP": t.values[0] if t.values else None,
-                "AP50": t.user_attrs.get("AP50"),
-                "last_AP": t.user_attrs.get("last_AP"),
-                "reason": t.user_attrs.get("reason"),
-                "flops": int(t.user_attrs["flops"]),
-                "params": t.user_attrs["params"],
-                "knobs": t.params,
-                "metrics": t.user_attrs["metrics"],
-                "config": yaml.safe_load(t.user_attrs["config"]),
-            }
-        )
+        row = {
+            "trial": t.number,
+            "state": t.state.name,
+            "AP": t.values[0] if t.values else None,
+            "AP50": t.user_attrs.get("AP50"),
+            "last_AP": t.user_attrs.get("last_AP"),
+            "reason": t.user_attrs.get("reason"),
+            "flops": flops_of(t),
+            "params": params_of(t),
+            "knobs": t.params,
+            "metrics": metrics_of(t),
+            "config": yaml.safe_load(t.user_attrs["config"]),
+        }
+        if latency_of(t) is not None:
+            row["latency_ms"] = latency_of(t)
+        rows.append(row)
     return rows
 
 
-def pareto_rows(rows: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
-    done = [r for r in rows if r["state"] == "COMPLETE" and r["flops"] <= budget]
-    front = pareto_fronts([(r["AP"], r["flops"]) for r in done])
-    return sorted((done[i] for i in front[0]), key=lambda r: r["flops"]) if front else []
+def cost_key(cost: str) -> str:
+    """The row field of the cost objective: ``flops`` or ``latency_ms``."""
+    return "flops" if cost == "flops" else "latency_ms"
+
+
+def _feasible(r: dict[str, Any], budget: int, latency_budget_ms: float | None) -> bool:
+    if r["flops"] > budget:
+        return False
+    return latency_budget_ms is None or (r.get("latency_ms") is not None and r["latency_ms"] <= latency_budget_ms)
+
+
+def pareto_rows(
+    rows: list[dict[str, Any]], budget: int, cost: str = "flops", latency_budget_ms: float | None = None
+) -> list[dict[str, Any]]:
+    """The Pareto front of (AP ↑, cost ↓) over completed trials within every budget."""
+    key = cost_key(cost)
+    done = [r for r in rows if r["state"] == "COMPLETE" and _feasible(r, budget, latency_budget_ms)]
+    front = pareto_fronts([(r["AP"], r[key]) for r in done])
+    return sorted((done[i] for i in front[0]), key=lambda r: r[key]) if front else []
 
 
 def write_outputs(study, opts: SearchOptions) -> dict[str, Any]:  # noqa: ANN001
     rows = trained_rows(study)
-    front = pareto_rows(rows, opts.budget)
-    best = max(front, key=lambda r: (r["AP"], -r["flops"])) if front else None
-    summary = {"options": opts.identity(), "budget": opts.budget, "trials": rows, "pareto": [r["trial"] for r in front]}
+    front = pareto_rows(rows, opts.budget, opts.cost, opts.latency_budget_ms)
+    key = cost_key(opts.cost)
+    best = max(front, key=lambda r: (r["AP"], -r[key])) if front else None
+    summary = {
+        "options": opts.identity(),
+        "budget": opts.budget,
+        "cost": metric_name(opts.cost),
+        "trials": rows,
+        "pareto": [r["trial"] for r in front],
+    }
+    if opts.latency_budget_ms is not None:
+        summary["latency_budget_ms"] = opts.latency_budget_ms
     summary["best_trial"] = best["trial"] if best else None
     if best is not None:
         atomic_write_text(opts.run_dir / "best.yaml", parse_yaml(_yaml_of(study, best["trial"])).to_yaml())
     atomic_write_json(opts.run_dir / "summary.json", summary)
-    plot_pareto(rows, front, opts.budget, opts.run_dir / "pareto.png")
+    plot_pareto(rows, front, opts.budget, opts.run_dir / "pareto.png", opts=opts)
     return summary
 
 
@@ -63,7 +90,12 @@ def _yaml_of(study, number: int) -> str:  # noqa: ANN001
     return study.trials[number].user_attrs["config"]
 
 
-def plot_pareto(rows: list[dict[str, Any]], front: list[dict[str, Any]], budget: int, path: Path) -> None:
+def plot_pareto(
+    rows: list[dict[str, Any]], front: list[dict[str, Any]], budget: int, path: Path, opts: SearchOptions | None = None
+) -> None:
+    """AP against the cost objective: trained trials, the ones ASHA stopped (only if any), the
+    Pareto front, the budget line labelled with its value, a title naming the recipe; the
+    legend sits outside the axes so it never hides a point."""
     import io
 
     import matplotlib
@@ -71,19 +103,44 @@ def plot_pareto(rows: list[dict[str, Any]], front: list[dict[str, Any]], budget:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    done = [r for r in rows if r["state"] == "COMPLETE"]
-    pruned = [r for r in rows if r["state"] == "PRUNED" and r["last_AP"] is not None]
-    ax.scatter([r["flops"] / 1e9 for r in done], [r["AP"] for r in done], c="tab:blue", label="trained")
-    ax.scatter(
-        [r["flops"] / 1e9 for r in pruned], [r["last_AP"] for r in pruned], c="lightgray", label="stopped (last AP)"
-    )
+    cost = opts.cost if opts is not None else "flops"
+    key = cost_key(cost)
+
+    def x(r: dict[str, Any]) -> float:
+        return r["flops"] / 1e9 if cost == "flops" else r[key]
+
+    fig, ax = plt.subplots(figsize=(7.6, 4.2), dpi=110)
+    done = [r for r in rows if r["state"] == "COMPLETE" and r.get(key) is not None]
+    pruned = [r for r in rows if r["state"] == "PRUNED" and r["last_AP"] is not None and r.get(key) is not None]
+    ax.scatter([x(r) for r in done], [r["AP"] for r in done], c="tab:blue", label="trained", zorder=3)
+    if pruned:
+        ax.scatter(
+            [x(r) for r in pruned], [r["last_AP"] for r in pruned], c="darkgray", label="stopped early (last AP)"
+        )
     if front:
-        ax.plot([r["flops"] / 1e9 for r in front], [r["AP"] for r in front], "o-", c="tab:red", label="Pareto front")
-    ax.axvline(budget / 1e9, ls="--", c="k", label="budget")
-    ax.set_xlabel("GFLOPs (full size)")
+        ax.plot([x(r) for r in front], [r["AP"] for r in front], "o-", c="tab:red", label="Pareto front", zorder=4)
+    if cost == "flops":
+        limit, label = budget / 1e9, f"budget {budget / 1e9:g} GFLOPs"
+    elif opts is not None and opts.latency_budget_ms is not None:
+        limit, label = opts.latency_budget_ms, f"budget {opts.latency_budget_ms:g} ms"
+    else:
+        limit = label = None
+    if limit is not None:
+        ax.axvline(limit, ls="--", c="k", label=label)
+    if cost == "flops":
+        ax.set_xlabel("GFLOPs (full size)")
+    else:
+        ax.set_xlabel(f"predicted latency, ms (batch 1, {opts.device if opts else 'cpu'})")
     ax.set_ylabel("proxy box AP")
-    ax.legend(loc="lower right", fontsize=8)
+    if opts is not None:
+        r = opts.recipe
+        ax.set_title(
+            f"{opts.name}: proxy AP vs {metric_name(cost)}\n"
+            f"proxy recipe: {r.epochs} epochs, {r.img_size} px, width ×{r.width_mult:g}, {r.images} images, "
+            f"data {opts.data if len(opts.data) < 30 else '…' + opts.data[-28:]}",
+            fontsize=9,
+        )
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, borderaxespad=0)
     ax.grid(alpha=0.3)
     buf = io.BytesIO()
     fig.tight_layout()
@@ -94,12 +151,15 @@ def plot_pareto(rows: list[dict[str, Any]], front: list[dict[str, Any]], budget:
 
 def format_front(summary: dict[str, Any]) -> str:
     by_number = {r["trial"]: r for r in summary["trials"]}
-    lines = [f"{'trial':>5}  {'GFLOPs':>7}  {'AP':>6}  {'backbone':<22} {'neck':<22}"]
+    lat = any("latency_ms" in by_number[n] for n in summary["pareto"])
+    ms_head = f"  {'ms':>7}" if lat else ""
+    lines = [f"{'trial':>5}  {'GFLOPs':>7}{ms_head}  {'AP':>6}  {'backbone':<22} {'neck':<22}"]
     for n in summary["pareto"]:
         r = by_number[n]
         mark = " *" if n == summary["best_trial"] else ""
+        ms = f"  {r['latency_ms']:7.1f}" if lat else ""
         lines.append(
-            f"{n:>5}  {r['flops'] / 1e9:7.1f}  {r['AP']:6.3f}  {_part(r['config']['backbone']):<22} {_part(r['config']['neck']):<22}{mark}"
+            f"{n:>5}  {r['flops'] / 1e9:7.1f}{ms}  {r['AP']:6.3f}  {_part(r['config']['backbone']):<22} {_part(r['config']['neck']):<22}{mark}"
         )
     return "\n".join(lines)
 

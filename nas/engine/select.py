@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from nas.engine.objectives import flops_of, within_budgets
 from nas.engine.stats import pareto_fronts
 
 #: the diversity margin, in standard deviations of the cheap score among feasible candidates
@@ -68,17 +69,19 @@ def select_candidates(trials: list[Any], k: int, budget: int) -> list[Any]:
     yet (bands in pick order), so the K picks compare designs, not one design at K sizes."""
     seen, pool = set(), []
     for t in sorted(trials, key=lambda t: t.number):
-        if t.state.name != "COMPLETE" or t.values[1] > budget or t.user_attrs["key"] in seen:
+        # feasible: within the FLOPs budget and every other recorded constraint (a latency budget)
+        if t.state.name != "COMPLETE" or not within_budgets(t, budget) or t.user_attrs["key"] in seen:
             continue
         seen.add(t.user_attrs["key"])
         pool.append(t)
     if not pool:
         return []
-    low = min(t.values[1] for t in pool)
+    flops = {t.number: flops_of(t) for t in pool}  # the bands are FLOPs bands whatever the cost objective
+    low = min(flops.values())
     width = (budget - low) / k or 1.0
     bands: dict[int, list] = {}
     for t in pool:
-        bands.setdefault(min(k - 1, int((t.values[1] - low) / width)), []).append(t)
+        bands.setdefault(min(k - 1, int((flops[t.number] - low) / width)), []).append(t)
     order = sorted(bands, reverse=True)
     best = {b: max(bands[b], key=lambda t: (t.values[0], -t.values[1], -t.number)) for b in order}
     chosen = _diversify(best, bands, order, pool)

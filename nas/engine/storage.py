@@ -79,12 +79,17 @@ def prepare_journal(path: Path, log: Callable[[str], None]) -> None:
     log(f"warning: {path}: dropped a torn last record ({size - keep} bytes) left by an interrupted write")
 
 
-def mark_constraint(study, trial, value: float) -> None:  # noqa: ANN001
-    """Record feasibility three ways: Optuna 5's ``set_constraint``, the ``constraints`` system
-    attribute that optuna-dashboard 0.21 reads, and a plain ``feasible`` user attribute."""
-    trial.set_constraint("flops_over_budget", value)
-    study._storage.set_trial_system_attr(trial._trial_id, "constraints", [value])
-    trial.set_user_attr("feasible", value <= 0)
+def mark_constraint(study, trial, value: float | list[float], names: list[str] | None = None) -> None:  # noqa: ANN001
+    """Record feasibility three ways: Optuna 5's ``set_constraint`` (one per active constraint,
+    e.g. ``GFLOPs_over_budget`` and ``latency_ms_over_budget``), the ``constraints`` system
+    attribute that optuna-dashboard 0.21 reads (one entry per constraint, in that order), and a
+    plain ``feasible`` user attribute (all ≤ 0). A single value is the FLOPs constraint."""
+    values = [float(value)] if isinstance(value, int | float) else [float(v) for v in value]
+    names = names or ["GFLOPs_over_budget", "latency_ms_over_budget"][: len(values)]
+    for name, v in zip(names, values, strict=True):
+        trial.set_constraint(name, v)
+    study._storage.set_trial_system_attr(trial._trial_id, "constraints", values)
+    trial.set_user_attr("feasible", all(v <= 0 for v in values))
 
 
 def fail_interrupted(study) -> int:  # noqa: ANN001

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from benchmarks.kill_resume import dashboard_api
 from nas.core.cost import parse_flops
 from nas.engine import SearchOptions, cheap_stage, score_candidate, select_candidates
+from nas.engine.objectives import flops_of, metrics_of
 from nas.engine.stats import pareto_fronts
 from nas.engine.storage import open_storage
 from search_spaces import parse_yaml
@@ -116,10 +117,10 @@ def test_cheap_stage_records_every_candidate(tmp_path):
     for t in trials:
         cfg = parse_yaml(t.user_attrs["config"])
         again = score_candidate(cfg)
-        assert t.values == [again["score"], float(again["flops"])]
-        assert t.user_attrs["metrics"] == again["metrics"]
-        over = again["flops"] - opts.budget
-        assert t.system_attrs["constraints"] == [over]  # what optuna-dashboard 0.21 reads
+        assert t.values == [again["score"], again["flops"] / 1e9]  # the cost objective is GFLOPs
+        assert metrics_of(t) == again["metrics"] and flops_of(t) == again["flops"]
+        over = (again["flops"] - opts.budget) / 1e9
+        assert t.system_attrs["constraints"] == pytest.approx([over])  # what optuna-dashboard 0.21 reads
         assert t.user_attrs["feasible"] == (over <= 0)
         feasible += over <= 0
     assert 0 < feasible < 40
@@ -239,8 +240,8 @@ def test_end_to_end_search_export_and_dashboard(tmp_path):
     assert proc.returncode == 0, proc.stderr
     exported = json.loads(proc.stdout)
     again = score_candidate(parse_yaml(out.read_text()))
-    assert again["flops"] == best.user_attrs["flops"] == exported["flops"]
-    assert again["metrics"] == best.user_attrs["metrics"]
+    assert again["flops"] == flops_of(best) == exported["flops"]
+    assert again["metrics"] == metrics_of(best)
 
     # optuna-dashboard's own API sees both studies; its constraint field marks over-budget
     # cheap candidates infeasible and every trained trial feasible (its Pareto plot uses it)
