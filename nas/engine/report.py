@@ -93,11 +93,24 @@ def _yaml_of(study, number: int) -> str:  # noqa: ANN001
 def plot_pareto(
     rows: list[dict[str, Any]], front: list[dict[str, Any]], budget: int, path: Path, opts: SearchOptions | None = None
 ) -> None:
-    """AP against the cost objective: trained trials, the ones ASHA stopped (only if any), the
-    Pareto front, the budget line labelled with its value, a title naming the recipe; the
-    legend sits outside the axes so it never hides a point."""
+    """AP against the cost objective (:func:`pareto_figure`), written atomically as PNG."""
     import io
 
+    import matplotlib.pyplot as plt
+
+    fig = pareto_figure(rows, front, budget, opts)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def pareto_figure(
+    rows: list[dict[str, Any]], front: list[dict[str, Any]], budget: int, opts: SearchOptions | None = None
+) -> Any:
+    """The figure of ``pareto.png``: trained trials, the ones ASHA stopped (only if any), the
+    Pareto front, the budget line labelled with its value, a title naming the recipe; the
+    legend sits outside the axes so it never hides a point."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,11 +155,8 @@ def plot_pareto(
         )
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, borderaxespad=0)
     ax.grid(alpha=0.3)
-    buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    return fig
 
 
 def format_front(summary: dict[str, Any]) -> str:
