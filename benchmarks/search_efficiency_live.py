@@ -73,6 +73,7 @@ def two_stage_picks(seed: int, k: int, candidates: int) -> list[Any]:
 
     from evaluators.recipe import Recipe
     from nas.engine import SearchOptions, cheap_stage, select_candidates
+    from nas.engine.objectives import config_of
     from search_spaces import parse_yaml
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -81,7 +82,7 @@ def two_stage_picks(seed: int, k: int, candidates: int) -> list[Any]:
     )
     study = cheap_stage(optuna.storages.InMemoryStorage(), opts, progress=False)
     chosen = select_candidates(study.get_trials(deepcopy=False), k, int(BUDGET))
-    return [parse_yaml(t.user_attrs["config"]) for t in chosen]
+    return [parse_yaml(config_of(t)) for t in chosen]
 
 
 def random_picks(seed: int, k: int) -> list[Any]:

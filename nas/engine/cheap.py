@@ -21,6 +21,7 @@ from nas.core.cost import cost
 from nas.core.metrics import gradient_path_metrics
 from nas.engine.evolution import NSGA2, Member, Proposal, decode
 from nas.engine.objectives import (
+    CONFIG_ATTR,
     candidate_attrs,
     constraint_values,
     constraints_of,
@@ -248,9 +249,9 @@ def _frozen_trial(p: Proposal, s: dict[str, Any], generation: int, opts: SearchO
 
     over = constraint_values(s, opts)
     attrs = candidate_attrs(s)
-    config = attrs.pop("config")
-    attrs.update(feasible=all(v <= 0 for v in over), generation=generation, config=config)  # config last
+    attrs.update(feasible=all(v <= 0 for v in over), generation=generation)
     system = {f"constraints:{c.name}": v for c, v in zip(constraints_of(opts), over, strict=True)}
+    system[CONFIG_ATTR] = s["config"]
     return optuna.trial.create_trial(
         params=p.genome,
         distributions=dists(p),

@@ -26,7 +26,7 @@ from typing import Any
 
 from nas.core.runio import RunLock, atomic_write_json
 from nas.engine.cheap import cheap_stage
-from nas.engine.objectives import flops_of, latency_of, params_of
+from nas.engine.objectives import config_of, flops_of, latency_of, params_of
 from nas.engine.options import SearchError, SearchOptions, validate_options
 from nas.engine.proxy import proxy_stage
 from nas.engine.report import format_front, write_outputs
@@ -74,7 +74,7 @@ def picks_summary(chosen: list[Any], cheap: Any, wall_s: float) -> dict[str, Any
                 "params": params_of(t),
                 "pattern": pattern_of(t),
                 "knobs": t.params,
-                "config": yaml.safe_load(t.user_attrs["config"]),
+                "config": yaml.safe_load(config_of(t)),
             }
             for t in chosen
         ],

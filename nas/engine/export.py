@@ -8,7 +8,7 @@ from typing import Any
 
 from nas.core.runio import atomic_write_bytes, atomic_write_text
 from nas.engine.cheap import score_candidate
-from nas.engine.objectives import feasible_front, flops_of, latency_of, metrics_of
+from nas.engine.objectives import config_of, feasible_front, flops_of, latency_of, metrics_of
 from nas.engine.options import SearchError
 from nas.engine.storage import open_storage
 from search_spaces import compile_config, parse_yaml
@@ -68,7 +68,7 @@ def export(
         if not fits:
             raise SearchError(f"no completed trial within {limit / 1e9:g} GFLOPs; accepted: a larger --max-flops")
         chosen = max(fits, key=lambda t: (t.values[0], -flops_of(t)))
-    cfg = parse_yaml(chosen.user_attrs["config"])
+    cfg = parse_yaml(config_of(chosen))
     again = score_candidate(cfg)
     if again["flops"] != flops_of(chosen) or again["metrics"] != metrics_of(chosen):
         raise SearchError(f"trial {chosen.number}: its config no longer rebuilds the recorded FLOPs/metrics")

@@ -9,7 +9,7 @@ exactly (:func:`flops_of`), and so does every attribute of runs made before (``f
 ``params``, ``metrics``).
 
 >>> s = {"flops": 140_000_000_000, "params": 52_000_000, "metrics": {"longest_gradient_path": 9}}
->>> attrs = candidate_attrs(dict(s, config="...", key="k", pattern="res/csp"))
+>>> attrs = candidate_attrs(dict(s, key="k", pattern="res/csp"))
 >>> attrs["GFLOPs"], attrs["MParams"], attrs["gp.longest_gradient_path"], attrs["design"]
 (140.0, 52.0, 9, 'res | csp')
 >>> flops_of(_Trial(attrs)), metrics_of(_Trial(attrs))
@@ -147,11 +147,23 @@ def design(pattern: str, backbone_stages: int = 5) -> str:
     return f"{runs(blocks[:backbone_stages])} | {runs(blocks[backbone_stages:])}"
 
 
+#: the system attribute that holds a trial's full config YAML: optuna-dashboard shows every user
+#: attribute on one unwrapped line, and a YAML there made the trial page ~5,700 px wide
+CONFIG_ATTR = "nas:config"
+
+
+def config_of(trial: Any) -> str:
+    """A trial's config YAML: the ``nas:config`` system attribute (``config`` user attribute in
+    runs made before). ``nas export`` writes it as a file."""
+    system = getattr(trial, "system_attrs", None) or {}
+    return system[CONFIG_ATTR] if CONFIG_ATTR in system else trial.user_attrs["config"]
+
+
 def candidate_attrs(s: dict[str, Any]) -> dict[str, Any]:
     """The user attributes of a candidate, every one a readable scalar, in the order the
     dashboard lists them (a trial's page keeps this order; its table sorts by name, and the
-    capitalised costs sort first): costs, gradient-path metrics, the design summary, the key
-    hash, and the full config YAML last (``nas export`` writes it as a file)."""
+    capitalised costs sort first): costs, gradient-path metrics, the design summary and the key
+    hash. The config YAML is kept apart (:data:`CONFIG_ATTR`)."""
     out: dict[str, Any] = {"GFLOPs": s["flops"] / 1e9, "MParams": s["params"] / 1e6}
     if s.get("latency_ms") is not None:
         out["latency_ms"] = float(s["latency_ms"])
@@ -159,19 +171,16 @@ def candidate_attrs(s: dict[str, Any]) -> dict[str, Any]:
     out["design"] = design(s["pattern"])
     out["pattern"] = s["pattern"]
     out["key"] = s["key"]
-    out["config"] = s["config"]
     return out
 
 
 def copied_attrs(trial: Any) -> dict[str, Any]:
-    """The attributes a proxy trial copies from its cheap trial (every readable one, config
-    last), plus where it came from."""
-    a = trial.user_attrs
+    """The user attributes a proxy trial copies from its cheap trial (every readable one), plus
+    where it came from; its config goes to :data:`CONFIG_ATTR` (``config_of(trial)``)."""
     skip = {"config", "feasible", "generation"}
-    out = {k: v for k, v in a.items() if k not in skip}
+    out = {k: v for k, v in trial.user_attrs.items() if k not in skip}
     out["cheap_trial"] = trial.number
     out["cheap_score"] = trial.values[0]
-    out["config"] = a["config"]
     return out
 
 

@@ -11,7 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nas.engine.objectives import constraints_of, copied_attrs, latency_info, metric_name, study_attrs
+from nas.engine.objectives import (
+    CONFIG_ATTR,
+    config_of,
+    constraints_of,
+    copied_attrs,
+    latency_info,
+    metric_name,
+    study_attrs,
+)
 from nas.engine.options import SearchError, SearchOptions
 from nas.engine.report import progress_bar
 from nas.engine.storage import fail_interrupted, mark_constraint
@@ -120,16 +128,17 @@ def proxy_stage(storage, opts: SearchOptions, chosen: list, progress: bool = Tru
     pending: dict[int, Any] = {}
     ray_trials = []
     for cheap in todo:
-        cfg = parse_yaml(cheap.user_attrs["config"])
+        cfg = parse_yaml(config_of(cheap))
         study.enqueue_trial(space.params_of(cfg), skip_if_exists=False)
         ot = study.ask()
         assert space.suggest(ot) == cfg
         mark_constraint(study, ot, cheap.system_attrs["constraints"], [c.name for c in constraints_of(opts)])
-        for k, v in copied_attrs(cheap).items():  # readable scalars, config last
+        for k, v in copied_attrs(cheap).items():  # readable scalars; the YAML is a system attribute
             ot.set_user_attr(k, v)
+        study._storage.set_trial_system_attr(ot._trial_id, CONFIG_ATTR, config_of(cheap))
         pending[ot.number] = ot
         out_dir = (opts.run_dir / "trials" / config_hash(cheap.user_attrs["key"])).resolve()
-        ray_trials.append({"number": ot.number, "config": cheap.user_attrs["config"], "out_dir": str(out_dir)})
+        ray_trials.append({"number": ot.number, "config": config_of(cheap), "out_dir": str(out_dir)})
     bar = progress_bar(len(chosen), "proxy stage", progress, initial=len(chosen) - len(todo))
     try:
         _run_tune(opts, ray_trials, study, pending, bar)

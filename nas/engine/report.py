@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.core.runio import atomic_write_bytes, atomic_write_json, atomic_write_text
-from nas.engine.objectives import flops_of, latency_of, metric_name, metrics_of, params_of
+from nas.engine.objectives import config_of, flops_of, latency_of, metric_name, metrics_of, params_of
 from nas.engine.options import SearchOptions
 from nas.engine.stats import pareto_fronts
 from search_spaces import parse_yaml
@@ -35,7 +35,7 @@ def trained_rows(study) -> list[dict[str, Any]]:  # noqa: ANN001
             "params": params_of(t),
             "knobs": t.params,
             "metrics": metrics_of(t),
-            "config": yaml.safe_load(t.user_attrs["config"]),
+            "config": yaml.safe_load(config_of(t)),
         }
         if latency_of(t) is not None:
             row["latency_ms"] = latency_of(t)
@@ -87,7 +87,7 @@ def write_outputs(study, opts: SearchOptions) -> dict[str, Any]:  # noqa: ANN001
 
 
 def _yaml_of(study, number: int) -> str:  # noqa: ANN001
-    return study.trials[number].user_attrs["config"]
+    return config_of(study.trials[number])
 
 
 def plot_pareto(

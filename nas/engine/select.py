@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from nas.engine.objectives import flops_of, within_budgets
+from nas.engine.objectives import config_of, flops_of, within_budgets
 from nas.engine.stats import pareto_fronts
 
 #: the diversity margin, in standard deviations of the cheap score among feasible candidates
@@ -30,7 +30,7 @@ def pattern_of(trial: Any) -> str:
     if pattern is None:
         from search_spaces import parse_yaml
 
-        pattern = "/".join(block_pattern(parse_yaml(trial.user_attrs["config"])))
+        pattern = "/".join(block_pattern(parse_yaml(config_of(trial))))
     return pattern
 
 

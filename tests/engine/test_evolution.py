@@ -16,7 +16,7 @@ import nas.engine.cheap as cheap_module
 from nas.core.cost import parse_flops
 from nas.engine import SearchOptions, cheap_stage, select_candidates
 from nas.engine.evolution import NSGA2, Member, crossover, mutate, random_genome, survivors
-from nas.engine.objectives import key_hash
+from nas.engine.objectives import config_of, key_hash
 from nas.engine.select import DIVERSITY_MARGIN_SD, block_pattern
 from nas.engine.storage import open_storage
 from search_spaces import load_config
@@ -124,7 +124,7 @@ def test_only_unique_configs_are_scored_and_all_are_recorded(tmp_path, monkeypat
     assert {t.user_attrs["generation"] for t in trials} == set(range(5))
     for t in trials[:20]:
         cfg = SPACE.configure(lambda name, _c, t=t: t.params[name])
-        assert key_hash(cfg.key()) == t.user_attrs["key"] and cfg.to_yaml() == t.user_attrs["config"]
+        assert key_hash(cfg.key()) == t.user_attrs["key"] and cfg.to_yaml() == config_of(t)
         assert t.user_attrs["pattern"] == "/".join(block_pattern(cfg))
         over = t.values[1] - opts.budget / 1e9  # GFLOPs
         assert t.system_attrs["constraints"] == pytest.approx([over]) and t.user_attrs["feasible"] == (over <= 0)

@@ -23,6 +23,7 @@ from nas.core.ir import LayerGraph
 from nas.engine import SearchOptions, cheap_stage, score_candidate, select_candidates
 from nas.engine.latency import build_latency_model, device_fingerprint, predict_latency_ms
 from nas.engine.objectives import (
+    config_of,
     constraints_of,
     flops_of,
     key_hash,
@@ -69,15 +70,16 @@ def test_cheap_trials_store_gflops_and_readable_scalar_attributes(tmp_path):
     assert study.user_attrs["cost"] == "GFLOPs" and study.user_attrs["budget_GFLOPs"] == 60.0
     assert "device_fingerprint" not in study.user_attrs  # no latency asked: no table needed
     for t in study.trials:
-        cfg = parse_yaml(t.user_attrs["config"])
+        cfg = parse_yaml(config_of(t))
         again = score_candidate(cfg)
         assert t.values[1] == again["flops"] / 1e9 == t.user_attrs["GFLOPs"]
         assert flops_of(t) == again["flops"] and params_of(t) == again["params"]  # exact despite the units
         assert metrics_of(t) == again["metrics"]
         assert t.user_attrs["key"] == key_hash(cfg.key()) and len(t.user_attrs["key"]) == 16
-        # every attribute but the config is one readable scalar; the config YAML is last
+        # every attribute is one readable scalar; the config YAML is a system attribute
         names = list(t.user_attrs)
-        assert names[-1] == "config" and all(scalar(t.user_attrs[k]) for k in names[:-1])
+        assert "config" not in names and all(scalar(t.user_attrs[k]) for k in names)
+        assert t.system_attrs["nas:config"] == cfg.to_yaml()
         assert names[:2] == ["GFLOPs", "MParams"] and sorted(names)[0] == "GFLOPs"
         assert "metrics" not in names and "params" not in names and "flops" not in names
         assert " | " in t.user_attrs["design"]
@@ -108,7 +110,7 @@ def test_latency_objective_and_budget_are_the_tables_predictions(table, tmp_path
     assert study.user_attrs["latency_budget_ms"] == limit
     feasible = 0
     for t in study.trials:
-        graph = compile_config(parse_yaml(t.user_attrs["config"]))
+        graph = compile_config(parse_yaml(config_of(t)))
         ms = predict_latency_ms(graph, model)
         assert t.values[1] == pytest.approx(ms, rel=1e-12) and t.user_attrs["latency_ms"] == t.values[1]
         over = [flops_of(t) / 1e9 - 500, ms - limit]

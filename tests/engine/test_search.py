@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from benchmarks.kill_resume import dashboard_api
 from nas.core.cost import parse_flops
 from nas.engine import SearchOptions, cheap_stage, score_candidate, select_candidates
-from nas.engine.objectives import flops_of, metrics_of
+from nas.engine.objectives import config_of, flops_of, metrics_of
 from nas.engine.stats import pareto_fronts
 from nas.engine.storage import open_storage
 from search_spaces import parse_yaml
@@ -115,7 +115,7 @@ def test_cheap_stage_records_every_candidate(tmp_path):
     assert len(trials) == 40 and all(t.state.name == "COMPLETE" for t in trials)
     feasible = 0
     for t in trials:
-        cfg = parse_yaml(t.user_attrs["config"])
+        cfg = parse_yaml(config_of(t))
         again = score_candidate(cfg)
         assert t.values == [again["score"], again["flops"] / 1e9]  # the cost objective is GFLOPs
         assert metrics_of(t) == again["metrics"] and flops_of(t) == again["flops"]
@@ -228,7 +228,7 @@ def test_end_to_end_search_export_and_dashboard(tmp_path):
     assert len(cheap) == 120
     assert len(proxy) == 2 and len({t.user_attrs["key"] for t in proxy}) == 2
     best = next(t for t in proxy if t.number == summary["best_trial"])
-    assert parse_yaml((run / "best.yaml").read_text()) == parse_yaml(best.user_attrs["config"])
+    assert parse_yaml((run / "best.yaml").read_text()) == parse_yaml(config_of(best))
 
     out = tmp_path / "arch.yaml"
     proc = subprocess.run(
