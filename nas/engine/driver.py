@@ -134,8 +134,9 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
         cheap = cheap_stage(storage, opts, progress)
         trials = cheap.get_trials(deepcopy=False)
         feasible = sum(1 for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get("feasible"))
+        lat = f" and {opts.latency_budget_ms:g} ms" if opts.latency_budget_ms is not None else ""
         log(
-            f"cheap stage: {len(trials)} candidates, {feasible} within {opts.budget / 1e9:g} GFLOPs ({time.perf_counter() - t0:.1f} s)"
+            f"cheap stage: {len(trials)} candidates, {feasible} within {opts.budget / 1e9:g} GFLOPs{lat} ({time.perf_counter() - t0:.1f} s)"
         )
         chosen = select_candidates(trials, opts.trials or PICKS_WITHOUT_TRAINING, opts.budget)
         if not chosen:
