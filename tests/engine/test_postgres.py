@@ -118,13 +118,15 @@ def test_search_on_postgres_killed_and_resumed_then_the_dashboard_api(postgres_u
     err = tmp_path / "first.err"  # a file, not a pipe: nobody reads a pipe while we wait
     with err.open("wb") as f:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=f)
-    deadline = time.monotonic() + 300
-    while not any(run.glob("trials/*/checkpoint.pt")):  # kill mid-training of the first proxy trial
-        assert proc.poll() is None, err.read_text(errors="replace")[-2000:]
-        assert time.monotonic() < deadline, err.read_text(errors="replace")[-2000:]
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        deadline = time.monotonic() + 600
+        while not any(run.glob("trials/*/checkpoint.pt")):  # kill mid-training of the first proxy trial
+            assert proc.poll() is None, err.read_text(errors="replace")[-2000:]
+            assert time.monotonic() < deadline, err.read_text(errors="replace")[-2000:]
+            time.sleep(0.2)
+    finally:  # also when an assert failed: no search may outlive the test (or its server)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     assert not (run / "optuna.journal").exists()  # the record is in PostgreSQL, not a journal
     before = {
         t.user_attrs["key"]: t.number for t in _trials(postgres_url, "pg") if t.state.name in ("COMPLETE", "PRUNED")
