@@ -141,3 +141,12 @@ def validate_options(opts: SearchOptions) -> None:
         raise SearchError(
             f"--data: {opts.data} does not exist; accepted: shapes or a COCO-format annotation file/folder"
         )
+    if opts.trials:  # a cluster that cannot be joined is said now, not after the cheap stage
+        from nas.engine.ray_cluster import RayClusterError, check_cluster, requested_address
+
+        address = requested_address(opts.ray_address)
+        if address is not None:
+            try:
+                check_cluster(address)
+            except RayClusterError as e:
+                raise SearchError(str(e)) from None

@@ -167,16 +167,10 @@ def _run_tune(opts: SearchOptions, ray_trials: list[dict[str, Any]], study, pend
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    from nas.engine.ray_cluster import start_or_join
+
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    started = not ray.is_initialized()
-    if started:
-        address = opts.ray_address or os.environ.get("RAY_ADDRESS")
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
-        if address:
-            ray.init(address=address, **kwargs)
-        else:
-            # a local cluster stays on loopback: nothing of it is reachable from the network
-            ray.init(num_cpus=os.cpu_count(), _node_ip_address="127.0.0.1", **kwargs)
+    started = start_or_join(opts.ray_address, os.cpu_count())  # see nas.engine.ray_cluster
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // opts.workers)
     options = {
         "data": str(Path(opts.data).resolve()) if opts.data != "shapes" else "shapes",
