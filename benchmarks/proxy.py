@@ -16,6 +16,7 @@ machine slows both alike. Writes ``runs/bench/proxy_profile.json``.
     .venv/bin/python -m benchmarks.proxy [--threads T] [--epochs E] [--seeds 0 1] [--long-epochs 10]
     .venv/bin/python -m benchmarks.proxy --profile [--steps 20] [--threads 2]
     .venv/bin/python -m benchmarks.proxy --ranking-check --threads 1   (see benchmarks/proxy_ranking.py)
+    .venv/bin/python -m benchmarks.proxy --end-to-end --base ../wt17-base --threads 2 [--reps 2]
 """
 
 from __future__ import annotations
@@ -111,6 +112,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="--profile: timed training steps per setup")
     parser.add_argument("--ranking-check", action="store_true", help="old vs new setup: AP ranking of 10 presets")
     parser.add_argument("--configs", type=int, default=0, help="--ranking-check: only the first N presets (0: all)")
+    parser.add_argument("--end-to-end", action="store_true", help="time `nas train` here against --base, interleaved")
+    parser.add_argument("--base", type=Path, default=None, help="--end-to-end: a checkout of the older commit")
+    parser.add_argument("--reps", type=int, default=1, help="--end-to-end: repetitions per checkout")
+    parser.add_argument("--preset", default=PRESET, help="--end-to-end: the preset trained")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -119,6 +124,14 @@ def main() -> None:
         from benchmarks.proxy_profile import profile
 
         profile(args)
+        return
+    if args.end_to_end:
+        from benchmarks.proxy_speed import end_to_end
+
+        if args.base is None:
+            parser.error("--end-to-end needs --base DIR")
+        args.threads = args.threads or 2
+        end_to_end(args)
         return
     if args.ranking_check:
         from benchmarks.proxy_ranking import ranking_check

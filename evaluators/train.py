@@ -516,7 +516,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
-    return ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in new if old.get(k) != new.get(k))
+    keys = list(new) + [k for k in old if k not in new]
+    return ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k))
 
 
 def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:
