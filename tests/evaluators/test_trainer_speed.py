@@ -30,6 +30,15 @@ CPU = torch.device("cpu")
 OLD = Runtime(CPU, "fp32", channels_last=False, fused=False)
 
 
+@pytest.fixture(autouse=True)
+def one_thread() -> object:
+    """Two threads on a shared 2-core machine run these tiny steps many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> ProxyData:
     return load_proxy_data("shapes", img_size=SIZE, images=24, val_images=8, root=tmp_path_factory.mktemp("runs"))
