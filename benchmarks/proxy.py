@@ -7,7 +7,16 @@ difference between the seeds (the noise floor any architecture comparison must b
 longer run (``--long-epochs``, same recipe otherwise) checks the acceptance target: AP50 >= 0.5
 within 10 minutes. Writes ``runs/bench/proxy.json``.
 
+``--profile`` instead times where one default training's time goes, phase by phase (data,
+forward, loss/assignment, backward, optimiser, and per evaluation: forward, decode/NMS,
+pycocotools), for the trainer's setup before issue 17 (fp32, NCHW, the per-op AdamW) and its
+setup now (``evaluators.train.resolve_runtime``), interleaved step by step so that a loaded
+machine slows both alike. Writes ``runs/bench/proxy_profile.json``.
+
     .venv/bin/python -m benchmarks.proxy [--threads T] [--epochs E] [--seeds 0 1] [--long-epochs 10]
+    .venv/bin/python -m benchmarks.proxy --profile [--steps 20] [--threads 2]
+    .venv/bin/python -m benchmarks.proxy --ranking-check --threads 1   (see benchmarks/proxy_ranking.py)
+    .venv/bin/python -m benchmarks.proxy --end-to-end --base ../wt17-base --threads 2 [--reps 2]
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from evaluators.recipe import Recipe
 from evaluators.train import DEFAULT, train_from_config
 
 PRESET = "yolor-elan-2-1"
@@ -42,13 +52,17 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
 def run(seed: int, epochs: int, args: argparse.Namespace, out: Path) -> dict:
     folder = out / f"{PRESET}-e{epochs}-seed{seed}"
     shutil.rmtree(folder, ignore_errors=True)  # a benchmark times a fresh run, never a resume
-    result = train_from_config(
-        PRESET,
+    recipe = Recipe(
         epochs=epochs,
         img_size=args.img_size,
         width_mult=args.width_mult,
         images=args.images,
         seed=seed,
+        precision=args.precision,
+    )
+    result = train_from_config(
+        PRESET,
+        recipe,
         out_dir=folder,
         num_threads=args.threads,
         progress=False,
@@ -93,10 +107,37 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--long-epochs", type=int, default=10, help="acceptance run (0: skip)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
+    parser.add_argument("--precision", default=DEFAULT.precision, choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--profile", action="store_true", help="time the phases of one training, old vs new setup")
+    parser.add_argument("--steps", type=int, default=20, help="--profile: timed training steps per setup")
+    parser.add_argument("--ranking-check", action="store_true", help="old vs new setup: AP ranking of 10 presets")
+    parser.add_argument("--configs", type=int, default=0, help="--ranking-check: only the first N presets (0: all)")
+    parser.add_argument("--end-to-end", action="store_true", help="time `nas train` here against --base, interleaved")
+    parser.add_argument("--base", type=Path, default=None, help="--end-to-end: a checkout of the older commit")
+    parser.add_argument("--reps", type=int, default=1, help="--end-to-end: repetitions per checkout")
+    parser.add_argument("--preset", default=PRESET, help="--end-to-end: the preset trained")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        from benchmarks.proxy_profile import profile
+
+        profile(args)
+        return
+    if args.end_to_end:
+        from benchmarks.proxy_speed import end_to_end
+
+        if args.base is None:
+            parser.error("--end-to-end needs --base DIR")
+        args.threads = args.threads or 2
+        end_to_end(args)
+        return
+    if args.ranking_check:
+        from benchmarks.proxy_ranking import ranking_check
+
+        ranking_check(args)
+        return
     peak = matmul_gflops()
     print(
         f"{PRESET} x{args.width_mult} @ {args.img_size}px, {args.images} images, {args.epochs} "

@@ -5,8 +5,8 @@ the search's options and its Ray workers into :func:`evaluators.train.train_prox
 validates through :meth:`Recipe.validate`, so a value is accepted or refused the same way
 everywhere. Torch-free, so that the CLI can show the defaults without importing torch.
 
->>> Recipe().epochs, Recipe().img_size
-(6, 160)
+>>> Recipe().epochs, Recipe().img_size, Recipe().precision
+(6, 160, 'auto')
 >>> Recipe(img_size=100).validate()
 Traceback (most recent call last):
 ...
@@ -42,6 +42,9 @@ RANGES: dict[str, tuple[float, float]] = {
     "min_lr_ratio": (0.0, 1.0),
     "grad_clip": (1e-6, 1e6),
 }
+#: ``precision`` values: ``auto`` = bf16 autocast on a CPU with native bf16 (avx512_bf16 / AMX),
+#: fp16 AMP on CUDA, fp32 elsewhere (see :func:`evaluators.train.resolve_runtime`).
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +52,9 @@ class Recipe:
     """How a candidate is trained on the proxy task: a yolor-size preset at width ×0.25 trains in
     about 3 minutes on 2 idle CPU cores (``python -m benchmarks.proxy``). AdamW at a high rate
     with small batches: on CPU the number of updates, not the batch size, limits how far a few
-    minutes get. ``seed`` fixes the initialisation, data order and flips."""
+    minutes get. ``seed`` fixes the initialisation, data order and flips. ``precision`` chooses the
+    arithmetic (``auto``: the fastest that the device runs natively; a ranking check showed it
+    keeps the fp32 ranking, ``python -m benchmarks.proxy --ranking-check``)."""
 
     epochs: int = 6
     img_size: int = 160
@@ -63,6 +68,7 @@ class Recipe:
     min_lr_ratio: float = 0.05
     grad_clip: float = 10.0
     flip: bool = True
+    precision: str = "auto"
 
     def validate(self) -> Recipe:
         """``self`` when every value is in range, else a :class:`RecipeError` naming the flag."""
@@ -82,6 +88,8 @@ class Recipe:
                 )
         if not isinstance(self.flip, bool):
             raise RecipeError(f"flip: {self.flip!r} is not accepted; accepted: true or false")
+        if self.precision not in PRECISIONS:
+            raise RecipeError(f"--precision: {self.precision!r} is not accepted; accepted: {', '.join(PRECISIONS)}")
         return self
 
     def replace(self, **changes: Any) -> Recipe:

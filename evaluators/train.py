@@ -40,6 +40,58 @@ LossFn = Callable[..., tuple[torch.Tensor, dict[str, float]]]
 ModelOrFactory = nn.Module | Callable[[int], nn.Module]
 
 
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """How a recipe runs on one device: the arithmetic, the memory layout and the optimiser kernel.
+
+    Why apart from the recipe: these change the speed, not what is trained, so the same recipe
+    resolves differently on a CPU with and without native bf16 (and the benchmark's profile can
+    time the old setup, ``Runtime(dev, "fp32", False, False)``, beside the new one).
+    """
+
+    device: torch.device
+    #: "fp32", "bf16" (autocast) or "fp16" (CUDA AMP with a grad scaler)
+    precision: str
+    #: channels-last activations and weights (measured faster on CPU: ``benchmarks.proxy --profile``)
+    channels_last: bool
+    #: the fused AdamW kernel (one pass over each tensor instead of a dozen elementwise ops)
+    fused: bool
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bf16 natively: ``/proc/cpuinfo`` lists avx512_bf16 or amx_bf16
+    (x86) or bf16 (Arm); where that file cannot be read, oneDNN's own bf16 check decides.
+
+    Why the flags and not oneDNN alone: oneDNN also says yes on plain AVX-512, where bf16 is
+    emulated, and emulated bf16 is slower than fp32 (a step ran 4x slower on this AVX2 CPU).
+    """
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def resolve_runtime(precision: str, device: torch.device) -> Runtime:
+    """The runtime of ``precision`` (a :data:`evaluators.recipe.PRECISIONS` value) on ``device``.
+
+    ``auto``: fp16 AMP on CUDA (as before), bf16 autocast on a CPU with native bf16, fp32
+    elsewhere. ``bf16`` is honoured everywhere (emulated, slowly, on older CPUs).
+    """
+    if device.type == "cuda":
+        chosen = {"auto": "fp16", "fp32": "fp32", "bf16": "bf16"}[precision]
+        return Runtime(device, chosen, channels_last=False, fused=False)
+    chosen = "bf16" if precision == "bf16" or (precision == "auto" and cpu_has_native_bf16()) else "fp32"
+    return Runtime(device, chosen, channels_last=device.type == "cpu", fused=device.type == "cpu")
+
+
 def train_proxy(
     model: ModelOrFactory,
     data: str | Path | ProxyData = "shapes",
@@ -58,6 +110,7 @@ def train_proxy(
     extra: dict[str, Any] | None = None,
     report: Report | None = None,
     loss_fn: LossFn | None = None,
+    setup: Runtime | None = None,
 ) -> dict[str, Any]:
     """Train a detector on the proxy task and return its metrics (also in ``out_dir/metrics.json``).
 
@@ -74,7 +127,8 @@ def train_proxy(
     the finished result). ``flops`` (forward, batch 1) and ``extra`` are recorded as given.
 
     ``loss_fn`` replaces the detection loss (``None``: :func:`evaluators.detection.detection_loss`;
-    the search's fault tests wrap it).
+    the search's fault tests wrap it). ``setup`` overrides how the recipe runs (``None``:
+    :func:`resolve_runtime` of ``recipe.precision``; the ranking check trains the old setup so).
 
     Example::
 
@@ -109,16 +163,17 @@ def train_proxy(
     _seed_everything(seed)
     net = model if isinstance(model, nn.Module) else model(data.num_classes)
     init_head_bias(net, img_size, data.num_classes)
-    net.to(dev)
+    runtime = setup or resolve_runtime(recipe.precision, dev)
+    dev = runtime.device
+    prepare_model(net, runtime)
 
     steps_per_epoch = math.ceil(len(data.train.images) / batch_size)
     total_steps = epochs * steps_per_epoch
-    optimizer = _optimizer(net, lr, weight_decay)
+    optimizer = _optimizer(net, lr, weight_decay, fused=runtime.fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_lambda(total_steps, min(warmup_iters, total_steps // 2), recipe.min_lr_ratio)
     )
-    amp = dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=runtime.precision == "fp16")
     params = sum(p.numel() for p in net.parameters())
     fingerprint = {
         "data": data.name,
@@ -136,6 +191,8 @@ def train_proxy(
         "warmup_iters": warmup_iters,
         "params": params,
     }
+    if runtime.precision != ("fp16" if dev.type == "cuda" else "fp32"):  # what earlier checkpoints were trained in
+        fingerprint["precision"] = runtime.precision
     result: dict[str, Any] = {
         "status": "running",
         "reason": None,
@@ -144,6 +201,9 @@ def train_proxy(
         "data_skipped_by_reason": dict(data.skipped_by_reason),
         "flops": flops,
         "device": str(dev),
+        "precision": runtime.precision,
+        "channels_last": runtime.channels_last,
+        "recipe": recipe.to_dict(),
         "history": [],
         **{k: None for k in METRICS},
         "detections": None,
@@ -193,8 +253,8 @@ def train_proxy(
         bar = _progress(batches, epoch, epochs, progress)
         for step, first in enumerate(bar):
             idx = order[first : first + batch_size]
-            x, targets = _batch(data, idx, flips[first : first + batch_size], dev)
-            with torch.autocast(dev.type, dtype=torch.float16, enabled=amp):
+            x, targets = _batch(data, idx, flips[first : first + batch_size], dev, runtime.channels_last)
+            with _autocast(runtime):
                 outputs = net(x)
             loss, parts = loss_fn([o.float() for o in outputs], targets)
             value = float(loss.detach())
@@ -204,7 +264,7 @@ def train_proxy(
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(net.parameters(), recipe.grad_clip)
+            nn.utils.clip_grad_norm_(net.parameters(), recipe.grad_clip, foreach=True)
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
@@ -215,7 +275,7 @@ def train_proxy(
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{value:.3f}")
         train_time += time.perf_counter() - tick
-        metrics = evaluate_model(net, data, coco_gt, dev)
+        metrics = evaluate_model(net, data, coco_gt, dev, runtime=runtime)
         entry = {
             "epoch": epoch + 1,
             **{k: round(v / len(batches), 5) for k, v in sums.items()},
@@ -252,18 +312,41 @@ def train_proxy(
     return finish("ok")
 
 
+def prepare_model(net: nn.Module, runtime: Runtime) -> nn.Module:
+    """Move ``net`` to the runtime's device and memory layout (in place; returned for chaining)."""
+    net.to(runtime.device)
+    if runtime.channels_last:
+        net.to(memory_format=torch.channels_last)
+    return net
+
+
+def _autocast(runtime: Runtime) -> Any:
+    dtype = runtime.autocast_dtype
+    return torch.autocast(runtime.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
 @torch.no_grad()
 def evaluate_model(
-    net: nn.Module, data: ProxyData, coco_gt: Any, device: torch.device, batch_size: int = 32
+    net: nn.Module,
+    data: ProxyData,
+    coco_gt: Any,
+    device: torch.device,
+    batch_size: int = 32,
+    *,
+    runtime: Runtime | None = None,
 ) -> dict[str, Any]:
     """COCO box metrics of ``net`` on the val split, boxes mapped back to original pixels, and
-    ``detections``: how many were evaluated (an AP of 0.0 with 0 detections is a silent model)."""
+    ``detections``: how many were evaluated (an AP of 0.0 with 0 detections is a silent model).
+    ``runtime``: the training's (default: ``precision: auto`` on ``device``)."""
+    runtime = runtime or resolve_runtime("auto", device)
     net.eval()
     val = data.val
     detections = []
     for first in range(0, len(val.images), batch_size):
         x = val.images[first : first + batch_size].to(device).float().div_(255)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+        if runtime.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(runtime):
             outputs = net(x)
         for i, (boxes, scores, classes) in enumerate(decode([o.float() for o in outputs])):
             detections += coco_detections(data, first + i, boxes, scores, classes)
@@ -352,7 +435,7 @@ def train_from_config(
 
 
 def _batch(
-    data: ProxyData, idx: torch.Tensor, flips: torch.Tensor, device: torch.device
+    data: ProxyData, idx: torch.Tensor, flips: torch.Tensor, device: torch.device, channels_last: bool = False
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Images as float (B, 3, S, S) in [0, 1] and their targets, horizontally flipped where asked."""
     x = data.train.images[idx].float().div_(255)
@@ -365,6 +448,8 @@ def _batch(
             t = t.clone()
             t[:, 1], t[:, 3] = size - t[:, 3], size - t[:, 1]
         targets.append(t.to(device))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     return x.to(device, non_blocking=True), targets
 
 
@@ -376,14 +461,16 @@ def _epoch_plan(n: int, seed: int, epoch: int, flip: bool = True) -> tuple[torch
     return order, flips
 
 
-def _optimizer(net: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and norm parameters (1-d tensors)."""
+def _optimizer(net: nn.Module, lr: float, weight_decay: float, fused: bool = False) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and norm parameters (1-d tensors). ``fused``: torch's
+    one-kernel AdamW (the same update; on CPU the per-op loop cost ~7 % of a step)."""
     decay = [p for p in net.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in net.parameters() if p.requires_grad and p.ndim <= 1]
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=lr,
         betas=(0.9, 0.999),
+        **({"fused": True} if fused else {}),
     )
 
 
@@ -429,7 +516,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
-    return ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in new if old.get(k) != new.get(k))
+    keys = list(new) + [k for k in old if k not in new]
+    return ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k))
 
 
 def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:

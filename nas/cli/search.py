@@ -42,6 +42,12 @@ def add_search_parsers(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=D.workers, help="concurrent proxy trainings (default: %(default)s)")
     p.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: $RAY_ADDRESS or local)")
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: runs/NAME/optuna.journal)")
+    p.add_argument(
+        "--precision",
+        default=R.precision,
+        metavar="auto|fp32|bf16",
+        help="proxy arithmetic; auto: bf16 on a CPU with native bf16, AMP on CUDA, else fp32 (default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=R.seed)
     p.add_argument(
         "--cheap-score",
@@ -106,7 +112,12 @@ def run_search(args: argparse.Namespace) -> int:
         trials=args.trials,
         data=args.data,
         recipe=Recipe(
-            epochs=args.epochs, img_size=args.img_size, width_mult=args.width_mult, images=args.images, seed=args.seed
+            epochs=args.epochs,
+            img_size=args.img_size,
+            width_mult=args.width_mult,
+            images=args.images,
+            seed=args.seed,
+            precision=args.precision,
         ),
         workers=args.workers,
         cheap_score=args.cheap_score,

@@ -39,6 +39,12 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--img-size", type=int, default=DEFAULT.img_size, metavar="S")
     p.add_argument("--width-mult", type=float, default=DEFAULT.width_mult, metavar="W")
     p.add_argument("--images", type=int, default=DEFAULT.images, metavar="N", help="train images")
+    p.add_argument(
+        "--precision",
+        default=DEFAULT.precision,
+        metavar="auto|fp32|bf16",
+        help="proxy arithmetic; auto: bf16 on a CPU with native bf16, AMP on CUDA, else fp32 (default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=DEFAULT.seed, metavar="S")
     p.add_argument("--threads", type=int, default=None, metavar="T", help="default: all cores")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="default runs/train/<name>")
@@ -89,7 +95,12 @@ def run_train(args: argparse.Namespace) -> int:
 def recipe_of(args: argparse.Namespace) -> Recipe:
     """The recipe the flags ask for, validated (one line naming the flag when a value is refused)."""
     return Recipe(
-        epochs=args.epochs, img_size=args.img_size, width_mult=args.width_mult, images=args.images, seed=args.seed
+        epochs=args.epochs,
+        img_size=args.img_size,
+        width_mult=args.width_mult,
+        images=args.images,
+        seed=args.seed,
+        precision=args.precision,
     ).validate()
 
 
