@@ -141,3 +141,23 @@ def test_perstage_rank_study_and_fidelity_end_to_end(tmp_path: Path, monkeypatch
     assert fidelity.main(args) == 0
     fid = json.loads((tmp_path / "runs/bench/fidelity.json").read_text())
     assert fid["options"]["images240"]["n"] == 3 and fid["options"]["images240"]["recipe"]["images"] == 8
+
+
+def test_every_refit_is_compared_with_the_shipped_score_on_the_same_folds() -> None:
+    """A study whose AP is exactly the shipped score's order: the shipped score wins every fold
+    (τ 1 there), so no refit can beat it — the comparison ``--ship`` is judged by."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    keys = [*rs.EXPECTED_SIGN]
+    rows = []
+    for _ in range(12):
+        p = {k: float(rng.normal() + 5) for k in keys}
+        p.update(flops=float(rng.uniform(1e10, 1e11)), params=float(rng.uniform(1e6, 1e7)))
+        rows.append({"AP": 0.0, "AP_seed1": None, "AP_by_epoch": [], "status": "ok", "predictors": p})
+    for r in rows:
+        r["AP"] = r["predictors"]["cheap.fitted"]
+    fitted = rs.analyze(rows, "AP", n_boot=20)["fitted_cv"]
+    for name, fit in fitted.items():
+        assert fit["same_folds_tau.cheap.fitted"] == pytest.approx(1.0), name
+        assert fit["wins_vs.cheap.fitted"] == 0.0
