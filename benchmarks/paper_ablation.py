@@ -11,6 +11,15 @@ study), else ``within noise``. Resumable: ``runs/bench/paper_ablation[_default]/
 ``--shard i/n`` splits the trainings between n workers, and a plain run then only analyses.
 
     .venv/bin/python -m benchmarks.paper_ablation [--recipe reduced] [--seeds 0 1] [--deadline HH:MM]
+
+``--match-flops`` (issue 13, item 4) separates "better gradient paths" from "fewer FLOPs": CSP,
+ELAN-{1,1}, ELAN-{2,1} and PRN are each widened until the FLOPs of the model actually trained
+at 640 px match YOLOR-v3's within 2 % (the global ``width`` on a 0.001 grid; among the widths
+that do, the one closest in the FLOPs of the proxy-scale model actually trained, whose channels
+round to multiples of 8 and so move in steps of a few %), then trained against v3 with the same seeds and noise rule. Results:
+``runs/bench/paper_ablation_matched[_<recipe>].json``, trainings under ``paper_ablation_matched/``.
+
+    .venv/bin/python -m benchmarks.paper_ablation --match-flops [--shard i/2]
 """
 
 from __future__ import annotations
@@ -19,13 +28,12 @@ import argparse
 import dataclasses
 import json
 import math
-import time
 from typing import Any
 
 import numpy as np
 
 from benchmarks._common import BENCH_DIR, write_result
-from benchmarks.rank_study import RECIPES, finished_metrics, result_name
+from benchmarks.rank_study import RECIPES, STUDY_NAMES, deadline_passed, finished_metrics, make_recipe, result_name
 
 PRESETS = (
     "yolor-v3",
@@ -53,6 +61,58 @@ CLAIMS = (
     ("Table 7", "yolor-elan-2-2", "yolor-elan-2-1", 51.8, 51.4),
 )
 
+#: --match-flops: the reference, and the designs widened to its FLOPs
+MATCH_REFERENCE = "yolor-v3"
+MATCHED = ("yolor-prn", "yolor-csp", "yolor-elan-1-1", "yolor-elan-2-1")
+MATCH_TOLERANCE = 0.02
+MATCHED_CLAIMS = (
+    ("Table 5", "yolor-prn", "yolor-v3", 50.0, 49.5),
+    ("Table 6", "yolor-csp", "yolor-v3", 51.0, 49.5),
+    ("Table 7", "yolor-elan-1-1", "yolor-v3", 50.2, 49.5),
+    ("Table 7", "yolor-elan-2-1", "yolor-v3", 51.4, 49.5),
+)
+
+
+def trained_flops(cfg: Any, recipe: dict[str, Any]) -> float:
+    """Forward FLOPs of the model a recipe trains from ``cfg`` (as ``train_from_config`` builds it)."""
+    from nas.core.cost import cost
+    from search_spaces import compile_config
+
+    arch = dataclasses.replace(cfg, width=cfg.width * recipe["width_mult"], img_size=recipe["img_size"])
+    return float(cost(compile_config(arch)).flops)
+
+
+def full_scale_flops(cfg: Any) -> float:
+    from nas.core.cost import cost
+    from search_spaces import compile_config
+
+    return float(cost(compile_config(cfg)).flops)
+
+
+def match_width(cfg: Any, ref: Any, recipe: dict[str, Any], step: float = 0.001, hi: float = 2.0) -> Any:
+    """``cfg`` with the global width (a ``step`` grid from its own up to ``hi``) whose FLOPs at
+    640 px are within :data:`MATCH_TOLERANCE` of ``ref``'s (the project's FLOPs, the budget's
+    and the paper's), and, among those, whose trained proxy-scale FLOPs are closest to ``ref``'s
+    (its channels round to multiples of 8 at width × 0.25, so an exact match there is often not
+    reachable); a :class:`ValueError` when no width is within tolerance."""
+    full, trained = full_scale_flops(ref), trained_flops(ref, recipe)
+    best, gap = None, math.inf
+    for k in range(int(round((hi - cfg.width) / step)) + 1):
+        c = dataclasses.replace(cfg, width=round(cfg.width + k * step, 4))
+        if abs(full_scale_flops(c) / full - 1) <= MATCH_TOLERANCE:
+            g = abs(trained_flops(c, recipe) / trained - 1)
+            if g < gap:
+                best, gap = c, g
+    if best is None:
+        raise ValueError(f"no width matches {full:.3g} FLOPs within {MATCH_TOLERANCE:.0%}")
+    return best
+
+
+def matched_configs(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The reference and each design of :data:`MATCHED` at the reference's trained FLOPs."""
+    ref = config(MATCH_REFERENCE)
+    return {MATCH_REFERENCE: ref, **{n: match_width(config(n), ref, recipe) for n in MATCHED}}
+
 
 def config(name: str) -> Any:
     """A preset, or yolor-csp with stop-gradient on both parts (Fig. 9)."""
@@ -71,7 +131,9 @@ def config(name: str) -> Any:
     return load_config(name)
 
 
-def preset_ranking(results: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
+def preset_ranking(
+    results: dict[str, dict[int, dict[str, Any]]], configs: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Kendall τ between each cheap predictor and the seed-mean AP of the trained presets: a
     held-out check of the cheap scores on designs the rank study never sampled."""
     from nas.engine import cheap_score, score_candidate
@@ -81,7 +143,7 @@ def preset_ranking(results: dict[str, dict[int, dict[str, Any]]]) -> dict[str, A
     if len(names) < 3:
         return {}
     ap = [float(np.mean([v["AP"] for v in results[n].values()])) for n in names]
-    scored = [score_candidate(config(n), "gradpath") for n in names]
+    scored = [score_candidate((configs or {}).get(n) or config(n), "gradpath") for n in names]
     predictors = {
         "fitted (the default cheap score)": [
             cheap_score("fitted", s["flops"], s["params"], s["metrics"]) for s in scored
@@ -94,12 +156,15 @@ def preset_ranking(results: dict[str, dict[int, dict[str, Any]]]) -> dict[str, A
 
 
 def rank_study_spreads(recipe_name: str) -> list[float]:
-    """Seed-to-seed AP variances of the rank study's repeated candidates at the same recipe."""
-    path = BENCH_DIR / f"{result_name('rank_study', recipe_name)}.json"
-    if not path.exists():
-        return []
-    rows = json.loads(path.read_text())["rows"]
-    return [float(np.var([r["AP"], r["AP_seed1"]], ddof=1)) for r in rows if r["AP_seed1"] is not None]
+    """Seed-to-seed AP variances of the rank studies' repeated candidates at the same recipe
+    (the uniform-space and the per-stage study, whichever have been analysed)."""
+    out = []
+    for stem in sorted(set(STUDY_NAMES.values())):
+        path = BENCH_DIR / f"{result_name(stem, recipe_name)}.json"
+        if path.exists():
+            rows = json.loads(path.read_text())["rows"]
+            out += [float(np.var([r["AP"], r["AP_seed1"]], ddof=1)) for r in rows if r["AP_seed1"] is not None]
+    return out
 
 
 def verdict(better: list[float], worse: list[float], sd_diff: float) -> str:
@@ -117,23 +182,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard", default=None, help="i/n: train only jobs j with j mod n == i, no analysis")
     p.add_argument("--deadline", default=None, help="UTC HH:MM: start no training after it")
     p.add_argument("--analyze-only", action="store_true")
+    p.add_argument(
+        "--match-flops", action="store_true", help="CSP/ELAN/PRN widened to v3 FLOPs at 640 px (within 2 %%)"
+    )
     args = p.parse_args(argv)
     from evaluators.train import train_from_config
 
-    recipe, name_out = RECIPES[args.recipe], result_name("paper_ablation", args.recipe)
+    recipe = RECIPES[args.recipe]
+    name_out = result_name("paper_ablation_matched" if args.match_flops else "paper_ablation", args.recipe)
     out = BENCH_DIR / name_out
     shard, of = (int(v) for v in args.shard.split("/")) if args.shard else (0, 1)
-    names = list(PRESETS) + list(STOP)
+    configs = matched_configs(recipe) if args.match_flops else {n: config(n) for n in list(PRESETS) + list(STOP)}
+    names = list(configs)
+    claims_table = MATCHED_CLAIMS if args.match_flops else CLAIMS
     results: dict[str, dict[int, dict[str, Any]]] = {n: {} for n in names}
     # all names for seed 0 first: a cut-short run still covers every claim
     for j, (seed, name) in enumerate((s, n) for s in args.seeds for n in names):
         path = out / name / f"seed{seed}" / "metrics.json"
         if finished_metrics(path) is None:
-            late = args.deadline and time.strftime("%H:%M", time.gmtime()) >= args.deadline
-            if args.analyze_only or late or j % of != shard:
+            if args.analyze_only or j % of != shard or deadline_passed(args.deadline):
                 continue
             train_from_config(
-                config(name), seed=seed, out_dir=path.parent, progress=False, num_threads=args.threads, **recipe
+                configs[name], make_recipe(recipe, seed), out_dir=path.parent, progress=False, num_threads=args.threads
             )
         m = finished_metrics(path)
         if m is not None:
@@ -147,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     spreads += rank_study_spreads(args.recipe)  # same recipe, other models: more pairs, same noise
     sd = math.sqrt(float(np.mean(spreads))) if spreads else float("nan")
     claims = []
-    for table, better, worse, ap_b, ap_w in CLAIMS:
+    for table, better, worse, ap_b, ap_w in claims_table:
         b = [v["AP"] for v in results[better].values()]
         w = [v["AP"] for v in results[worse].values()]
         if not b or not w:
@@ -167,11 +237,26 @@ def main(argv: list[str] | None = None) -> int:
                 "verdict": verdict(b, w, sd_diff),
             }
         )
-    ranking = preset_ranking(results)
+    ranking = preset_ranking(results, configs)
+    flops = {
+        n: {
+            "width": c.width,
+            "trained_flops": trained_flops(c, recipe),
+            "flops_at_640": full_scale_flops(c),
+        }
+        for n, c in configs.items()
+    }
+    ref = flops.get(MATCH_REFERENCE)
+    if ref:
+        for f in flops.values():
+            f["trained_flops_vs_v3"] = f["trained_flops"] / ref["trained_flops"] - 1
+            f["flops_at_640_vs_v3"] = f["flops_at_640"] / ref["flops_at_640"] - 1
     write_result(
         name_out,
         {
             "recipe": {"name": args.recipe, **recipe},
+            "match_flops": args.match_flops,
+            "flops": flops,
             "seed_sd_AP": sd,
             "seed_pairs": len(spreads),
             "results": results,
@@ -179,8 +264,16 @@ def main(argv: list[str] | None = None) -> int:
             "preset_ranking": ranking,
         },
     )
+    if args.match_flops:
+        for n, f in flops.items():
+            print(
+                f"{n:16s} width {f['width']:.3f}: trained {f['trained_flops'] / 1e6:.1f} MFLOPs "
+                f"({f.get('trained_flops_vs_v3', 0):+.1%} vs v3), at 640 px {f['flops_at_640'] / 1e9:.1f} GFLOPs "
+                f"({f.get('flops_at_640_vs_v3', 0):+.1%})"
+            )
     for c in claims:
-        print(f"{c['table']}: {c['claim']:50s} {c['verdict']}")
+        delta = f"Δ {c['delta']:+.4f} (noise sd {c['noise_sd_of_delta']:.4f})" if "delta" in c else ""
+        print(f"{c['table']}: {c['claim']:50s} {c['verdict']:14s} {delta}")
     for k, c in ranking.items():
         print(f"presets ranked by {k:34s} τ {c['kendall_tau']:+.2f} {np.round(c['kendall_tau_ci95'], 2)}")
     return 0

@@ -20,6 +20,15 @@ zero-cost features ``<hash>/features.json``; a re-run reuses both.
     .venv/bin/python -m benchmarks.rank_study --analyze-only             # tables + plot
 
 Results: ``runs/bench/rank_study.json``/``.png`` (reduced recipe), ``rank_study_default.*``.
+
+``--space yolor`` (the default since the per-stage space) samples per-stage designs stratified
+over the 16 (backbone majority block × neck majority block) pairs: 3 of the 5 stages (nodes) of
+each part take the pair's block, the other 2 any block, every knob and multiplier uniform, and a
+config whose stages are all alike is redrawn (the study is of heterogeneous designs). It writes
+``runs/bench/rank_study_perstage*`` and trains under ``runs/bench/rank_study_perstage/``;
+``--space yolor-uniform`` reproduces the first (uniform-space) study and its files.
+
+    .venv/bin/python -m benchmarks.rank_study --space yolor-uniform --analyze-only   # the old study
 """
 
 from __future__ import annotations
@@ -52,6 +61,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_FIT = "fit.gradpath+flops"
 BUDGET = 150e9  # FLOPs at 640 px: the feasibility limit of the study
 STUDY_DIR = BENCH_DIR / "rank_study"
+#: per space: the stem of the result files and the folder of the trainings (the uniform study keeps its names)
+STUDY_NAMES = {"yolor-uniform": "rank_study", "yolor": "rank_study_perstage"}
 RECIPES = {
     # what two shared CPU cores finish for >= 40 candidates in a few hours
     "reduced": {"epochs": 5, "images": 480, "img_size": 96, "width_mult": 0.25},
@@ -65,6 +76,27 @@ RECIPES = {
         "width_mult": RECIPE_DEFAULT.width_mult,
     },
 }
+
+
+def study_dir(space: str) -> Path:
+    """Where the trainings and features of the study on ``space`` live."""
+    return BENCH_DIR / STUDY_NAMES[space]
+
+
+def deadline_passed(deadline: str | None, now: float | None = None) -> bool:
+    """Whether the UTC clock time ``HH:MM`` has passed: the nearest occurrence of it (within
+    ±12 h of now) is taken, so ``00:05`` set at 22:50 is 75 min ahead, not 22 h behind (a plain
+    string comparison stopped a study started before midnight at once).
+
+    >>> deadline_passed("00:05", now=22 * 3600 + 50 * 60), deadline_passed("22:00", now=22 * 3600 + 50 * 60)
+    (False, True)
+    """
+    if not deadline:
+        return False
+    hh, mm = (int(v) for v in deadline.split(":"))
+    t = time.time() if now is None else now
+    ahead = (hh * 3600 + mm * 60 - t % 86400) % 86400  # seconds to the next occurrence
+    return ahead > 43200 or ahead == 0
 
 
 def result_name(stem: str, recipe_name: str) -> str:
@@ -83,8 +115,51 @@ METRIC_KEYS = (
 
 
 # -- candidates --------------------------------------------------------------------------------
-def candidate(i: int, seed: int = 0) -> Any:
-    """Candidate ``i``: block pair ``i mod 16`` of a per-round shuffled pair order, other knobs
+def candidate(i: int, seed: int = 0, space: str = "yolor-uniform") -> Any:
+    """Candidate ``i`` of the study on ``space`` (see :func:`uniform_candidate`, :func:`perstage_candidate`)."""
+    return perstage_candidate(i, seed) if space == "yolor" else uniform_candidate(i, seed)
+
+
+def perstage_candidate(i: int, seed: int = 0) -> Any:
+    """Per-stage candidate ``i``: majority-block pair ``i mod 16`` of a per-round shuffled pair
+    order; 3 random stages (nodes) of each part take the pair's block, the rest is a uniform draw
+    of the per-stage space; redrawn until feasible and heterogeneous. A pure function of (seed, i)."""
+    from nas.core.cost import cost
+    from search_spaces import BLOCKS, compile_config
+    from search_spaces.config import PartConfig, StageConfig
+    from search_spaces.space import SPACES
+
+    space = SPACES["yolor"]
+    values = space.knob_values()
+    pairs = [(b, n) for b in BLOCKS for n in BLOCKS]
+    rnd, pos = divmod(i, len(pairs))
+    random.Random(f"{seed}-perstage-round-{rnd}").shuffle(pairs)
+    backbone, neck = pairs[pos]
+    rng = random.Random(f"{seed}-perstage-cand-{i}")
+    for _ in range(1000):
+        cfg = space.sample(rng)
+        plans = []
+        for plan, block in ((list(cfg.backbone_plan()), backbone), (list(cfg.neck_plan()), neck)):
+            for k in sorted(rng.sample(range(len(plan)), 3)):
+                part = PartConfig(block=block, **{n: rng.choice(values[n]) for n in BLOCKS[block].knobs if n in values})
+                plan[k] = StageConfig(part, plan[k].repeats, plan[k].width)
+            plans.append(tuple(plan))
+        cfg = dataclasses.replace(cfg, backbone_stages=plans[0], neck_nodes=plans[1]).canonical()
+        if cfg.schema == 2 and len(set(cfg.pattern())) > 1 and cost(compile_config(cfg)).flops < BUDGET:
+            return cfg
+    raise RuntimeError(f"no feasible per-stage config for pair {backbone}/{neck}")
+
+
+def majority_blocks(cfg: Any) -> str:
+    """``backbone/neck`` majority block (the study's stratum; ties: the first in stage order)."""
+    from collections import Counter
+
+    pat = cfg.pattern()
+    return "/".join(Counter(p).most_common(1)[0][0] for p in (pat[:5], pat[5:]))
+
+
+def uniform_candidate(i: int, seed: int = 0) -> Any:
+    """Uniform-space candidate ``i``: block pair ``i mod 16`` of a per-round shuffled pair order, other knobs
     uniform, resampled until feasible. A pure function of (seed, i)."""
     from nas.core.cost import cost
     from search_spaces import BLOCKS, compile_config
@@ -119,11 +194,11 @@ def _with_block(space: Any, part: Any, block: str, rng: random.Random) -> Any:
     )
 
 
-def candidates(n: int, seed: int = 0) -> list[Any]:
+def candidates(n: int, seed: int = 0, space: str = "yolor-uniform") -> list[Any]:
     """The first ``n`` distinct candidates (a duplicate design is skipped, not retrained)."""
     out, seen, i = [], set(), 0
     while len(out) < n:
-        cfg = candidate(i, seed)
+        cfg = candidate(i, seed, space)
         i += 1
         if cfg.key() not in seen:
             seen.add(cfg.key())
@@ -148,15 +223,15 @@ def recipe_tag(recipe: dict[str, Any]) -> str:
     return "e{epochs}-i{images}-s{img_size}-w{width_mult}".format(**recipe)
 
 
-def cand_dir(cfg: Any, recipe: dict[str, Any]) -> Path:
+def cand_dir(cfg: Any, recipe: dict[str, Any], study: Path = STUDY_DIR) -> Path:
     h = hashlib.sha1(f"{cfg.key()}|{recipe_tag(recipe)}".encode()).hexdigest()[:12]
-    return STUDY_DIR / h
+    return study / h
 
 
-def features(cfg: Any, recipe: dict[str, Any]) -> dict[str, Any]:
+def features(cfg: Any, recipe: dict[str, Any], study: Path = STUDY_DIR) -> dict[str, Any]:
     """Cheap features of one candidate (cached in ``features.json``): cost at 640 px,
     gradient-path metrics, cheap scores, and zero-cost proxies on the proxy-scale model."""
-    folder = cand_dir(cfg, recipe)
+    folder = cand_dir(cfg, recipe, study)
     path = folder / "features.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -183,16 +258,24 @@ def features(cfg: Any, recipe: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def train(cfg: Any, recipe: dict[str, Any], seed: int, threads: int) -> dict[str, Any]:
+def make_recipe(recipe: dict[str, Any], seed: int) -> Any:
+    """The trainer's :class:`~evaluators.recipe.Recipe` for a study recipe and seed, fp32 pinned
+    where the recipe has a precision knob (the studies' figures are all fp32)."""
+    from evaluators.recipe import Recipe
+
+    extra = {"precision": "fp32"} if "precision" in {f.name for f in dataclasses.fields(Recipe)} else {}
+    return Recipe(**recipe, seed=seed, **extra).validate()
+
+
+def train(cfg: Any, recipe: dict[str, Any], seed: int, threads: int, study: Path = STUDY_DIR) -> dict[str, Any]:
     from evaluators.train import train_from_config
 
     return train_from_config(
         cfg,
-        seed=seed,
-        out_dir=cand_dir(cfg, recipe) / f"seed{seed}",
+        make_recipe(recipe, seed),
+        out_dir=cand_dir(cfg, recipe, study) / f"seed{seed}",
         progress=False,
         num_threads=threads,
-        **recipe,
     )
 
 
@@ -204,8 +287,8 @@ def finished_metrics(path: Path) -> dict[str, Any] | None:
     return m if m.get("status") in ("ok", "failed") else None
 
 
-def finished(cfg: Any, recipe: dict[str, Any], seed: int) -> dict[str, Any] | None:
-    return finished_metrics(cand_dir(cfg, recipe) / f"seed{seed}" / "metrics.json")
+def finished(cfg: Any, recipe: dict[str, Any], seed: int, study: Path = STUDY_DIR) -> dict[str, Any] | None:
+    return finished_metrics(cand_dir(cfg, recipe, study) / f"seed{seed}" / "metrics.json")
 
 
 # -- analysis ----------------------------------------------------------------------------------
@@ -217,8 +300,8 @@ def predictors(f: dict[str, Any]) -> dict[str, float]:
     m = f["metrics"]
     out = {f"gp.{k}": float(m[k]) for k in METRIC_KEYS}
     out["cheap.gradpath"] = float(f["gradpath"])
-    # the shipped default: fitted on the reduced-recipe study, so in-sample there and a held-out
-    # test on any other recipe's study
+    # the shipped default as the analysis finds it (``fitted_score_version`` in the result): a
+    # held-out test on any study it was not fitted on (run the analysis before ``--ship``)
     out["cheap.fitted"] = cheap_score("fitted", f["flops"], f["params"], m)
     out["flops"] = float(f["flops"])
     out["params"] = float(f["params"])
@@ -255,20 +338,21 @@ FITTED = {
 }
 
 
-def collect(cands: list[Any], recipe: dict[str, Any]) -> list[dict[str, Any]]:
+def collect(cands: list[Any], recipe: dict[str, Any], study: Path = STUDY_DIR) -> list[dict[str, Any]]:
     rows = []
     for cfg in cands:
-        fpath = cand_dir(cfg, recipe) / "features.json"
-        r0 = finished(cfg, recipe, 0)
+        fpath = cand_dir(cfg, recipe, study) / "features.json"
+        r0 = finished(cfg, recipe, 0, study)
         if not fpath.exists() or r0 is None:
             continue
         f = json.loads(fpath.read_text())
-        r1 = finished(cfg, recipe, 1)
+        r1 = finished(cfg, recipe, 1, study)
         rows.append(
             {
                 "key": f["key"],
-                "dir": str(cand_dir(cfg, recipe)),
-                "blocks": f"{cfg.backbone.block}/{cfg.neck.block}",
+                "dir": str(cand_dir(cfg, recipe, study)),
+                "blocks": majority_blocks(cfg),
+                "pattern": ",".join(cfg.pattern()),
                 "config": cfg.to_yaml(),
                 "AP": float(r0.get("AP") or 0.0) if r0["status"] == "ok" else 0.0,
                 "AP50": float(r0.get("AP50") or 0.0) if r0["status"] == "ok" else 0.0,
@@ -295,7 +379,8 @@ def analyze(rows: list[dict[str, Any]], target: str = "AP", n_boot: int = 1000) 
     if len(rows) >= 10:
         for name, cols in FITTED.items():
             x = np.array([[transform(c, r["predictors"][c]) for c in cols] for r in rows])
-            base = {k: np.array([r["predictors"][k] for r in rows]) for k in ("flops", "params")}
+            # the shipped score on the same folds: is a refit on this data better than it?
+            base = {k: np.array([r["predictors"][k] for r in rows]) for k in ("flops", "params", "cheap.fitted")}
             fitted[name] = {"features": cols, **cv_tau(x, y, baselines=base)}
             w = fit_rank_linear(x, y)
             fitted[name]["all_data"] = {
@@ -358,6 +443,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidates", type=int, default=40)
     p.add_argument("--repeat-seeds", type=int, default=10, help="the first N candidates also get seed 1")
     p.add_argument("--seed", type=int, default=0, help="candidate sampling seed")
+    p.add_argument(
+        "--space",
+        choices=sorted(STUDY_NAMES),
+        default="yolor",
+        help="yolor: per-stage designs (rank_study_perstage*); yolor-uniform: the first study (rank_study*)",
+    )
     p.add_argument("--recipe", choices=sorted(RECIPES), default="reduced", help="proxy recipe (see RECIPES)")
     p.add_argument("--threads", type=int, default=1, help="1: on a shared machine 2 threads ran 15x slower")
     p.add_argument("--shard", default="0/1", help="i/n: train only jobs j with j mod n == i")
@@ -367,36 +458,47 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--ship",
         action="store_true",
-        help=f"write the {SHIPPED_FIT} fit as the search's fitted score ({FITTED_SCORE_FILE.relative_to(ROOT)})",
+        help=f"write the --ship-fit fit as the search's fitted score ({FITTED_SCORE_FILE.relative_to(ROOT)})",
+    )
+    p.add_argument(
+        "--ship-fit",
+        default=SHIPPED_FIT,
+        choices=[k for k, cols in FITTED.items() if not {"synflow", "naswot"} & set(cols)],
+        help="which cross-validated fit --ship writes (zero-cost fits are not shippable: the search has no such metric)",
     )
     args = p.parse_args(argv)
     recipe = RECIPES[args.recipe]
-    cands = candidates(args.candidates, args.seed)
+    study = study_dir(args.space)
+    cands = candidates(args.candidates, args.seed, args.space)
     if not args.analyze_only:
         shard, of = (int(v) for v in args.shard.split("/"))
         jobs = job_order(cands, args.repeat_seeds)
         for j, (cfg, seed) in enumerate(jobs):
-            if j % of != shard or finished(cfg, recipe, seed) is not None:
+            if j % of != shard or finished(cfg, recipe, seed, study) is not None:
                 continue
-            if args.deadline and time.strftime("%H:%M", time.gmtime()) >= args.deadline:
+            if deadline_passed(args.deadline):
                 print(f"deadline {args.deadline} UTC reached: stopping", flush=True)
                 break
-            features(cfg, recipe)
+            features(cfg, recipe, study)
             tick = time.perf_counter()
-            r = train(cfg, recipe, seed, args.threads)
+            r = train(cfg, recipe, seed, args.threads, study)
             print(
-                f"[{j + 1}/{len(jobs)}] {cfg.backbone.block}/{cfg.neck.block} seed {seed}: AP {r.get('AP')} "
+                f"[{j + 1}/{len(jobs)}] {majority_blocks(cfg)} seed {seed}: AP {r.get('AP')} "
                 f"AP50 {r.get('AP50')} {time.perf_counter() - tick:.0f} s",
                 flush=True,
             )
         if of > 1:
             return 0
-    rows = collect(cands, recipe)
+    rows = collect(cands, recipe, study)
     if len(rows) < 3:
         print(f"only {len(rows)} finished candidates: nothing to analyse yet")
         return 0
     reports = {t: analyze(rows, t, args.bootstrap) for t in ("AP", "AP50")}
+    from nas.engine.scores import fitted_weights
+
     result = {
+        "space": args.space,
+        "fitted_score_version": fitted_weights()["version"],
         "recipe": {"name": args.recipe, **recipe},
         "devices": sorted({str(r["device"]) for r in rows}),
         "budget_flops_at_640": BUDGET,
@@ -407,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         "reports": reports,
         "rows": rows,
     }
-    name = result_name("rank_study", args.recipe)
+    name = result_name(STUDY_NAMES[args.space], args.recipe)
     write_result(name, result)
     plot(reports["AP"], rows, BENCH_DIR / f"{name}.png")
     corr = reports["AP"]["correlations"]
@@ -422,19 +524,24 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{k:36s} CV τ {v['cv_kendall_tau']:+.3f} (same folds: FLOPs {v['same_folds_tau.flops']:+.3f}, "
             f"params {v['same_folds_tau.params']:+.3f}; folds won/lost vs FLOPs {v['wins_vs.flops']:.0%}/"
-            f"{v['losses_vs.flops']:.0%})"
+            f"{v['losses_vs.flops']:.0%}; shipped `fitted` {v['same_folds_tau.cheap.fitted']:+.3f}, won/lost "
+            f"{v['wins_vs.cheap.fitted']:.0%}/{v['losses_vs.cheap.fitted']:.0%})"
         )
     if args.ship:
-        fit = reports["AP"]["fitted_cv"][SHIPPED_FIT]
+        fit = reports["AP"]["fitted_cv"][args.ship_fit]
         shipped = save_fitted_weights(
             FITTED_SCORE_FILE,
             fit["all_data"],
-            version=f"{args.recipe}-{len(rows)}-{time.strftime('%Y-%m-%d', time.gmtime())}",
-            source=f"benchmarks/rank_study.py --candidates {args.candidates} --recipe {args.recipe}, {SHIPPED_FIT}",
+            version=f"{args.space}-{args.recipe}-{len(rows)}-{time.strftime('%Y-%m-%d', time.gmtime())}",
+            source=f"benchmarks/rank_study.py --space {args.space} --candidates {args.candidates} "
+            f"--repeat-seeds {args.repeat_seeds} --recipe {args.recipe}, {args.ship_fit}, all_data",
             log_features=LOG_FEATURES,
             cv_kendall_tau=round(fit["cv_kendall_tau"], 4),
+            # what it replaces, scored on the same folds of this study (held out for it)
+            replaces=result["fitted_score_version"],
+            replaced_same_folds_tau=round(fit["same_folds_tau.cheap.fitted"], 4),
         )
-        print(f"shipped {SHIPPED_FIT} as {FITTED_SCORE_FILE} (version {shipped['version']})")
+        print(f"shipped {args.ship_fit} as {FITTED_SCORE_FILE} (version {shipped['version']})")
     return 0
 
 
