@@ -8,7 +8,8 @@ checkpoints are snapshot; at the end the benchmark reports:
 
 - **lost**: finished trials (cheap COMPLETE; proxy COMPLETE/PRUNED/FAIL) seen after some kill
   that are missing or changed at the end (target 0);
-- **duplicated**: cheap candidates beyond ``--candidates``, proxy configs trained twice (0);
+- **duplicated**: cheap candidates beyond ``--candidates``, proxy trainings (a config at one
+  fidelity: the proxy stage trains a config once per rung it reaches) finished twice (0);
 - **recomputed**: finished proxy trials launched again in a later Tune session (Tune's
   ``params.json``), checkpointed epochs trained again (an epoch's history entry in a checkpoint
   at some kill that differs at the end: its time would), checkpoints that went back (0);
@@ -41,6 +42,7 @@ NAME = "kr"
 OPTIONS = ["--budget", "45G", "--candidates", "300", "--trials", "3", "--epochs", "2", "--images", "32"]
 OPTIONS += ["--img-size", "64"]
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+TRIALS, EPOCHS = int(OPTIONS[OPTIONS.index("--trials") + 1]), int(OPTIONS[OPTIONS.index("--epochs") + 1])
 
 
 # -- reading the run -----------------------------------------------------------------------------
@@ -70,6 +72,12 @@ def _checkpoint(path: Path) -> tuple[int, list[list[Any]]]:
     return int(state["epoch"]), [[h["epoch"], h["epoch_time_s"], h["loss"]] for h in state["history"]]
 
 
+def _training(t: Any) -> str:
+    """What one training is: its config key at its fidelity (a config trains once per rung)."""
+    epochs = (t.user_attrs.get("fidelity") or {}).get("epochs", EPOCHS)
+    return f"{t.user_attrs.get('key')}@{epochs}"
+
+
 def snapshot(run: Path) -> dict[str, Any]:
     """What the run holds right now (read after a kill: nothing is writing)."""
     storage = _storage(run)
@@ -77,7 +85,7 @@ def snapshot(run: Path) -> dict[str, Any]:
     return {
         "cheap": {t.number: t.user_attrs["key"] for t in _trials(storage, f"{NAME}-cheap", ("COMPLETE",))},
         "proxy": {
-            t.number: {"key": t.user_attrs["key"], "state": t.state.name, "values": t.values}
+            t.number: {"key": _training(t), "state": t.state.name, "values": t.values}
             for t in proxy
             if t.state.name in FINISHED and not t.user_attrs.get("interrupted")
         },
@@ -95,7 +103,7 @@ def tune_sessions(run: Path) -> list[dict[str, Any]]:
     """Every Tune session of the run: its start time and the config keys of the trials it
     launched (Tune's ``trial_<n>`` folders; ``n`` is the proxy-study trial number, whose key Optuna
     holds even for a trial killed before Tune wrote anything into its folder)."""
-    keys = {t.number: t.user_attrs.get("key") for t in _trials(_storage(run), NAME)}
+    keys = {t.number: _training(t) for t in _trials(_storage(run), NAME)}
     out = []
     for d in sorted(run.glob("ray/tune-*")):
         trials = [
@@ -294,7 +302,8 @@ def verify(
 ) -> dict[str, Any]:
     from nas.core.cost import parse_flops
     from nas.engine import select_candidates
-    from nas.engine.worker import config_hash
+    from nas.engine.fidelity import plan_rungs
+    from nas.engine.select import feasible_pool
 
     lost_cheap = lost_proxy = 0
     for snap in snapshots:
@@ -303,7 +312,11 @@ def verify(
     finished_keys = [t["key"] for t in end["proxy"].values() if t["state"] in ("COMPLETE", "PRUNED")]
     storage = _storage(run)
     cheap_trials = _trials(storage, f"{NAME}-cheap")
-    expected = {t.user_attrs["key"] for t in select_candidates(cheap_trials, 3, parse_flops("45G"))}
+    # every bottom-rung pick trained at the bottom fidelity, and the full rung's count at full fidelity
+    plan = plan_rungs(TRIALS, EPOCHS, pool=len(feasible_pool(cheap_trials, parse_flops("45G"))))
+    picks = select_candidates(cheap_trials, plan[0].n, parse_flops("45G"))
+    expected = {f"{t.user_attrs['key']}@{plan[0].epochs}" for t in picks}
+    full_trained = sum(1 for k in set(finished_keys) if k.endswith(f"@{EPOCHS}"))
     sessions = tune_sessions(run)
     # a proxy trial finished at kill k must not be launched by a Tune session started after kill k
     relaunched = 0
@@ -320,7 +333,7 @@ def verify(
     launches: dict[str, int] = {}
     for s in sessions:
         for t in s["trials"]:
-            launches[config_hash(t["key"])] = launches.get(config_hash(t["key"]), 0) + 1
+            launches[t["key"]] = launches.get(t["key"], 0) + 1
     regressions = 0
     series = [*snapshots, end]
     for a, b in zip(series, series[1:], strict=False):
@@ -330,7 +343,7 @@ def verify(
         "lost_proxy": lost_proxy,
         "duplicated_cheap": max(0, len(end["cheap"]) - candidates),
         "duplicated_proxy": len(finished_keys) - len(set(finished_keys)),
-        "missing_proxy": len(expected - set(finished_keys)),
+        "missing_proxy": len(expected - set(finished_keys)) + max(0, plan[-1].n - full_trained),
         "recomputed_finished_trials": relaunched,
         "recomputed_epochs": retrained,
         "checkpoint_regressions": regressions,
@@ -345,7 +358,8 @@ def verify(
             "proxy_states": sorted(t["state"] for t in end["proxy"].values()),
             "interrupted_marked_fail": len(end["interrupted"]),
             "tune_sessions": len(sessions),
-            "tune_launches_per_config": launches,
+            "plan": [[r.n, r.epochs] for r in plan],
+            "tune_launches_per_training": launches,
             "final_histories": {k: [h[0] for h in v] for k, v in end["histories"].items()},
         },
     }

@@ -29,7 +29,8 @@ def add_search_parsers(sub: Any) -> None:
         "--trials",
         type=int,
         default=D.trials,
-        help="candidates trained on the proxy; 0: the cheap stage and the selection only, print the picks "
+        help="proxy training budget: the compute of K full trainings, spent by successive halving over more "
+        "candidates on shorter schedules; 0: the cheap stage and the selection only, print the picks "
         "(default: %(default)s)",
     )
     p.add_argument("--data", default=D.data, help="shapes (embedded) or a COCO-format annotation file/folder")

@@ -4,11 +4,15 @@
    compiled, costed and scored by its gradient-path metrics in milliseconds; over-budget ones
    are recorded infeasible.
 2. Selection (:mod:`nas.engine.select`) — feasible, deduplicated, the best cheap score in each
-   of K FLOPs bands up to the budget; these K go on.
-3. Proxy stage (:mod:`nas.engine.proxy`) — Ray Tune trains each on the COCO proxy
-   (``evaluators.train``, the one training code path) under ASHA; the driver owns Optuna study
-   ``<name>`` (AP ↑, FLOPs ↓) through ask/tell: completed → COMPLETE, stopped by ASHA → PRUNED
-   (last AP kept as an attribute), failed → FAIL with the reason. The search goes on past failures.
+   of N FLOPs bands up to the budget, diverse in block pattern: N is the bottom rung of the
+   training plan (:func:`nas.engine.fidelity.plan_rungs`: ``--trials K`` = the compute of K
+   full trainings, spent by successive halving), with a reserve of 3N behind it.
+3. Proxy stage (:mod:`nas.engine.proxy`) — one Ray Tune run per rung trains its candidates on the
+   COCO proxy (``evaluators.train``, the one training code path) on a complete short schedule;
+   after each rung the cheap score is recalibrated on the measured APs (the ledger, summary
+   ``calibration``) and the best go on. The driver owns Optuna study ``<name>`` (AP ↑, FLOPs ↓)
+   through ask/tell: full fidelity → COMPLETE, low fidelity → PRUNED (``AP_low``, ``fidelity``),
+   failed → FAIL with the reason. The search goes on past failures.
 
 Resume: the same command again keeps every finished trial, marks the ones a kill interrupted
 as FAIL (``interrupted``) and re-runs them (their per-epoch checkpoints make the re-run
@@ -26,11 +30,12 @@ from typing import Any
 
 from nas.core.runio import RunLock, atomic_write_json
 from nas.engine.cheap import cheap_stage
+from nas.engine.fidelity import Rung, plan_rungs
 from nas.engine.objectives import config_of, flops_of, latency_of, params_of
 from nas.engine.options import SearchError, SearchOptions, validate_options
 from nas.engine.proxy import proxy_stage
 from nas.engine.report import format_front, write_outputs
-from nas.engine.select import format_pattern, pattern_of, select_candidates
+from nas.engine.select import feasible_pool, format_pattern, pattern_of, select_candidates
 from nas.engine.storage import open_storage, prepare_journal
 
 __all__ = ["SearchError", "SearchOptions", "search"]
@@ -94,6 +99,16 @@ def format_picks(picks: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+#: the pool the proxy stage may draw on is this many times its bottom rung: the untrained rest is
+#: re-ranked by the calibrated score after each rung and tops up a rung whose trainings failed
+RESERVE_FACTOR = 3
+
+
+def format_plan(plan: list[Rung]) -> str:
+    """``6 × 2 epochs, then 2 × 6 epochs``: what the proxy stage will train."""
+    return ", then ".join(f"{r.n} × {r.epochs} epoch{'s' if r.epochs > 1 else ''}" for r in plan)
+
+
 # -- the whole search --------------------------------------------------------------------------
 def _quiet_libraries() -> None:
     import warnings
@@ -138,7 +153,9 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
         log(
             f"cheap stage: {len(trials)} candidates, {feasible} within {opts.budget / 1e9:g} GFLOPs{lat} ({time.perf_counter() - t0:.1f} s)"
         )
-        chosen = select_candidates(trials, opts.trials or PICKS_WITHOUT_TRAINING, opts.budget)
+        pool = feasible_pool(trials, opts.budget)
+        plan = plan_rungs(opts.trials, opts.recipe.epochs, pool=len(pool))
+        chosen = select_candidates(trials, plan[0].n if plan else PICKS_WITHOUT_TRAINING, opts.budget)
         if not chosen:
             raise SearchError(f"no candidate fits the budget of {opts.budget / 1e9:g} GFLOPs; raise --budget")
         if opts.trials == 0:
@@ -146,8 +163,13 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
             log(f"picks (--trials 0: nothing trained; the candidates are in study {opts.name}-cheap):")
             log(format_picks(summary["picks"]))
             return summary
-        study = proxy_stage(storage, opts, chosen, progress)
+        log(f"proxy stage: {format_plan(plan)} (the compute of {opts.trials} full trainings)")
+        reserve = select_candidates(trials, RESERVE_FACTOR * len(chosen), opts.budget)
+        study = proxy_stage(storage, opts, chosen, progress, reserve=reserve, log=log)
         summary = write_outputs(study, opts)
+        summary["calibration"] = study.user_attrs.get("calibration") or []
+        summary["plan"] = [{"epochs": r.epochs, "of": r.of, "n": r.n} for r in plan]
+        atomic_write_json(run_dir / "summary.json", summary)
         summary["wall_s"] = time.perf_counter() - t0
         log("Pareto front (AP vs FLOPs, * = best.yaml):")
         log(format_front(summary))

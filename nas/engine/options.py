@@ -33,7 +33,8 @@ class SearchOptions:
     # about a minute of cheap stage on 2 shared cores, and a cheap study optuna-dashboard loads in
     # about 10 s (its API serialises ~1 ms per trial: benchmarks/cheap_stage.py)
     candidates: int = 6000
-    #: candidates trained on the proxy; 0 = the cheap stage and the selection only
+    #: the proxy budget: the compute of this many full trainings (nas.engine.fidelity.plan_rungs
+    #: spends it on more candidates at lower fidelity); 0 = the cheap stage and the selection only
     trials: int = 4
     data: str = "shapes"
     recipe: Recipe = DEFAULT_RECIPE

@@ -1,32 +1,39 @@
-"""The proxy stage on Ray Tune, driver side: the chosen candidates are trained on the COCO proxy
-under ASHA while the driver owns the Optuna study through ask/tell. What runs inside the Ray
-workers is :mod:`nas.engine.worker`."""
+"""The proxy stage on Ray Tune, driver side: a training budget spent by successive halving over a
+diverse pool (rungs of complete short schedules, :mod:`nas.engine.fidelity`), the cheap score
+recalibrated on the measured APs after every rung (:mod:`nas.engine.calibration`), while the
+driver owns the Optuna study through ask/tell. What runs inside the Ray workers is
+:mod:`nas.engine.worker`."""
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nas.engine.fidelity import Rung, plan_rungs
 from nas.engine.objectives import (
     CONFIG_ATTR,
     config_of,
     constraints_of,
     copied_attrs,
+    flops_of,
     latency_info,
     metric_name,
+    metrics_of,
+    params_of,
     study_attrs,
 )
 from nas.engine.options import SearchError, SearchOptions
 from nas.engine.report import progress_bar
+from nas.engine.stats import pareto_fronts
 from nas.engine.storage import fail_interrupted, mark_constraint
-from nas.engine.worker import ERROR_FILE, FAULT_ENV, FINISHED, _proxy_trainable, config_hash
+from nas.engine.worker import ERROR_FILE, FAULT_ENV, FINISHED, _proxy_trainable, trial_folder
 
 
-def _tune_callback(study, pending: dict[int, Any], epochs: int, bar: Any, failure: list[BaseException]):  # noqa: ANN001, ANN202
+def _tune_callback(study, pending: dict[int, Any], rung: Rung, bar: Any, failure: list[BaseException]):  # noqa: ANN001, ANN202
     """Tells Optuna as each Ray trial ends, in the driver, so a kill loses nothing finished.
 
     A storage write that fails here (disk full, permission lost) is kept in ``failure`` instead of
@@ -54,13 +61,20 @@ def _tune_callback(study, pending: dict[int, Any], epochs: int, bar: Any, failur
                 if "failed" in last:
                     ot.set_user_attr("reason", str(last["failed"]))
                     study.tell(ot, state=optuna.trial.TrialState.FAIL)
-                elif last.get("epoch", 0) >= epochs:
+                elif last.get("epoch", 0) >= rung.epochs and rung.full:
                     ot.set_user_attr("AP50", last.get("AP50"))
                     study.tell(ot, [float(last["AP"]), ot.user_attrs[study.metric_names[1]]])  # GFLOPs | latency_ms
+                elif last.get("epoch", 0) >= rung.epochs:  # a complete low-fidelity schedule
+                    ot.set_user_attr("AP_low", float(last["AP"]))
+                    ot.set_user_attr("AP50_low", last.get("AP50"))
+                    ot.set_user_attr("last_AP", last.get("AP"))
+                    ot.set_user_attr("epochs_done", last.get("epoch", 0))
+                    ot.set_user_attr("reason", f"low fidelity ({rung.epochs} of {rung.of} epochs)")
+                    study.tell(ot, state=optuna.trial.TrialState.PRUNED)
                 else:
                     ot.set_user_attr("last_AP", last.get("AP"))
                     ot.set_user_attr("epochs_done", last.get("epoch", 0))
-                    ot.set_user_attr("reason", "stopped early by ASHA")
+                    ot.set_user_attr("reason", "stopped before its last epoch")
                     study.tell(ot, state=optuna.trial.TrialState.PRUNED)
             except Exception as e:  # noqa: BLE001 - any storage error stops the search, see above
                 failure.append(e)
@@ -103,10 +117,57 @@ def _error_reason(trial: Any) -> str:
     return reason[:500]
 
 
-def proxy_stage(storage, opts: SearchOptions, chosen: list, progress: bool = True):  # noqa: ANN001, ANN201
+def _copy_cheap_attrs(study, ot, cheap, opts: SearchOptions) -> None:  # noqa: ANN001
+    """What a proxy trial keeps of its cheap-stage trial: readable scalars (cost, metrics, score,
+    design; :func:`nas.engine.objectives.copied_attrs`), its constraints, and the YAML as a system attribute."""
+    mark_constraint(study, ot, cheap.system_attrs["constraints"], [c.name for c in constraints_of(opts)])
+    for k, v in copied_attrs(cheap).items():
+        ot.set_user_attr(k, v)
+    study._storage.set_trial_system_attr(ot._trial_id, CONFIG_ATTR, config_of(cheap))
+
+
+def fidelity_of(trial: Any, full_epochs: int) -> int:
+    """The epochs a proxy trial trained for (trials of runs before the fidelity attribute: full)."""
+    return int((trial.user_attrs.get("fidelity") or {}).get("epochs", full_epochs))
+
+
+def _trainings(study, full_epochs: int) -> dict[tuple[str, int], Any]:  # noqa: ANN001
+    """The finished trainings of the proxy study by (config key, epochs): a FAIL the search told
+    counts (it is not retried), one a kill interrupted does not (it is re-run)."""
+    out: dict[tuple[str, int], Any] = {}
+    for t in study.get_trials(deepcopy=False):
+        if t.state.name in FINISHED or (t.state.name == "FAIL" and not t.user_attrs.get("interrupted")):
+            out[(t.user_attrs.get("key"), fidelity_of(t, full_epochs))] = t
+    return out
+
+
+def measured_ap(trial: Any) -> float | None:
+    """A finished training's AP at its own fidelity: COMPLETE's value, a low rung's ``AP_low``."""
+    if trial.state.name == "COMPLETE":
+        return float(trial.values[0])
+    if trial.state.name == "PRUNED" and trial.user_attrs.get("AP_low") is not None:
+        return float(trial.user_attrs["AP_low"])
+    return None
+
+
+def proxy_stage(  # noqa: ANN201
+    storage,  # noqa: ANN001
+    opts: SearchOptions,
+    chosen: list,
+    progress: bool = True,
+    reserve: list | tuple = (),
+    log: Callable[[str], None] = print,
+):
+    """Spend ``opts.trials`` full trainings by successive halving (:func:`nas.engine.fidelity.plan_rungs`)
+    over ``chosen`` (the bottom rung's picks, in order) and ``reserve`` (the rest of the pool):
+    one Ray Tune run per rung; after each, the cheap score is recalibrated on the rung's APs
+    (:mod:`nas.engine.calibration`), the ledger entry recorded (study attribute ``calibration``)
+    and printed, and the next rung promoted. Every training is a proxy-study trial with user
+    attributes ``fidelity`` and ``rung``; a full-fidelity one is COMPLETE with (AP, FLOPs), a
+    low-fidelity one PRUNED with ``AP_low`` (so the front, ``best.yaml`` and ``nas export``,
+    which read COMPLETE trials, only ever see full-fidelity APs)."""
     import optuna
 
-    from search_spaces import parse_yaml
     from search_spaces.space import SPACES
 
     space = SPACES[opts.space]
@@ -117,34 +178,139 @@ def proxy_stage(storage, opts: SearchOptions, chosen: list, progress: bool = Tru
     for k, v in study_attrs(opts, latency_info(opts)[1]).items():
         study.set_user_attr(k, v)
     fail_interrupted(study)
-    finished = {
-        t.user_attrs.get("key")
-        for t in study.get_trials(deepcopy=False)
-        if t.state.name in FINISHED or (t.state.name == "FAIL" and not t.user_attrs.get("interrupted"))
-    }
-    todo = [t for t in chosen if t.user_attrs["key"] not in finished]
-    if not todo:
+    full = opts.recipe.epochs
+    plan = plan_rungs(opts.trials, full, pool=len(chosen) + len(reserve))
+    if not plan:
         return study
-    pending: dict[int, Any] = {}
-    ray_trials = []
-    for cheap in todo:
-        cfg = parse_yaml(config_of(cheap))
-        study.enqueue_trial(space.params_of(cfg), skip_if_exists=False)
-        ot = study.ask()
-        assert space.suggest(ot) == cfg
-        mark_constraint(study, ot, cheap.system_attrs["constraints"], [c.name for c in constraints_of(opts)])
-        for k, v in copied_attrs(cheap).items():  # readable scalars; the YAML is a system attribute
-            ot.set_user_attr(k, v)
-        study._storage.set_trial_system_attr(ot._trial_id, CONFIG_ATTR, config_of(cheap))
-        pending[ot.number] = ot
-        out_dir = (opts.run_dir / "trials" / config_hash(cheap.user_attrs["key"])).resolve()
-        ray_trials.append({"number": ot.number, "config": config_of(cheap), "out_dir": str(out_dir)})
-    bar = progress_bar(len(chosen), "proxy stage", progress, initial=len(chosen) - len(todo))
+    candidates = list(chosen[: plan[0].n])
+    picked = {t.number for t in chosen}
+    untrained = list(chosen[plan[0].n :]) + [t for t in reserve if t.number not in picked]
+    ledger = list(study.user_attrs.get("calibration") or [])[: len(plan)]
+    bar = progress_bar(sum(r.n for r in plan), "proxy stage", progress)
+    ray_started: list[bool] = []
     try:
-        _run_tune(opts, ray_trials, study, pending, bar)
+        for r, rung in enumerate(plan):
+            done = _trainings(study, full)
+            pending: dict[int, Any] = {}
+            ray_trials = []
+            for cheap in candidates:
+                key = cheap.user_attrs["key"]
+                if (key, rung.epochs) in done:
+                    bar.update(1)
+                    continue
+                ot = _ask_training(study, space, opts, cheap, rung, r)
+                pending[ot.number] = ot
+                out_dir = (opts.run_dir / "trials" / trial_folder(key, rung.epochs, full)).resolve()
+                ray_trials.append({"number": ot.number, "config": config_of(cheap), "out_dir": str(out_dir)})
+            if ray_trials:
+                if not ray_started:
+                    ray_started.append(_start_ray(opts))
+                _run_tune(opts, ray_trials, study, pending, bar, rung=rung, index=r)
+            done = _trainings(study, full)
+            trained = [(c, done.get((c.user_attrs["key"], rung.epochs))) for c in candidates]
+            trained = [(c, measured_ap(t)) for c, t in trained if t is not None and measured_ap(t) is not None]
+            entry, calibrated = _calibrate(trained, untrained, rung, r)
+            if r + 1 < len(plan):
+                candidates, untrained = _promote(trained, untrained, calibrated, plan[r + 1].n, entry)
+            ledger[r:] = [entry]
+            study.set_user_attr("calibration", ledger)
+            for line in ledger_lines(entry):
+                log(line)
     finally:
         bar.close()
+        if ray_started and ray_started[0]:
+            import ray
+
+            ray.shutdown()  # our local Ray: stop its processes now, not at interpreter exit
     return study
+
+
+def _ask_training(study, space, opts: SearchOptions, cheap, rung: Rung, index: int):  # noqa: ANN001, ANN202
+    """A new proxy trial for one training of ``cheap`` at the rung's fidelity."""
+    from search_spaces import parse_yaml
+
+    cfg = parse_yaml(config_of(cheap))
+    study.enqueue_trial(space.params_of(cfg), skip_if_exists=False)
+    ot = study.ask()
+    assert space.suggest(ot) == cfg
+    _copy_cheap_attrs(study, ot, cheap, opts)
+    ot.set_user_attr("fidelity", rung.fidelity())
+    ot.set_user_attr("rung", index)
+    return ot
+
+
+def _calibrate(trained: list, untrained: list, rung: Rung, index: int) -> tuple[dict[str, Any], dict[int, float]]:
+    """The rung's ledger entry, and the calibrated score of every candidate still in play
+    (cheap trial number -> score), trained and untrained."""
+    from nas.engine.calibration import calibrate, features_of, score_rows
+    from nas.engine.scores import fitted_weights
+
+    prior = fitted_weights()["features"]
+
+    def rows(trials: list) -> list[dict[str, float]]:
+        return [features_of(flops_of(t), params_of(t), metrics_of(t)) for t in trials]
+
+    cheap = [c for c, _ in trained]
+    entry = {"rung": index, "fidelity": rung.fidelity()}
+    entry.update(calibrate(rows(cheap), [ap for _, ap in trained], [c.values[0] for c in cheap], prior))
+    everyone = cheap + list(untrained)
+    scores = dict(zip((t.number for t in everyone), score_rows(rows(everyone), prior, entry["weights"]), strict=True))
+    return entry, scores
+
+
+def _promote(
+    trained: list, untrained: list, calibrated: dict[int, float], n: int, entry: dict[str, Any]
+) -> tuple[list, list]:
+    """The next rung's ``n`` candidates, and the pool left untrained (re-ranked by the calibrated
+    score). Promotion sorts the rung's candidates into Pareto fronts of (measured AP ↑, FLOPs ↓)
+    — multi-objective successive halving, so the full rung spans the AP-vs-FLOPs front instead
+    of its large end — then by AP within a front; equal APs go by the calibrated score, or, once
+    the cheap score is shown to mislead (``entry["misleading"]``), by measured AP alone (ties: pick
+    order). A rung with too few successful trainings is topped up from the re-ranked pool."""
+    lean = entry["misleading"]
+    order = {c.number: i for i, (c, _) in enumerate(trained)}
+    if len({ap for _, ap in trained}) > 1:
+        fronts = pareto_fronts([(ap, c.values[1]) for c, ap in trained])
+        front_of = {trained[i][0].number: f for f, front in enumerate(fronts) for i in front}
+    else:  # all equal: the APs say nothing, the calibrated score decides
+        front_of = {c.number: 0 for c, _ in trained}
+
+    def key(item: tuple[Any, float]) -> tuple[float, ...]:
+        c, ap = item
+        tie = -order[c.number] if lean else calibrated[c.number]
+        return (front_of[c.number], -ap, -tie)
+
+    promoted = [c for c, _ in sorted(trained, key=key)[:n]]
+    pool = untrained if lean else sorted(untrained, key=lambda t: (-calibrated[t.number], untrained.index(t)))
+    topped = pool[: n - len(promoted)]
+    rest = pool[len(topped) :]
+    entry["promoted"] = [c.number for c in promoted + topped]
+    entry["topped_up"] = len(topped)
+    entry["pool_next"] = [t.number for t in rest[:3]]
+    return promoted + topped, rest
+
+
+def ledger_lines(entry: dict[str, Any]) -> list[str]:
+    """The rung's printed lines: one always, one more when the cheap score misleads."""
+
+    def f(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:+.2f}"
+
+    fid = entry["fidelity"]
+    line = (
+        f"calibration rung {entry['rung']} ({fid['epochs']} of {fid['of']} epochs): n={entry['n']}, "
+        f"Kendall tau cheap score vs AP {f(entry['kendall_tau'])}, calibrated (leave-one-out) "
+        f"{f(entry['kendall_tau_calibrated'])}"
+    )
+    if "promoted" in entry:
+        line += f"; promoted cheap trials {', '.join(map(str, entry['promoted'])) or 'none'}"
+    lines = [line]
+    if entry["misleading"]:
+        lines.append(
+            f"the cheap score misleads on this data (Kendall tau {entry['kendall_tau']:+.2f} with the measured AP "
+            f"over {entry['n']} trainings): the search is leaning on measured AP"
+        )
+    return lines
 
 
 def _stop_all(failure: list[BaseException]) -> Any:
@@ -162,60 +328,62 @@ def _stop_all(failure: list[BaseException]) -> Any:
     return StopAll()
 
 
-def _run_tune(opts: SearchOptions, ray_trials: list[dict[str, Any]], study, pending, bar) -> None:  # noqa: ANN001
+def _start_ray(opts: SearchOptions) -> bool:
+    """Start a local Ray (or join ``--ray-address``) unless one is up; True when this call did."""
     import ray
-    from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
 
     from nas.engine.ray_cluster import start_or_join
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    started = start_or_join(opts.ray_address, os.cpu_count())  # see nas.engine.ray_cluster
+    if ray.is_initialized():
+        return False
+    return start_or_join(opts.ray_address, os.cpu_count())  # see nas.engine.ray_cluster
+
+
+def _run_tune(
+    opts: SearchOptions,
+    ray_trials: list[dict[str, Any]],
+    study,  # noqa: ANN001
+    pending,  # noqa: ANN001
+    bar,  # noqa: ANN001
+    rung: Rung | None = None,
+    index: int = 0,
+) -> None:
+    """One rung: its trainings as one Tune run, ``--workers`` at a time (no scheduler inside a
+    rung: each is a complete schedule, promotion happens between rungs)."""
+    import ray
+    from ray import tune
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    rung = rung or Rung(opts.recipe.epochs, len(ray_trials), opts.recipe.epochs)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // opts.workers)
     options = {
         "data": str(Path(opts.data).resolve()) if opts.data != "shapes" else "shapes",
-        "recipe": opts.recipe.to_dict(),
+        "recipe": opts.recipe.replace(epochs=rung.epochs).to_dict(),
         "threads": cpus,
         "data_root": str(Path(opts.runs_dir).resolve()),
         "fault": os.environ.get(FAULT_ENV),  # test-only, see _fault_injector
     }
     param_space = {"options": options, "trial": tune.grid_search(ray_trials)}
     failure: list[BaseException] = []
-    # max_t one past the last epoch: ASHA only ever stops trials early; a trial that reaches its
-    # last epoch ends by returning, so "completed" and "stopped by ASHA" stay distinguishable.
-    # The one rung sits at 2/3 of the epochs: the rank study measured Kendall τ of epoch-e AP with
-    # the final AP at 0.21-0.22 for e = 2 of 5-6 (pruning there is nearly a coin flip), 0.45-0.49
-    # for e = 3 and 0.69-0.79 for e = 4 (rank_study[_default].json, "early_stopping").
-    scheduler = ASHAScheduler(
-        metric="AP",
-        mode="max",
-        time_attr="training_iteration",
-        max_t=opts.recipe.epochs + 1,
-        grace_period=max(1, math.ceil(2 * opts.recipe.epochs / 3)),
-    )
     tuner = tune.Tuner(
         tune.with_resources(_proxy_trainable, {"cpu": cpus}),
         param_space=param_space,
         tune_config=tune.TuneConfig(
-            scheduler=scheduler,
             max_concurrent_trials=opts.workers,
             reuse_actors=False,
             trial_dirname_creator=lambda t: f"trial_{t.config['trial']['number']}",
         ),
         run_config=tune.RunConfig(
-            name=f"tune-{int(time.time())}",
+            name=f"tune-{int(time.time())}-rung{index}",
             storage_path=str((opts.run_dir / "ray").resolve()),
             verbose=0,
-            callbacks=[_tune_callback(study, pending, opts.recipe.epochs, bar, failure)],
+            callbacks=[_tune_callback(study, pending, rung, bar, failure)],
             stop=_stop_all(failure),
             failure_config=tune.FailureConfig(max_failures=1),
         ),
     )
-    try:
-        tuner.fit()
-    finally:
-        if started:  # our local Ray: stop its processes now, not at interpreter exit
-            ray.shutdown()
+    tuner.fit()
     if failure:
         e = failure[0]
         text = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"

@@ -54,6 +54,18 @@ def format_pattern(pattern: str, backbone_stages: int = 5) -> str:
     return f"{runs(blocks[:backbone_stages])} | {runs(blocks[backbone_stages:])}"
 
 
+def feasible_pool(trials: list[Any], budget: int) -> list[Any]:
+    """The cheap trials that may be trained: COMPLETE, within the FLOPs budget and every other
+    recorded constraint (a latency budget), one per config key (the first proposed), in trial order."""
+    seen, pool = set(), []
+    for t in sorted(trials, key=lambda t: t.number):
+        if t.state.name != "COMPLETE" or not within_budgets(t, budget) or t.user_attrs["key"] in seen:
+            continue
+        seen.add(t.user_attrs["key"])
+        pool.append(t)
+    return pool
+
+
 def select_candidates(trials: list[Any], k: int, budget: int) -> list[Any]:
     """The K candidates to train: feasible and deduplicated, then one per FLOPs band — K bands of
     equal width from the smallest feasible candidate to the budget, the best cheap score in each,
@@ -67,13 +79,7 @@ def select_candidates(trials: list[Any], k: int, budget: int) -> list[Any]:
     cannot resolve — are as good as its best. A band whose best repeats the block pattern of
     another band's pick takes, instead, its best near-best candidate of a pattern no pick has
     yet (bands in pick order), so the K picks compare designs, not one design at K sizes."""
-    seen, pool = set(), []
-    for t in sorted(trials, key=lambda t: t.number):
-        # feasible: within the FLOPs budget and every other recorded constraint (a latency budget)
-        if t.state.name != "COMPLETE" or not within_budgets(t, budget) or t.user_attrs["key"] in seen:
-            continue
-        seen.add(t.user_attrs["key"])
-        pool.append(t)
+    pool = feasible_pool(trials, budget)
     if not pool:
         return []
     flops = {t.number: flops_of(t) for t in pool}  # the bands are FLOPs bands whatever the cost objective

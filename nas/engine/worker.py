@@ -26,6 +26,17 @@ def config_hash(key: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
+def trial_folder(key: str, epochs: int, of: int) -> str:
+    """A training's folder under ``runs/<name>/trials/``: one per config and fidelity, so a
+    low-rung checkpoint (its own short schedule) is never resumed as the full one.
+
+    >>> trial_folder("k", 6, 6), trial_folder("k", 2, 6)
+    ('13fbd79c3d39', '13fbd79c3d39-e2')
+    """
+    h = config_hash(key)
+    return h if epochs == of else f"{h}-e{epochs}"
+
+
 def _proxy_trainable(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: one proxy training, reporting AP after every epoch."""
     o, job = config["options"], config["trial"]

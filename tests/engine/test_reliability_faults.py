@@ -271,7 +271,7 @@ def test_disk_full_writing_the_outputs_keeps_the_old_ones_and_leaves_no_temp_fil
     monkeypatch.setattr(
         S,
         "proxy_stage",
-        lambda storage, o, chosen, progress=True: optuna.load_study(study_name=RUN_NAME, storage=storage),
+        lambda storage, o, chosen, progress=True, **_: optuna.load_study(study_name=RUN_NAME, storage=storage),
     )
     argv = [
         "search",

@@ -282,3 +282,31 @@ def test_proxy_stage_killed_and_resumed_keeps_finished_and_duplicates_nothing(tm
     expected = {t.user_attrs["key"] for t in select_candidates(cheap, 2, parse_flops("45G"))}
     assert set(keys) == expected
     assert all(t.user_attrs.get("interrupted") for t in proxy if t.state.name == "FAIL")
+
+
+@pytest.mark.slow
+def test_tiny_adaptive_search_trains_more_candidates_than_trials_and_writes_the_ledger(tmp_path):
+    """The issue's done-when check at test size: --trials 2 with 3 epochs is 3 trainings of one
+    epoch and one of three; only the full-fidelity one reaches the front, best.yaml and export."""
+    tiny = ["--candidates", "120", "--trials", "2", "--epochs", "3", "--images", "32", "--img-size", "64"]
+    proc = subprocess.run(search_cmd(tmp_path, "ad", *tiny), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = tmp_path / "ad"
+    summary = json.loads((run / "summary.json").read_text())
+    proxy = _journal_trials(run / "optuna.journal", "ad")
+    assert len({t.user_attrs["key"] for t in proxy}) == 3 > 2  # more distinct candidates than --trials
+    assert sorted(t.user_attrs["fidelity"]["epochs"] for t in proxy) == [1, 1, 1, 3]
+    assert all(t.state.name == "PRUNED" and "AP_low" in t.user_attrs for t in proxy if t.user_attrs["rung"] == 0)
+    full = [t for t in proxy if t.user_attrs["fidelity"]["epochs"] == 3]
+    assert [t.state.name for t in full] == ["COMPLETE"] and summary["pareto"] == [full[0].number]
+    assert summary["best_trial"] == full[0].number
+    ledger = summary["calibration"]
+    assert [e["rung"] for e in ledger] == [0, 1] and [e["n"] for e in ledger] == [3, 1]
+    assert ledger == _study_attr(run, "ad", "calibration")
+    assert proc.stdout.count("calibration rung") == 2
+
+
+def _study_attr(run: Path, study: str, attr: str):
+    import optuna
+
+    return optuna.load_study(study_name=study, storage=open_storage(None, run)).user_attrs[attr]
