@@ -31,6 +31,7 @@ def trained_rows(study) -> list[dict[str, Any]]:  # noqa: ANN001
             "AP50": t.user_attrs.get("AP50"),
             "last_AP": t.user_attrs.get("last_AP"),
             "reason": t.user_attrs.get("reason"),
+            "fidelity": t.user_attrs.get("fidelity"),  # {"epochs": e, "of": E}; None: full (runs made before)
             "flops": flops_of(t),
             "params": params_of(t),
             "knobs": t.params,
@@ -108,7 +109,8 @@ def plot_pareto(
 def pareto_figure(
     rows: list[dict[str, Any]], front: list[dict[str, Any]], budget: int, opts: SearchOptions | None = None
 ) -> Any:
-    """The figure of ``pareto.png``: trained trials, the ones ASHA stopped (only if any), the
+    """The figure of ``pareto.png``: trained trials, the low-fidelity trainings of the bottom rung
+    (grey, their short-schedule AP; only if any) or, in runs made before, the ones ASHA stopped, the
     Pareto front, the budget line labelled with its value, a title naming the recipe; the
     legend sits outside the axes so it never hides a point."""
     import matplotlib
@@ -127,9 +129,9 @@ def pareto_figure(
     pruned = [r for r in rows if r["state"] == "PRUNED" and r["last_AP"] is not None and r.get(key) is not None]
     ax.scatter([x(r) for r in done], [r["AP"] for r in done], c="tab:blue", label="trained", zorder=3)
     if pruned:
-        ax.scatter(
-            [x(r) for r in pruned], [r["last_AP"] for r in pruned], c="darkgray", label="stopped early (last AP)"
-        )
+        low = all(r.get("fidelity") for r in pruned)
+        label = "low fidelity (short-schedule AP)" if low else "stopped early (last AP)"
+        ax.scatter([x(r) for r in pruned], [r["last_AP"] for r in pruned], c="darkgray", label=label)
     if front:
         ax.plot([x(r) for r in front], [r["AP"] for r in front], "o-", c="tab:red", label="Pareto front", zorder=4)
     if cost == "flops":

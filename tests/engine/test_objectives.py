@@ -279,3 +279,13 @@ def test_pareto_png_legend_budget_title(pruned, cost):
     else:  # trial 2 is dominated by trial 1 (more AP for fewer GFLOPs)
         assert [r["trial"] for r in front] == [0, 1, 3]
     json.dumps(front)
+
+
+def test_pareto_png_names_low_fidelity_trainings():
+    """The adaptive stage's bottom rung is PRUNED with a ``fidelity``: grey points named for what they are."""
+    opts = SearchOptions(budget=parse_flops("45G"), name="demo")
+    rows = _rows(True)
+    rows[-1]["fidelity"] = {"epochs": 2, "of": 6}
+    fig = pareto_figure(rows, pareto_rows(rows, opts.budget), opts.budget, opts)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "low fidelity (short-schedule AP)" in labels and not any("stopped" in s for s in labels)
