@@ -54,6 +54,8 @@ class SearchOptions:
     RUNTIME_ONLY = ("workers", "ray_address", "storage", "runs_dir")
     # the recipe fields a search records (and checks on resume); the rest are fixed defaults
     RECIPE_FIELDS = ("epochs", "img_size", "width_mult", "images", "seed")
+    #: recipe fields recorded only when not at their default, so older ``search.json`` files still match
+    OPTIONAL_RECIPE_FIELDS = ("precision",)
 
     @property
     def seed(self) -> int:
@@ -68,7 +70,8 @@ class SearchOptions:
     def from_identity(cls, identity: dict[str, Any], **runtime: Any) -> SearchOptions:
         """The options a ``search.json`` records, plus the runtime-only ones (inverse of :meth:`identity`)."""
         fields = dict(identity)
-        recipe = DEFAULT_RECIPE.replace(**{k: fields.pop(k) for k in cls.RECIPE_FIELDS if k in fields})
+        names = cls.RECIPE_FIELDS + cls.OPTIONAL_RECIPE_FIELDS
+        recipe = DEFAULT_RECIPE.replace(**{k: fields.pop(k) for k in names if k in fields})
         return cls(**fields, recipe=recipe, **runtime)
 
     def identity(self) -> dict[str, Any]:
@@ -88,6 +91,13 @@ class SearchOptions:
                 continue
             if f.name == "recipe":
                 out.update({k: getattr(self.recipe, k) for k in self.RECIPE_FIELDS})
+                out.update(
+                    {
+                        k: getattr(self.recipe, k)
+                        for k in self.OPTIONAL_RECIPE_FIELDS
+                        if getattr(self.recipe, k) != getattr(DEFAULT_RECIPE, k)
+                    }
+                )
             else:
                 out[f.name] = getattr(self, f.name)
         return out

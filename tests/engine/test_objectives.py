@@ -156,6 +156,16 @@ def test_identity_records_the_cost_options_only_when_used():
     assert SearchOptions.from_identity(ident) == lat
 
 
+def test_identity_records_the_precision_only_when_set():
+    """A resumed run must train at the precision it started with; ``auto`` runs' search.json is unchanged."""
+    from evaluators.recipe import Recipe
+
+    assert "precision" not in SearchOptions(budget=10**11).identity()
+    fp32 = SearchOptions(budget=10**11, recipe=Recipe(precision="fp32"))
+    assert fp32.identity()["precision"] == "fp32"
+    assert SearchOptions.from_identity(fp32.identity()) == fp32
+
+
 @pytest.mark.parametrize(
     ("kw", "needle"),
     [
