@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from evaluators.recipe import DEFAULT as R
-from evaluators.recipe import Recipe
+from nas.cli.train import recipe_flags
 from nas.core.cost import parse_flops
 from nas.core.errors import UsageError
 from nas.engine import SCORES, SearchOptions, search
@@ -112,14 +112,7 @@ def run_search(args: argparse.Namespace) -> int:
         candidates=args.candidates,
         trials=args.trials,
         data=args.data,
-        recipe=Recipe(
-            epochs=args.epochs,
-            img_size=args.img_size,
-            width_mult=args.width_mult,
-            images=args.images,
-            seed=args.seed,
-            precision=args.precision,
-        ),
+        recipe=recipe_flags(args),  # validated with the other options
         workers=args.workers,
         cheap_score=args.cheap_score,
         cost=args.cost,

@@ -92,8 +92,8 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def recipe_of(args: argparse.Namespace) -> Recipe:
-    """The recipe the flags ask for, validated (one line naming the flag when a value is refused)."""
+def recipe_flags(args: argparse.Namespace) -> Recipe:
+    """The recipe the proxy flags ask for (``nas train`` and ``nas search`` share them), not yet validated."""
     return Recipe(
         epochs=args.epochs,
         img_size=args.img_size,
@@ -101,7 +101,12 @@ def recipe_of(args: argparse.Namespace) -> Recipe:
         images=args.images,
         seed=args.seed,
         precision=args.precision,
-    ).validate()
+    )
+
+
+def recipe_of(args: argparse.Namespace) -> Recipe:
+    """The recipe the flags ask for, validated (one line naming the flag when a value is refused)."""
+    return recipe_flags(args).validate()
 
 
 def check_args(args: argparse.Namespace) -> Recipe:

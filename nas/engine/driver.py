@@ -31,11 +31,11 @@ from typing import Any
 from nas.core.runio import RunLock, atomic_write_json
 from nas.engine.cheap import cheap_stage
 from nas.engine.fidelity import Rung, plan_rungs
-from nas.engine.objectives import config_of, flops_of, latency_of, params_of
+from nas.engine.objectives import config_of, flops_of, format_pattern, latency_of, params_of
 from nas.engine.options import SearchError, SearchOptions, validate_options
 from nas.engine.proxy import proxy_stage
 from nas.engine.report import format_front, write_outputs
-from nas.engine.select import feasible_pool, format_pattern, pattern_of, select_candidates
+from nas.engine.select import feasible_pool, pattern_of, select_candidates
 from nas.engine.storage import open_storage, prepare_journal
 
 __all__ = ["SearchError", "SearchOptions", "search"]

@@ -125,10 +125,10 @@ def violation(values: list[float], opts: Any) -> float:
     return sum(over) if over else max(rel)
 
 
-def design(pattern: str, backbone_stages: int = 5) -> str:
-    """A one-line design summary from a block pattern (``select.format_pattern``'s format).
+def format_pattern(pattern: str, backbone_stages: int = 5) -> str:
+    """``res/res/res/prn/res/res/res/res/res/prn`` -> ``res×3,prn,res | res×4,prn`` (backbone | neck).
 
-    >>> design("res/res/res/prn/res/res/res/res/res/prn")
+    >>> format_pattern("res/res/res/prn/res/res/res/res/res/prn")
     'res×3,prn,res | res×4,prn'
     """
     blocks = pattern.split("/")
@@ -142,9 +142,20 @@ def design(pattern: str, backbone_stages: int = 5) -> str:
                 out.append([x, 1])
         return ",".join(b if n == 1 else f"{b}×{n}" for b, n in out)
 
+    return f"{runs(blocks[:backbone_stages])} | {runs(blocks[backbone_stages:])}"
+
+
+def design(pattern: str, backbone_stages: int = 5) -> str:
+    """A one-line design summary from a block pattern: :func:`format_pattern`, or ``res | prn``
+    for a schema-1 (backbone, neck) pattern.
+
+    >>> design("res/res/res/prn/res/res/res/res/res/prn"), design("res/prn")
+    ('res×3,prn,res | res×4,prn', 'res | prn')
+    """
+    blocks = pattern.split("/")
     if len(blocks) <= 2:  # a schema-1 (backbone, neck) pattern
         return " | ".join(blocks)
-    return f"{runs(blocks[:backbone_stages])} | {runs(blocks[backbone_stages:])}"
+    return format_pattern(pattern, backbone_stages)
 
 
 #: the system attribute that holds a trial's full config YAML: optuna-dashboard shows every user

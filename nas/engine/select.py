@@ -34,26 +34,6 @@ def pattern_of(trial: Any) -> str:
     return pattern
 
 
-def format_pattern(pattern: str, backbone_stages: int = 5) -> str:
-    """``res/res/res/prn/res/res/res/res/res/prn`` -> ``res×3,prn,res | res×4,prn`` (backbone | neck).
-
-    >>> format_pattern("res/res/res/prn/res/res/res/res/res/prn")
-    'res×3,prn,res | res×4,prn'
-    """
-    blocks = pattern.split("/")
-
-    def runs(xs: list[str]) -> str:
-        out: list[list[Any]] = []
-        for x in xs:
-            if out and out[-1][0] == x:
-                out[-1][1] += 1
-            else:
-                out.append([x, 1])
-        return ",".join(b if n == 1 else f"{b}×{n}" for b, n in out)
-
-    return f"{runs(blocks[:backbone_stages])} | {runs(blocks[backbone_stages:])}"
-
-
 def feasible_pool(trials: list[Any], budget: int) -> list[Any]:
     """The cheap trials that may be trained: COMPLETE, within the FLOPs budget and every other
     recorded constraint (a latency budget), one per config key (the first proposed), in trial order."""
