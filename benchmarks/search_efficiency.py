@@ -40,12 +40,11 @@ from benchmarks.rank_study import (
     FITTED,
     RECIPES,
     fit_rank_linear,
-    predict_rank_linear,
     result_name,
     transform,
 )
 from nas.engine import stats
-from nas.engine.stats import sem
+from nas.engine.stats import predict_rank_linear, sem
 
 SCORES = ("gradpath", "flops", "params", "synflow", "naswot")
 PREDICTOR = {

@@ -1,23 +1,35 @@
-"""Search efficiency with real trainings: three ways to spend the same K proxy trainings.
+"""Search efficiency with real trainings on the per-stage space: five ways to spend the compute
+of the same K full proxy trainings.
 
 Unlike ``benchmarks/search_efficiency.py`` (a table-lookup simulation over the rank study's
-pool), every arm here proposes configs from the whole search space and every proposal it picks
-is trained. Per seed, with K trainings each (the default search's K = 4):
+pool), every arm here proposes configs from the whole per-stage space (``SPACES["yolor"]``) and
+everything it trains is trained. Per seed, with the compute of K full trainings each (the
+default search's K = 4):
 
-* ``two-stage`` — the search's own first half: the cheap stage (``nas.engine.driver.cheap_stage``,
-  NSGA-II over ``--candidates`` scored by the default ``fitted`` score, in an in-memory study)
-  and ``select_candidates``; its K picks are trained.
-* ``random`` — K uniformly random feasible configs (FLOPs < budget), trained.
+* ``adaptive`` — the search itself (``nas.engine.search``): the cheap stage, then the proxy stage
+  by successive halving (``nas.engine.fidelity.plan_rungs``: with 5 epochs, 5 candidates × 2
+  epochs, then the best 2 × 5) with the fidelity ledger's live recalibration. Only its
+  full-fidelity trainings count as its results; its seed is the search's ``--seed`` (cheap stage
+  and trainings).
+* ``fixed-k`` — the search before issue 13: the same cheap stage and ``select_candidates``; its
+  K picks are trained at full fidelity.
 * ``optuna-tpe`` — Optuna's TPE sampler on (AP ↑, FLOPs ↓) driven by the proxy alone, no cheap
   stage: proposals over budget are told infeasible without training (a free FLOPs check, as
   any search would do), the rest trained one after another, each result told before the next
-  ask. ``n_startup_trials = K // 2``: with K = 4, two picks are TPE-guided.
+  ask. ``n_startup_trials = K // 2``.
+* ``random`` — K uniformly random feasible configs, trained.
+* ``evolution`` — regularised (aging) evolution (Real et al. 2019) on measured AP, no cheap
+  score: a population of ``max(2, K // 2)`` random feasible configs, then each child mutates
+  (``nas.engine.evolution.mutate``, about two genes) the best of a tournament of 2, is trained
+  and replaces the oldest member.
 
-Trainings use the rank study's recipe and folders (``runs/bench/rank_study/<hash>/seed0``), so a
-config trained by any arm or by the rank study is trained once. Reported per arm (mean and sem
-over seeds): best AP of its K, and the hypervolume of (AP ↑, FLOPs ↓) against (0, budget), also
-as a share of the front of every config trained so far at this recipe. Resumable; ``--shard i/n``
-splits the (arm, seed) tasks between n workers, and a run without ``--shard`` then reports.
+Trainings outside ``adaptive`` use the rank study's recipe and folders
+(``runs/bench/rank_study/<hash>/seed0``), so a config trained by any of those arms is trained
+once; ``adaptive`` runs real searches under ``runs/bench/search_efficiency_live/<recipe>/searches/``.
+Reported per arm (mean and sem over seeds): best AP, the hypervolume of (AP ↑, FLOPs ↓)
+against (0, budget), also as a share of the front of every config trained at this recipe, and
+the distinct designs (block patterns) trained. Resumable; ``--shard i/n`` splits the
+(arm, seed) tasks between n workers, and a run without ``--shard`` then reports.
 
     .venv/bin/python -m benchmarks.search_efficiency_live --shard 0/2 &
     .venv/bin/python -m benchmarks.search_efficiency_live --shard 1/2 &
@@ -38,10 +50,12 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import BENCH_DIR, write_result
-from benchmarks.rank_study import BUDGET, RECIPES, cand_dir, finished, result_name, train
+from benchmarks.rank_study import BUDGET, RECIPES, cand_dir, finished, make_recipe, result_name, train
 from benchmarks.search_efficiency import hypervolume, sem
 
-ARMS = ("two-stage", "random", "optuna-tpe")
+ARMS = ("adaptive", "fixed-k", "optuna-tpe", "random", "evolution")
+#: regularised evolution: tournament size, and the expected genes a mutation redraws
+TOURNAMENT, MUTATED_GENES = 2, 2.0
 PICKS_DIR = BENCH_DIR / "search_efficiency_live"
 
 
@@ -86,9 +100,9 @@ def two_stage_picks(seed: int, k: int, candidates: int) -> list[Any]:
 
 
 def random_picks(seed: int, k: int) -> list[Any]:
-    from search_spaces.space import SearchSpace
+    from search_spaces.space import SPACES
 
-    space, rng, out, seen = SearchSpace(), random.Random(f"random-arm-{seed}"), [], set()
+    space, rng, out, seen = SPACES["yolor"], random.Random(f"random-arm-{seed}"), [], set()
     while len(out) < k:
         cfg = space.sample(rng).canonical()
         if cfg.key() not in seen and _flops(cfg) < BUDGET:
@@ -101,10 +115,10 @@ def tpe_run(seed: int, k: int, recipe: dict[str, Any], threads: int) -> list[dic
     """TPE asks, the proxy answers; only feasible proposals are trained (and counted)."""
     import optuna
 
-    from search_spaces.space import SearchSpace
+    from search_spaces.space import SPACES
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = SearchSpace()
+    space = SPACES["yolor"]
     study = optuna.create_study(
         directions=["maximize", "minimize"],
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, k // 2)),
@@ -123,8 +137,95 @@ def tpe_run(seed: int, k: int, recipe: dict[str, Any], threads: int) -> list[dic
     return picks
 
 
+def evolution_run(seed: int, k: int, recipe: dict[str, Any], threads: int) -> list[dict[str, Any]]:
+    """Aging evolution on measured AP: tournament, mutate, train, drop the oldest."""
+    from collections import deque
+
+    from nas.engine.evolution import mutate, random_genome
+    from search_spaces.space import SPACES
+
+    space, rng = SPACES["yolor"], random.Random(f"evolution-arm-{seed}")
+    size = max(2, k // 2)
+    population: deque[tuple[dict[str, Any], float]] = deque()
+    picks: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    while len(picks) < k:
+        parent = (
+            max(rng.sample(list(population), min(TOURNAMENT, len(population))), key=lambda m: m[1])
+            if len(population) >= size
+            else None
+        )
+        for attempt in range(10_000):  # over-budget and already-trained children cost nothing
+            if parent is None or attempt >= 1000:
+                prop = random_genome(space, rng)
+            else:
+                prop = mutate(space, parent[0], rng, p=min(1.0, MUTATED_GENES / len(parent[0])))
+            cfg = prop.config.canonical()
+            if cfg.key() not in seen and _flops(cfg) < BUDGET:
+                break
+        seen.add(cfg.key())
+        ap = trained_ap(cfg, recipe, threads)
+        population.append((prop.genome, ap))
+        if len(population) > size:
+            population.popleft()
+        picks.append(_row(cfg, recipe, ap, _flops(cfg)))
+    return picks
+
+
+def adaptive_run(seed: int, k: int, candidates: int, recipe_name: str, threads: int) -> list[dict[str, Any]]:
+    """The real search on a private local Ray of ``threads`` CPUs; its full-fidelity trainings."""
+    import ray
+
+    from nas.engine import SearchOptions, search
+    from nas.engine.ray_cluster import start_or_join
+    from search_spaces import parse_yaml
+
+    opts = SearchOptions(
+        budget=int(BUDGET),
+        name=f"seed{seed}",
+        candidates=candidates,
+        trials=k,
+        recipe=make_recipe(RECIPES[recipe_name], seed),
+        runs_dir=str(PICKS_DIR / recipe_name / "searches"),
+    )
+    started = start_or_join(None, threads)  # one CPU per training, like the other arms
+    try:
+        summary = search(opts, progress=False, log=lambda line: print(f"[adaptive seed {seed}] {line}", flush=True))
+    finally:
+        if started:
+            ray.shutdown()
+    picks = []
+    for r in summary["trials"]:
+        if r["state"] == "COMPLETE":
+            cfg = parse_yaml(yaml_text(r["config"]))
+            picks.append(
+                {
+                    "key": cfg.key(),
+                    "dir": str(opts.run_dir),
+                    "AP": r["AP"],
+                    "flops": r["flops"],
+                    "config": cfg.to_yaml(),
+                }
+            )
+    low = sum(1 for r in summary["trials"] if r["state"] == "PRUNED")
+    print(f"[adaptive seed {seed}] {len(picks)} full + {low} low-fidelity trainings", flush=True)
+    return picks
+
+
+def yaml_text(config: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(config, sort_keys=False)
+
+
 def _row(cfg: Any, recipe: dict[str, Any], ap: float, flops: int) -> dict[str, Any]:
     return {"key": cfg.key(), "dir": str(cand_dir(cfg, recipe)), "AP": ap, "flops": flops, "config": cfg.to_yaml()}
+
+
+def pattern_of(pick: dict[str, Any]) -> str:
+    from search_spaces import parse_yaml
+
+    return ",".join(parse_yaml(pick["config"]).pattern())
 
 
 def run_task(arm: str, seed: int, args: argparse.Namespace, recipe: dict[str, Any]) -> list[dict[str, Any]]:
@@ -132,10 +233,14 @@ def run_task(arm: str, seed: int, args: argparse.Namespace, recipe: dict[str, An
     if path.exists():
         return json.loads(path.read_text())["picks"]
     tick = time.perf_counter()
-    if arm == "optuna-tpe":
+    if arm == "adaptive":
+        picks = adaptive_run(seed, args.k, args.candidates, args.recipe, args.threads)
+    elif arm == "optuna-tpe":
         picks = tpe_run(seed, args.k, recipe, args.threads)
+    elif arm == "evolution":
+        picks = evolution_run(seed, args.k, recipe, args.threads)
     else:
-        cfgs = two_stage_picks(seed, args.k, args.candidates) if arm == "two-stage" else random_picks(seed, args.k)
+        cfgs = two_stage_picks(seed, args.k, args.candidates) if arm == "fixed-k" else random_picks(seed, args.k)
         picks = [_row(c, recipe, trained_ap(c, recipe, args.threads), _flops(c)) for c in cfgs]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -160,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--k", type=int, default=4, help="trained configs per arm and seed")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--candidates", type=int, default=2000, help="cheap-stage candidates (the search's default)")
+    p.add_argument("--candidates", type=int, default=6000, help="cheap-stage candidates (the search's default)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="reduced")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--shard", default=None, help="i/n: run only tasks j with j mod n == i, no report")
@@ -187,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             "hypervolume": float(hv.mean()),
             "hypervolume_sem": sem(hv),
             "hypervolume_share": float(hv.mean() / ideal) if ideal else None,
+            "distinct_patterns": float(np.mean([len({pattern_of(p) for p in picks}) for picks in per_seed])),
             "per_seed_best_AP": best.tolist(),
             "per_seed_hypervolume": hv.tolist(),
             "picks": per_seed,
@@ -194,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         a = result["arms"][arm]
         print(
             f"{arm:12s} best AP {a['best_AP']:.3f} ± {a['best_AP_sem']:.3f}  HV {a['hypervolume']:.4f} ± "
-            f"{a['hypervolume_sem']:.4f}  share of the known front {a['hypervolume_share']:.2f}"
+            f"{a['hypervolume_sem']:.4f}  share of the known front {a['hypervolume_share']:.2f}  "
+            f"patterns {a['distinct_patterns']:.1f}"
         )
     write_result(result_name("search_efficiency_live", args.recipe), result)
     return 0

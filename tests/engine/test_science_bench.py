@@ -161,3 +161,28 @@ def test_every_refit_is_compared_with_the_shipped_score_on_the_same_folds() -> N
     for name, fit in fitted.items():
         assert fit["same_folds_tau.cheap.fitted"] == pytest.approx(1.0), name
         assert fit["wins_vs.cheap.fitted"] == 0.0
+
+
+@pytest.mark.parametrize("module", sorted(p.stem for p in Path("benchmarks").glob("*.py") if not p.stem.startswith("_")))
+def test_every_benchmark_imports(module: str) -> None:
+    """A benchmark whose imports rotted (a helper moved to nas.engine.stats) fails here, not in a
+    session that needs its figures."""
+    import importlib
+
+    assert importlib.import_module(f"benchmarks.{module}").__doc__
+
+
+def test_evolution_arm_trains_k_distinct_feasible_children_of_its_best(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Aging evolution: K distinct configs under budget; after the random population, each child
+    differs from some earlier pick in a few genes only (a mutation, not a fresh draw)."""
+    from benchmarks import search_efficiency_live as sel
+    from search_spaces import parse_yaml
+
+    monkeypatch.setattr(sel, "trained_ap", lambda cfg, recipe, threads: float(len(cfg.key()) % 97) / 97)
+    picks = sel.evolution_run(seed=3, k=6, recipe=rs.RECIPES["smoke"], threads=1)
+    assert len(picks) == 6 and len({p["key"] for p in picks}) == 6
+    assert all(p["flops"] < rs.BUDGET for p in picks)
+    cfgs = [parse_yaml(p["config"]) for p in picks]
+    for child in cfgs[3:]:
+        closest = min(sum(a != b for a, b in zip(child.pattern(), c.pattern(), strict=True)) for c in cfgs[:3])
+        assert closest <= 3
