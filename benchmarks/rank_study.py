@@ -66,6 +66,8 @@ STUDY_NAMES = {"yolor-uniform": "rank_study", "yolor": "rank_study_perstage"}
 RECIPES = {
     # what two shared CPU cores finish for >= 40 candidates in a few hours
     "reduced": {"epochs": 5, "images": 480, "img_size": 96, "width_mult": 0.25},
+    # the live search-efficiency benchmark: 5 arms x 3 seeds x the compute of 4 trainings in ~30 min
+    "live": {"epochs": 5, "images": 240, "img_size": 96, "width_mult": 0.25},
     # a plumbing check of the scripts in seconds, meaningless as a ranking
     "smoke": {"epochs": 1, "images": 16, "img_size": 64, "width_mult": 0.25},
     # the search's own proxy recipe (evaluators.recipe.DEFAULT): on a GPU, or with many cores
