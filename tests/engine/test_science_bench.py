@@ -163,7 +163,9 @@ def test_every_refit_is_compared_with_the_shipped_score_on_the_same_folds() -> N
         assert fit["wins_vs.cheap.fitted"] == 0.0
 
 
-@pytest.mark.parametrize("module", sorted(p.stem for p in Path("benchmarks").glob("*.py") if not p.stem.startswith("_")))
+@pytest.mark.parametrize(
+    "module", sorted(p.stem for p in Path("benchmarks").glob("*.py") if not p.stem.startswith("_"))
+)
 def test_every_benchmark_imports(module: str) -> None:
     """A benchmark whose imports rotted (a helper moved to nas.engine.stats) fails here, not in a
     session that needs its figures."""
