@@ -31,9 +31,11 @@ against (0, budget), also as a share of the front of every config trained at thi
 the distinct designs (block patterns) trained. Resumable; ``--shard i/n`` splits the
 (arm, seed) tasks between n workers, and a run without ``--shard`` then reports.
 
-    .venv/bin/python -m benchmarks.search_efficiency_live --shard 0/2 &
-    .venv/bin/python -m benchmarks.search_efficiency_live --shard 1/2 &
-    wait; .venv/bin/python -m benchmarks.search_efficiency_live      # analyse
+The README's table (25 min with 2 workers on 2 CPU cores):
+
+    .venv/bin/python -m benchmarks.search_efficiency_live --recipe live --candidates 2000 --shard 0/2 &
+    .venv/bin/python -m benchmarks.search_efficiency_live --recipe live --candidates 2000 --shard 1/2 &
+    wait; .venv/bin/python -m benchmarks.search_efficiency_live --recipe live --candidates 2000  # report
 """
 
 from __future__ import annotations
