@@ -163,14 +163,14 @@ def evolution_run(seed: int, k: int, recipe: dict[str, Any], threads: int) -> li
             else:
                 prop = mutate(space, parent[0], rng, p=min(1.0, MUTATED_GENES / len(parent[0])))
             cfg = prop.config.canonical()
-            if cfg.key() not in seen and _flops(cfg) < BUDGET:
+            if cfg.key() not in seen and (flops := _flops(cfg)) < BUDGET:
                 break
         seen.add(cfg.key())
         ap = trained_ap(cfg, recipe, threads)
         population.append((prop.genome, ap))
         if len(population) > size:
             population.popleft()
-        picks.append(_row(cfg, recipe, ap, _flops(cfg)))
+        picks.append(_row(cfg, recipe, ap, flops))
     return picks
 
 
@@ -180,7 +180,7 @@ def adaptive_run(seed: int, k: int, candidates: int, recipe_name: str, threads: 
 
     from nas.engine import SearchOptions, search
     from nas.engine.ray_cluster import start_or_join
-    from search_spaces import parse_yaml
+    from search_spaces import from_dict
 
     opts = SearchOptions(
         budget=int(BUDGET),
@@ -196,28 +196,15 @@ def adaptive_run(seed: int, k: int, candidates: int, recipe_name: str, threads: 
     finally:
         if started:
             ray.shutdown()
-    picks = []
-    for r in summary["trials"]:
-        if r["state"] == "COMPLETE":
-            cfg = parse_yaml(yaml_text(r["config"]))
-            picks.append(
-                {
-                    "key": cfg.key(),
-                    "dir": str(opts.run_dir),
-                    "AP": r["AP"],
-                    "flops": r["flops"],
-                    "config": cfg.to_yaml(),
-                }
-            )
+    recipe = RECIPES[recipe_name]
+    picks = [
+        {**_row(from_dict(r["config"]), recipe, r["AP"], r["flops"]), "dir": str(opts.run_dir)}
+        for r in summary["trials"]
+        if r["state"] == "COMPLETE"
+    ]
     low = sum(1 for r in summary["trials"] if r["state"] == "PRUNED")
     print(f"[adaptive seed {seed}] {len(picks)} full + {low} low-fidelity trainings", flush=True)
     return picks
-
-
-def yaml_text(config: dict[str, Any]) -> str:
-    import yaml
-
-    return yaml.safe_dump(config, sort_keys=False)
 
 
 def _row(cfg: Any, recipe: dict[str, Any], ap: float, flops: int) -> dict[str, Any]:

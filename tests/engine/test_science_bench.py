@@ -164,7 +164,7 @@ def test_every_refit_is_compared_with_the_shipped_score_on_the_same_folds() -> N
 
 
 @pytest.mark.parametrize(
-    "module", sorted(p.stem for p in Path("benchmarks").glob("*.py") if not p.stem.startswith("_"))
+    "module", sorted(p.stem for p in Path(rs.__file__).parent.glob("*.py") if not p.stem.startswith("_"))
 )
 def test_every_benchmark_imports(module: str) -> None:
     """A benchmark whose imports rotted (a helper moved to nas.engine.stats) fails here, not in a
