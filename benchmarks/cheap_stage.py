@@ -17,7 +17,9 @@
   or ``wide`` — the uniform space with 36 widths × 36 depths (~10^6 configs), a stand-in with
   room for 10^5 unique candidates until the per-stage space lands.
 - **dashboard** — seconds for optuna-dashboard's API (its WSGI app, as the browser calls it) to
-  list the studies and load every trial of the cheap study of the default ``--candidates``.
+  list the studies and load the cheap study of the default ``--candidates`` (``--dashboard-counts``)
+  as ``nas dashboard`` serves it (the view of :func:`nas.engine.cheap.mark_dashboard_view`), the
+  journal's replay alone, and with ``--dashboard-whole`` the whole study.
 
 Writes ``runs/bench/cheap_stage.json``.
 """
@@ -245,29 +247,55 @@ def part_timing(counts: list[int], space: str) -> dict[str, Any]:
     return {"space": space, "runs": rows, "flatness_max_over_min": round(max(per) / min(per), 3)}
 
 
-def part_dashboard(n: int) -> dict[str, Any]:
+def _api_load(open_: Any) -> tuple[float, int]:
+    """Seconds to open the storage (``open_()``: the journal's replay) and for optuna-dashboard's
+    API (its WSGI app, as the browser calls it) to list the studies and load the cheap study's
+    trials, and how many it listed."""
     from optuna_dashboard import wsgi
 
     from benchmarks.kill_resume import dashboard_api
+
+    t = time.perf_counter()
+    app = wsgi(open_())
+    studies = dashboard_api(app, "/api/studies")["study_summaries"]
+    sid = next(x["study_id"] for x in studies if x["study_name"].endswith("-cheap"))
+    loaded = dashboard_api(app, f"/api/studies/{sid}", "after=0")["trials"]
+    return time.perf_counter() - t, len(loaded)
+
+
+def part_dashboard(counts: list[int], whole: bool) -> dict[str, Any]:
+    """For each count: the load of what ``nas dashboard`` serves (the cheap study's view,
+    :func:`nas.engine.cheap.mark_dashboard_view`), the journal's replay alone, and with
+    ``whole`` the whole study as plain ``optuna-dashboard`` loads it."""
+    import optuna
+
+    from nas.engine.cheap import mark_dashboard_view
+    from nas.engine.export import dashboard_view
     from nas.engine.storage import open_storage
 
-    with tempfile.TemporaryDirectory() as d:
-        trials, s = run_stage(n, space="yolor", storage=open_storage(None, Path(d)))
-        t = time.perf_counter()
-        app = wsgi(open_storage(None, Path(d)))
-        studies = dashboard_api(app, "/api/studies")["study_summaries"]
-        sid = next(x["study_id"] for x in studies if x["study_name"].endswith("-cheap"))
-        loaded = dashboard_api(app, f"/api/studies/{sid}", "after=0")["trials"]
-        secs = time.perf_counter() - t
-        size = (Path(d) / "optuna.journal").stat().st_size
-    out = {
-        "candidates": len(trials),
-        "api_load_s": round(secs, 2),
-        "trials_loaded": len(loaded),
-        "journal_mb": size / 1e6,
-    }
-    print(f"  dashboard: {out}")
-    return out
+    rows = []
+    for n in counts:
+        with tempfile.TemporaryDirectory() as d:
+            trials, _ = run_stage(n, space="yolor", storage=open_storage(None, Path(d)))
+            study = optuna.load_study(study_name="b-cheap", storage=open_storage(None, Path(d)))
+            mark_dashboard_view(study, _opts("b", n), [])
+            t = time.perf_counter()
+            open_storage(None, Path(d))  # the journal's replay, which every reader pays
+            replay = time.perf_counter() - t
+            view_s, shown = _api_load(lambda: dashboard_view(open_storage(None, Path(d))))
+            row = {
+                "candidates": len(trials),
+                "journal_mb": round((Path(d) / "optuna.journal").stat().st_size / 1e6, 1),
+                "journal_replay_s": round(replay, 2),
+                "nas_dashboard_api_load_s": round(view_s, 2),
+                "trials_shown": shown,
+            }
+            if whole:
+                row["whole_study_api_load_s"], _ = _api_load(lambda: open_storage(None, Path(d)))
+                row["whole_study_api_load_s"] = round(row["whole_study_api_load_s"], 2)
+        rows.append(row)
+        print(f"  dashboard: {row}")
+    return {"runs": rows}
 
 
 def main() -> None:
@@ -279,7 +307,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--counts", default="1000,10000,100000", help="timing: unique candidates per run")
     p.add_argument("--timing-space", default="wide", help="wide (a 10^6 uniform stand-in) or a registered space")
-    p.add_argument("--dashboard-candidates", type=int, default=None, help="default: the search's --candidates")
+    p.add_argument("--dashboard-counts", default=None, help="dashboard: candidates per run (default: the search's)")
+    p.add_argument("--dashboard-whole", action="store_true", help="dashboard: also time the whole cheap study")
     p.add_argument("--cost", default="flops", help="flops | latency: the cost objective (timing: its price)")
     args = p.parse_args()
     global COST
@@ -303,8 +332,8 @@ def main() -> None:
     if "dashboard" in parts:
         from nas.engine import SearchOptions
 
-        n = args.dashboard_candidates or SearchOptions(budget=1).candidates
-        result["dashboard"] = part_dashboard(n)
+        counts = args.dashboard_counts or str(SearchOptions(budget=1).candidates)
+        result["dashboard"] = part_dashboard([int(c) for c in counts.split(",")], args.dashboard_whole)
     result["load_avg_at_end"] = os.getloadavg()
     previous = BENCH_DIR / "cheap_stage.json"  # a run of some --parts keeps the other parts' figures
     if previous.exists():

@@ -15,7 +15,7 @@ machine slows both alike. Writes ``runs/bench/proxy_profile.json``.
 
     .venv/bin/python -m benchmarks.proxy [--threads T] [--epochs E] [--seeds 0 1] [--long-epochs 10]
     .venv/bin/python -m benchmarks.proxy --profile [--steps 20] [--threads 2]
-    .venv/bin/python -m benchmarks.proxy --ranking-check --threads 1   (see benchmarks/proxy_ranking.py)
+    .venv/bin/python -m benchmarks.proxy --ranking-check --threads 2 [--precision bf16]   (see benchmarks/proxy_ranking.py)
     .venv/bin/python -m benchmarks.proxy --end-to-end --base ../wt17-base --threads 2 [--reps 2]
 """
 

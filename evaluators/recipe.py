@@ -42,8 +42,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "min_lr_ratio": (0.0, 1.0),
     "grad_clip": (1e-6, 1e6),
 }
-#: ``precision`` values: ``auto`` = bf16 autocast on a CPU with native bf16 (avx512_bf16 / AMX),
-#: fp16 AMP on CUDA, fp32 elsewhere (see :func:`evaluators.train.resolve_runtime`).
+#: ``precision`` values: ``auto`` = fp16 AMP on CUDA, fp32 on CPU; ``bf16`` = bf16 autocast
+#: (see :func:`evaluators.train.resolve_runtime`).
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -53,8 +53,8 @@ class Recipe:
     about 3 minutes on 2 idle CPU cores (``python -m benchmarks.proxy``). AdamW at a high rate
     with small batches: on CPU the number of updates, not the batch size, limits how far a few
     minutes get. ``seed`` fixes the initialisation, data order and flips. ``precision`` chooses the
-    arithmetic (``auto``: the fastest that the device runs natively; a ranking check showed it
-    keeps the fp32 ranking, ``python -m benchmarks.proxy --ranking-check``)."""
+    arithmetic (``auto``: fp32 on CPU, AMP on CUDA; ``bf16`` is opt-in: it failed the ranking
+    check, ``python -m benchmarks.proxy --ranking-check --precision bf16``)."""
 
     epochs: int = 6
     img_size: int = 160

@@ -45,7 +45,7 @@ class Runtime:
     """How a recipe runs on one device: the arithmetic, the memory layout and the optimiser kernel.
 
     Why apart from the recipe: these change the speed, not what is trained, so the same recipe
-    resolves differently on a CPU with and without native bf16 (and the benchmark's profile can
+    resolves differently on a CPU and on CUDA (and the benchmark's profile can
     time the old setup, ``Runtime(dev, "fp32", False, False)``, beside the new one).
     """
 
@@ -62,33 +62,19 @@ class Runtime:
         return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU computes bf16 natively: ``/proc/cpuinfo`` lists avx512_bf16 or amx_bf16
-    (x86) or bf16 (Arm); where that file cannot be read, oneDNN's own bf16 check decides.
-
-    Why the flags and not oneDNN alone: oneDNN also says yes on plain AVX-512, where bf16 is
-    emulated, and emulated bf16 is slower than fp32 (a step ran 4x slower on this AVX2 CPU).
-    """
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
-
-
 def resolve_runtime(precision: str, device: torch.device) -> Runtime:
     """The runtime of ``precision`` (a :data:`evaluators.recipe.PRECISIONS` value) on ``device``.
 
-    ``auto``: fp16 AMP on CUDA (as before), bf16 autocast on a CPU with native bf16, fp32
-    elsewhere. ``bf16`` is honoured everywhere (emulated, slowly, on older CPUs).
+    ``auto``: fp16 AMP on CUDA (as before), fp32 on a CPU, channels-last with the fused AdamW.
+    Not bf16, even on a CPU that has it natively: on this project's avx512_bf16 CPU a default
+    training step was only 1.07x faster than fp32 channels-last, a reduced-recipe training was
+    slower, and its rounding moved the preset ranking more (README, "Proxy trainer speed").
+    ``bf16`` is honoured when asked for.
     """
     if device.type == "cuda":
         chosen = {"auto": "fp16", "fp32": "fp32", "bf16": "bf16"}[precision]
         return Runtime(device, chosen, channels_last=False, fused=False)
-    chosen = "bf16" if precision == "bf16" or (precision == "auto" and cpu_has_native_bf16()) else "fp32"
+    chosen = "bf16" if precision == "bf16" else "fp32"
     return Runtime(device, chosen, channels_last=device.type == "cpu", fused=device.type == "cpu")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from nas.core.cost import cost
 from nas.core.metrics import gradient_path_metrics
-from nas.engine.evolution import NSGA2, Member, Proposal, decode
+from nas.engine.evolution import NSGA2, Member, Proposal, decode, survivors
 from nas.engine.objectives import (
     CONFIG_ATTR,
     candidate_attrs,
@@ -88,36 +88,13 @@ POPULATION = 100
 POOL_FROM = 500
 
 
-def _fast_dump(data: Any, **kw: Any) -> str:
-    import yaml
-
-    return yaml.dump(data, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), **kw)
-
-
-def _describe(cfg: Any, official: bool) -> tuple[str, str]:
-    """(config YAML, key) as ``cfg.to_yaml()`` / ``cfg.key()`` write them; libyaml's emitter makes
-    the same text ~3× faster. The caller checks one config per batch against the official
-    methods and falls back to them if a config class ever serialises differently."""
-    if official:
-        return cfg.to_yaml(), cfg.key()
-    text = _fast_dump(cfg.to_dict(), sort_keys=False)
-    key = _fast_dump(cfg.canonical().to_dict(), sort_keys=True, default_flow_style=True).strip()
-    return text, key
-
-
 def evaluate_batch(cfgs: list[Any], kind: str, latency: Any = None) -> list[dict[str, Any]]:
     """Score configs (in a pool worker or in-process): ``score_candidate`` plus what a cheap
     trial stores (config YAML, key hash, block pattern)."""
     out = []
-    official = False
-    for i, cfg in enumerate(cfgs):
+    for cfg in cfgs:
         s = score_candidate(cfg, kind, latency)
-        if i == 0:
-            text, key = _describe(cfg, official=True)
-            official = (text, key) != _describe(cfg, official=False)
-        else:
-            text, key = _describe(cfg, official)
-        s.update(config=text, key=key_hash(key), pattern="/".join(block_pattern(cfg)))
+        s.update(config=cfg.to_yaml(), key=key_hash(cfg.key()), pattern="/".join(block_pattern(cfg)))
         out.append(s)
     return out
 
@@ -376,3 +353,29 @@ def cheap_stage(
     study.set_user_attr("generations", g)
     study.set_user_attr("proposed_duplicates", proposer.duplicates)
     return study
+
+
+# -- what the dashboard shows -----------------------------------------------------------------
+#: the most cheap trials ``nas dashboard`` shows: optuna-dashboard's API spends ~2 ms per trial of
+#: this space (its search-space cache and serializer work per parameter), so 1,500 load in 3-5 s
+DASHBOARD_TRIALS = 1500
+#: the study system attribute (not shown by the dashboard) listing the trial numbers it shows
+DASHBOARD_ATTR = "nas:dashboard_trials"
+
+
+def mark_dashboard_view(study: Any, opts: SearchOptions, also: list[int], limit: int | None = None) -> list[int]:
+    """Record which cheap trials ``nas dashboard`` shows: NSGA-II's best ``limit`` of them
+    (constraint-dominated fronts, the last cut by crowding — the whole feasible front and what
+    lies near it, over-budget ones only if room is left) plus ``also`` (the picks and the
+    reserve, which proxy trials link to); ``limit`` defaults to :data:`DASHBOARD_TRIALS`. Every candidate stays in the study: selection, resume,
+    ``nas export`` and plain ``optuna-dashboard`` read them all. Returns the numbers recorded."""
+    import optuna
+
+    limit = DASHBOARD_TRIALS if limit is None else limit
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.values]
+    members = [Member(t.params, t.values[0], t.values[1], violation(t.system_attrs["constraints"], opts)) for t in done]
+    number = {id(m): t.number for m, t in zip(members, done, strict=True)}
+    keep = {number[id(m)] for m in survivors(members, limit)} if len(done) > limit else {t.number for t in done}
+    shown = sorted(keep | set(also))
+    study._storage.set_study_system_attr(study._study_id, DASHBOARD_ATTR, shown)
+    return shown

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.core.runio import RunLock, atomic_write_json
-from nas.engine.cheap import cheap_stage
+from nas.engine.cheap import cheap_stage, mark_dashboard_view
 from nas.engine.fidelity import Rung, plan_rungs
 from nas.engine.objectives import config_of, flops_of, format_pattern, latency_of, params_of
 from nas.engine.options import SearchError, SearchOptions, validate_options
@@ -158,13 +158,14 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
         chosen = select_candidates(trials, plan[0].n if plan else PICKS_WITHOUT_TRAINING, opts.budget)
         if not chosen:
             raise SearchError(f"no candidate fits the budget of {opts.budget / 1e9:g} GFLOPs; raise --budget")
+        reserve = select_candidates(trials, RESERVE_FACTOR * len(chosen), opts.budget)
+        mark_dashboard_view(cheap, opts, [t.number for t in (*chosen, *reserve)])
         if opts.trials == 0:
             summary = picks_summary(chosen, cheap, time.perf_counter() - t0)
             log(f"picks (--trials 0: nothing trained; the candidates are in study {opts.name}-cheap):")
             log(format_picks(summary["picks"]))
             return summary
         log(f"proxy stage: {format_plan(plan)} (the compute of {opts.trials} full trainings)")
-        reserve = select_candidates(trials, RESERVE_FACTOR * len(chosen), opts.budget)
         study = proxy_stage(storage, opts, chosen, progress, reserve=reserve, log=log)
         summary = write_outputs(study, opts)
         summary["calibration"] = study.user_attrs.get("calibration") or []

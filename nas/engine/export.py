@@ -7,16 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from nas.core.runio import atomic_write_bytes, atomic_write_text
-from nas.engine.cheap import score_candidate
+from nas.engine.cheap import DASHBOARD_ATTR, score_candidate
 from nas.engine.objectives import config_of, feasible_front, flops_of, latency_of, metrics_of
 from nas.engine.options import SearchError
 from nas.engine.storage import open_storage
 from search_spaces import compile_config, parse_yaml
 
 
-def _open_run(run_dir: str | Path):  # noqa: ANN202
-    import optuna
-
+def _run_storage(run_dir: str | Path) -> tuple[Any, str]:
+    """(journal storage, search name) of a run folder, checked: one clear error if it is not one."""
     run_dir = Path(run_dir)
     meta = run_dir / "search.json"
     if not meta.is_file():
@@ -33,6 +32,13 @@ def _open_run(run_dir: str | Path):  # noqa: ANN202
     storage = open_storage(None, run_dir) if (run_dir / "optuna.journal").is_file() else None
     if storage is None:
         raise SearchError(f"{run_dir}: no optuna.journal (searches with --storage URL: open that storage directly)")
+    return storage, name
+
+
+def _open_run(run_dir: str | Path):  # noqa: ANN202
+    import optuna
+
+    storage, name = _run_storage(run_dir)
     try:
         return optuna.load_study(study_name=name, storage=storage), name
     except KeyError:
@@ -116,10 +122,29 @@ def dashboard_app(run_dir: str | Path, allow_edit: bool = False) -> Any:
     """optuna-dashboard's WSGI app on the run's storage, read-only unless ``allow_edit``."""
     from optuna_dashboard import wsgi
 
-    _open_run(run_dir)
+    storage, _ = _run_storage(run_dir)  # a --trials 0 run has only its cheap study: shown too
     _feasible_best_trials()
-    app = wsgi(open_storage(None, Path(run_dir)))
+    app = wsgi(dashboard_view(storage))
     return app if allow_edit else read_only(app)
+
+
+def dashboard_view(storage: Any) -> Any:
+    """``storage`` as the dashboard reads it: a cheap study lists only the trials its
+    ``nas:dashboard_trials`` attribute names (:func:`nas.engine.cheap.mark_dashboard_view`: the
+    front and what lies near it, the picks; a few thousand trials of tens of thousands), so
+    it opens in seconds; every other read and every write goes to the storage unchanged."""
+    every = storage.get_all_trials
+
+    def get_all_trials(study_id: int, deepcopy: bool = True, states: Any = None) -> list[Any]:
+        trials = every(study_id, deepcopy=deepcopy, states=states)
+        shown = storage.get_study_system_attrs(study_id).get(DASHBOARD_ATTR)
+        if shown is None:
+            return trials
+        keep = set(shown)
+        return [t for t in trials if t.number in keep]
+
+    storage.get_all_trials = get_all_trials
+    return storage
 
 
 def _feasible_best_trials() -> None:
@@ -142,7 +167,7 @@ def dashboard(
 
     if not 0 <= port <= 65535:
         raise SearchError(f"--port: {port} is out of range; accepted: 0 to 65535")
-    _open_run(run_dir)
+    _run_storage(run_dir)
     try:  # bind once ourselves: the server would print its banner before failing
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         with socket.socket(family, socket.SOCK_STREAM) as probe:

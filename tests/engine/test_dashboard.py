@@ -32,3 +32,31 @@ def test_a_viewer_cannot_delete_a_study_but_an_editor_can(tmp_path: Path) -> Non
     code, _ = wsgi_request(dashboard_app(run, allow_edit=True), "DELETE", "/api/studies/0")
     assert code.startswith("204")
     assert len(_study_names(run)) == len(before) - 1
+
+
+def test_the_dashboard_shows_the_cheap_front_and_the_picks_not_every_candidate(tmp_path: Path, monkeypatch) -> None:
+    """A search marks which cheap trials nas dashboard shows (the NSGA-II best, plus the picks);
+    the API lists exactly those, the whole feasible front among them, and the study keeps all."""
+    import json
+
+    import nas.engine.cheap as cheap
+    from nas.core.cost import parse_flops
+    from nas.engine import SearchOptions, search
+
+    monkeypatch.setattr(cheap, "DASHBOARD_TRIALS", 40)
+    opts = SearchOptions(budget=parse_flops("60G"), name="dash", candidates=200, trials=0, runs_dir=str(tmp_path))
+    summary = search(opts, progress=False, log=lambda _: None)
+    storage = open_storage(None, opts.run_dir)
+    study = optuna.load_study(study_name="dash-cheap", storage=storage)
+    every = study.get_trials(deepcopy=False)
+    shown = storage.get_study_system_attrs(study._study_id)[cheap.DASHBOARD_ATTR]
+    picks = {p["trial"] for p in summary["picks"]}
+    assert len(every) == 200 and picks <= set(shown) and 40 <= len(shown) < 200
+
+    app = dashboard_app(opts.run_dir)
+    sid = next(s["study_id"] for s in json.loads(wsgi_request(app, "GET", "/api/studies")[1])["study_summaries"])
+    code, body = wsgi_request(app, "GET", f"/api/studies/{sid}", "after=0")
+    listed = {t["number"] for t in json.loads(body)["trials"]}
+    assert code.startswith("200") and listed == set(shown)
+    front = {t.number for t in study.best_trials}  # Optuna's feasible Pareto front over all 200
+    assert front and front <= listed

@@ -29,7 +29,9 @@ def test_two_searches_on_one_run_one_refuses_and_the_dashboard_reads_while_the_o
     from optuna_dashboard import wsgi
 
     cmd = [sys.executable, "-m", "nas.cli", "search", "--budget", "45G", "--name", "c", "--runs-dir", str(tmp_path)]
-    cmd += ["--candidates", "20000"]  # a cheap stage long enough to overlap
+    # a cheap stage long enough to outlast the polls (it is killed after them): at ~300
+    # candidates/s, 20,000 had ended before the fifth poll
+    cmd += ["--candidates", "100000"]
     procs = [
         subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
         for _ in range(2)
@@ -63,7 +65,7 @@ def test_two_searches_on_one_run_one_refuses_and_the_dashboard_reads_while_the_o
             seen.append(_count_trials(app, "c-cheap"))
             fresh_seen.append(_count_trials(wsgi(open_storage(None, journal.parent)), "c-cheap"))
             time.sleep(0.2)
-        assert writer.poll() is None, "the writer must still be running (cheap stage of 20000)"
+        assert writer.poll() is None, "the writer must still be running (cheap stage of 100000)"
         assert len(seen) >= 5 and seen[-1] > seen[0] > 0, seen
         assert seen == sorted(seen) and fresh_seen == sorted(fresh_seen), (seen, fresh_seen)
     finally:

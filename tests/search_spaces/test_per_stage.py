@@ -192,6 +192,16 @@ def test_per_stage_configs_round_trip_yaml_exactly(seed):
     json.loads(cfg.key())  # per-stage keys are compact JSON
 
 
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), preset=st.sampled_from(["yolor-v3", "yolor-csp", "yolor-elan-hetero"]))
+def test_to_yaml_writes_what_the_pure_python_dumper_writes(seed, preset):
+    """to_yaml uses libyaml's emitter for speed; its text must stay yaml.safe_dump's, byte for byte
+    (exports, presets and stored trials keep their files)."""
+    for cfg in (PER_STAGE.sample(random.Random(seed)), load_config(preset)):
+        flow = {} if cfg.schema == 1 else {"default_flow_style": None, "width": 120}
+        assert cfg.to_yaml() == yaml.safe_dump(cfg.to_dict(), sort_keys=False, **flow)
+
+
 def test_key_is_canonical_per_stage():
     cfg = PER_STAGE.sample(random.Random(7))
     stages = list(cfg.backbone_plan())
