@@ -365,10 +365,11 @@ DASHBOARD_ATTR = "nas:dashboard_trials"
 
 def mark_dashboard_view(study: Any, opts: SearchOptions, also: list[int], limit: int | None = None) -> list[int]:
     """Record which cheap trials ``nas dashboard`` shows: NSGA-II's best ``limit`` of them
-    (constraint-dominated fronts, the last cut by crowding — the whole feasible front and what
-    lies near it, over-budget ones only if room is left) plus ``also`` (the picks and the
-    reserve, which proxy trials link to); ``limit`` defaults to :data:`DASHBOARD_TRIALS`. Every candidate stays in the study: selection, resume,
-    ``nas export`` and plain ``optuna-dashboard`` read them all. Returns the numbers recorded."""
+    (default :data:`DASHBOARD_TRIALS`; constraint-dominated fronts, the last cut by crowding: the
+    whole feasible front and what lies near it, over-budget ones only if room is left) plus
+    ``also`` (the picks and the reserve, which proxy trials link to). Every candidate stays in
+    the study: selection, resume, ``nas export`` and plain ``optuna-dashboard`` read them all.
+    Returns the numbers recorded."""
     import optuna
 
     limit = DASHBOARD_TRIALS if limit is None else limit

@@ -29,10 +29,9 @@ class SearchOptions:
     budget: int
     name: str = "default"
     space: str = "yolor"
-    #: unique cheap-stage candidates: about a minute on 2 cores (benchmarks/cheap_stage.py)
-    # about a minute of cheap stage on 2 shared cores, and a cheap study optuna-dashboard loads in
-    # about 10 s (its API serialises ~1 ms per trial: benchmarks/cheap_stage.py)
-    candidates: int = 6000
+    #: unique cheap-stage candidates: about 40 s on 2 idle cores, and a run nas dashboard opens in
+    #: about 7 s (journal replay + its view of 1,500 trials); 30,000 took 10.7 s (benchmarks/cheap_stage.py)
+    candidates: int = 20000
     #: the proxy budget: the compute of this many full trainings (nas.engine.fidelity.plan_rungs
     #: spends it on more candidates at lower fidelity); 0 = the cheap stage and the selection only
     trials: int = 4

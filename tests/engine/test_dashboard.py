@@ -60,3 +60,26 @@ def test_the_dashboard_shows_the_cheap_front_and_the_picks_not_every_candidate(t
     assert code.startswith("200") and listed == set(shown)
     front = {t.number for t in study.best_trials}  # Optuna's feasible Pareto front over all 200
     assert front and front <= listed
+
+
+def test_a_replay_that_decodes_each_distribution_once_reads_the_same_trials(tmp_path: Path, monkeypatch) -> None:
+    """open_storage shares decoded distributions across trials (the replay's main cost); the
+    trials read must be exactly those of Optuna's own replay."""
+    import optuna.storages.journal._storage as journal
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    from nas.core.cost import parse_flops
+    from nas.engine import SearchOptions, cheap_stage
+
+    opts = SearchOptions(budget=parse_flops("60G"), name="r", candidates=150, runs_dir=str(tmp_path))
+    cheap_stage(open_storage(None, opts.run_dir), opts, progress=False)
+    shared = open_storage(None, opts.run_dir)
+    decode = journal.json_to_distribution
+    assert hasattr(decode, "cache_info")
+    monkeypatch.setattr(journal, "json_to_distribution", decode.__wrapped__)  # Optuna's own
+    plain = JournalStorage(JournalFileBackend(str(opts.run_dir / "optuna.journal")))
+    sid = plain.get_study_id_from_name("r-cheap")
+    ours, theirs = shared.get_all_trials(sid), plain.get_all_trials(sid)
+    assert len(theirs) == 150 and ours == theirs
+    assert [t.distributions for t in ours] == [t.distributions for t in theirs]
+    assert decode.cache_info().currsize < 100  # a few distinct distributions, not one per parameter
