@@ -291,8 +291,8 @@ def part_dashboard(counts: list[int], whole: bool) -> dict[str, Any]:
                 "trials_shown": shown,
             }
             if whole:
-                row["whole_study_api_load_s"], _ = _api_load(lambda: open_storage(None, Path(d)))
-                row["whole_study_api_load_s"] = round(row["whole_study_api_load_s"], 2)
+                whole_s, _ = _api_load(lambda: open_storage(None, Path(d)))
+                row["whole_study_api_load_s"] = round(whole_s, 2)
         rows.append(row)
         print(f"  dashboard: {row}")
     return {"runs": rows}

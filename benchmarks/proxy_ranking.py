@@ -6,7 +6,8 @@ per-op AdamW and clipping: the trainer at ac21d66) and ``new`` (the default now,
 ``resolve_runtime(--precision)``). Reports Kendall τ between the two AP rankings and the mean
 |ΔAP|, against the seed-to-seed noise measured in the same run on the same machine: the old setup
 trained again with seed 1 (``seed`` below), τ(old seed 0, old seed 1) and its |ΔAP|; the rank
-study's figures (τ 0.64, |ΔAP| 0.018, another machine) are printed beside. Each finished training is kept under ``runs/bench/ranking/``, so an interrupted check resumes.
+study's figures (τ 0.64, |ΔAP| 0.018, another machine) are printed beside. Each finished
+training is kept under ``runs/bench/ranking/``, so an interrupted check resumes.
 Writes ``runs/bench/proxy_ranking_<precision>.json``.
 """
 

@@ -47,7 +47,7 @@ def add_search_parsers(sub: Any) -> None:
         "--precision",
         default=R.precision,
         metavar="auto|fp32|bf16",
-        help="proxy arithmetic; auto: fp32 on CPU (bf16 failed the ranking check), AMP on CUDA (default: %(default)s)",
+        help="proxy arithmetic; auto: fp32 on CPU (bf16: opt-in, see README), AMP on CUDA (default: %(default)s)",
     )
     p.add_argument("--seed", type=int, default=R.seed)
     p.add_argument(

@@ -43,7 +43,7 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--precision",
         default=DEFAULT.precision,
         metavar="auto|fp32|bf16",
-        help="proxy arithmetic; auto: fp32 on CPU (bf16 failed the ranking check), AMP on CUDA (default: %(default)s)",
+        help="proxy arithmetic; auto: fp32 on CPU (bf16: opt-in, see README), AMP on CUDA (default: %(default)s)",
     )
     p.add_argument("--seed", type=int, default=DEFAULT.seed, metavar="S")
     p.add_argument("--threads", type=int, default=None, metavar="T", help="default: all cores")

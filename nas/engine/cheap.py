@@ -239,6 +239,13 @@ def _frozen_trial(p: Proposal, s: dict[str, Any], generation: int, opts: SearchO
     )
 
 
+def _stored_member(trial: Any, opts: SearchOptions, genome: Any = None) -> Member:
+    """The optimiser's view of a stored cheap trial: its genome (``genome``, else its params),
+    (score, cost) and constraint violation."""
+    (score, cost), over = trial.values, trial.system_attrs["constraints"]
+    return Member(trial.params if genome is None else genome, score, cost, violation(over, opts))
+
+
 def _space_size(space: Any) -> int | None:
     """The space's number of configs (``size()``, else ``len``), None if it cannot say."""
     try:
@@ -336,10 +343,9 @@ def cheap_stage(
                 if p.canonical in fresh:
                     s = fresh[p.canonical]
                     score, cost, over = s["score"], cost_value(s, opts.cost), constraint_values(s, opts)
+                    members.append(Member(p.genome, score, cost, violation(over, opts)))
                 else:
-                    t = have[p.canonical]
-                    (score, cost), over = t.values, t.system_attrs["constraints"]
-                members.append(Member(p.genome, score, cost, violation(over, opts)))
+                    members.append(_stored_member(have[p.canonical], opts, p.genome))
             proposer.tell(members)
             seen.update(p.canonical for p in props)
             evaluated += len(props)
@@ -374,7 +380,7 @@ def mark_dashboard_view(study: Any, opts: SearchOptions, also: list[int], limit:
 
     limit = DASHBOARD_TRIALS if limit is None else limit
     done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)) if t.values]
-    members = [Member(t.params, t.values[0], t.values[1], violation(t.system_attrs["constraints"], opts)) for t in done]
+    members = [_stored_member(t, opts) for t in done]
     number = {id(m): t.number for m, t in zip(members, done, strict=True)}
     keep = {number[id(m)] for m in survivors(members, limit)} if len(done) > limit else {t.number for t in done}
     shown = sorted(keep | set(also))
