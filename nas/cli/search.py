@@ -42,6 +42,13 @@ def add_search_parsers(sub: Any) -> None:
     p.add_argument("--images", type=int, default=R.images, help="proxy training images (default: %(default)s)")
     p.add_argument("--workers", type=int, default=D.workers, help="concurrent proxy trainings (default: %(default)s)")
     p.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: $RAY_ADDRESS or local)")
+    p.add_argument(
+        "--ray-storage",
+        default=None,
+        metavar="PATH|URI",
+        help="where Ray Tune keeps the trainings' checkpoints and results, under NAME; on a cluster a folder "
+        "every node mounts at the same path, or s3://…, gs://… (default: runs/NAME/ray)",
+    )
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: runs/NAME/optuna.journal)")
     p.add_argument(
         "--precision",
@@ -119,6 +126,7 @@ def run_search(args: argparse.Namespace) -> int:
         latency_budget_ms=parse_ms(args.latency_budget) if args.latency_budget is not None else None,
         device=args.device,
         ray_address=args.ray_address,
+        ray_storage=args.ray_storage,
         storage=args.storage,
         runs_dir=args.runs_dir,
     )

@@ -46,11 +46,14 @@ class SearchOptions:
     #: the device latency is predicted for (``cpu`` | ``cuda``); used only with latency
     device: str = "cpu"
     ray_address: str | None = None
+    #: where Ray Tune persists the trainings' checkpoints and results (``--ray-storage``): a folder
+    #: (on a cluster: one every node mounts at the same path) or a URI Ray supports; None: the run folder
+    ray_storage: str | None = None
     storage: str | None = None
     runs_dir: str = "runs"
 
     # options that may differ between a run and its resume (where and how, not what)
-    RUNTIME_ONLY = ("workers", "ray_address", "storage", "runs_dir")
+    RUNTIME_ONLY = ("workers", "ray_address", "ray_storage", "storage", "runs_dir")
     # the recipe fields a search records (and checks on resume); the rest are fixed defaults
     RECIPE_FIELDS = ("epochs", "img_size", "width_mult", "images", "seed")
     #: recipe fields recorded only when not at their default, so older ``search.json`` files still match
@@ -64,6 +67,20 @@ class SearchOptions:
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
+
+    @property
+    def tune_storage(self) -> str:
+        """This run's Tune storage root: ``--ray-storage``/NAME, else ``runs/NAME/ray``; an
+        absolute path (what every node is given) or a URI.
+
+        >>> SearchOptions(budget=1, name="s", ray_storage="s3://bucket/nas/").tune_storage
+        's3://bucket/nas/s'
+        """
+        if self.ray_storage is None:
+            return str((self.run_dir / "ray").resolve())
+        if "://" in self.ray_storage:
+            return f"{self.ray_storage.rstrip('/')}/{self.name}"
+        return str((Path(self.ray_storage) / self.name).resolve())
 
     @classmethod
     def from_identity(cls, identity: dict[str, Any], **runtime: Any) -> SearchOptions:
@@ -100,6 +117,10 @@ class SearchOptions:
             else:
                 out[f.name] = getattr(self, f.name)
         return out
+
+
+#: the URI schemes of the filesystems Ray Tune's storage resolves through pyarrow
+STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
 
 
 def validate_options(opts: SearchOptions) -> None:
@@ -150,6 +171,12 @@ def validate_options(opts: SearchOptions) -> None:
     if opts.data != "shapes" and not Path(opts.data).exists():
         raise SearchError(
             f"--data: {opts.data} does not exist; accepted: shapes or a COCO-format annotation file/folder"
+        )
+    scheme = (opts.ray_storage or "").partition("://")[0] if "://" in (opts.ray_storage or "") else None
+    if opts.ray_storage is not None and (not opts.ray_storage.strip() or (scheme and scheme not in STORAGE_SCHEMES)):
+        raise SearchError(
+            f"--ray-storage: {opts.ray_storage!r} is not a folder or a storage URI Ray supports; accepted: a folder "
+            f"(on a cluster: mounted at the same path on every node) or {', '.join(s + '://…' for s in STORAGE_SCHEMES)}"
         )
     if opts.trials:  # a cluster that cannot be joined is said now, not after the cheap stage
         from nas.engine.ray_cluster import RayClusterError, check_cluster, requested_address

@@ -30,7 +30,17 @@ from nas.engine.options import SearchError, SearchOptions
 from nas.engine.report import progress_bar
 from nas.engine.stats import pareto_fronts
 from nas.engine.storage import fail_interrupted, mark_constraint
-from nas.engine.worker import ERROR_FILE, FAULT_ENV, FINISHED, _proxy_trainable, trial_folder
+from nas.engine.worker import (
+    ERROR_FILE,
+    FAULT_ENV,
+    FINISHED,
+    SETUP_ERROR,
+    STORAGE_MARKER,
+    _proxy_trainable,
+    storage_fs,
+    trial_folder,
+    tune_trial_name,
+)
 
 
 def _tune_callback(study, pending: dict[int, Any], rung: Rung, bar: Any, failure: list[BaseException]):  # noqa: ANN001, ANN202
@@ -38,16 +48,26 @@ def _tune_callback(study, pending: dict[int, Any], rung: Rung, bar: Any, failure
 
     A storage write that fails here (disk full, permission lost) is kept in ``failure`` instead of
     raised: Tune would treat it as the *trial's* failure and retry the trial. The search's stopper
-    then ends every trial and ``_run_tune`` raises it: one clear error, nothing told after it."""
+    then ends every trial and ``_run_tune`` raises it: one clear error, nothing told after it. A
+    node that cannot run trainings (its ``SETUP_ERROR`` report) stops the search the same way."""
     import optuna
     from ray.tune import Callback
 
     class OptunaTeller(Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001, ANN003
-            if result.get("epoch", 0) > 0:
-                bar.set_postfix_str(
-                    f"trial {trial.config['trial']['number']} epoch {result['epoch']} AP {result['AP']:.3f}"
-                )
+            ot = pending.get(trial.config["trial"]["number"])
+            if result.get(SETUP_ERROR) and not failure:
+                failure.append(SearchError(result[SETUP_ERROR]))
+            if result.get("epoch", 0) <= 0 or ot is None or failure:
+                return
+            bar.set_postfix_str(f"trial {ot.number} epoch {result['epoch']} AP {result['AP']:.3f}")
+            try:  # where it trains, and the epoch it resumed after (a checkpoint of an earlier run or try)
+                if ot.user_attrs.get("ray_node") != result.get("ray_node"):
+                    ot.set_user_attr("ray_node", result.get("ray_node"))
+                if result.get("resumed_from") and "resumed_from" not in ot.user_attrs:
+                    ot.set_user_attr("resumed_from", result["resumed_from"])
+            except Exception as e:  # noqa: BLE001 - any storage error stops the search, see above
+                failure.append(e)
 
         def on_trial_complete(self, iteration, trials, trial, **info):  # noqa: ANN001, ANN003
             number = trial.config["trial"]["number"]
@@ -99,14 +119,17 @@ def _tune_callback(study, pending: dict[int, Any], rung: Rung, bar: Any, failure
 
 
 def _error_reason(trial: Any) -> str:
-    """The last ``SomeError: message`` line of the trial's last error (Tune keeps the traceback
-    in ``error.txt``), e.g. ``RuntimeError: CUDA out of memory`` or the worker's death."""
+    """Why the trial failed: the worker's own one line in the Tune storage, else the last
+    ``SomeError: message`` line of Tune's traceback, e.g. ``RuntimeError: CUDA out of memory``
+    or the worker's death."""
     import re
 
-    ours = Path(trial.config["trial"]["out_dir"]) / ERROR_FILE
-    with contextlib.suppress(OSError):
-        if ours.is_file():
-            return ours.read_text(encoding="utf-8").strip()[:500] or "the training raised an exception"
+    o, job = trial.config["options"], trial.config["trial"]
+    with contextlib.suppress(Exception):  # no record (the worker died): Tune's error below
+        fs, root = storage_fs(o["storage"])
+        path = f"{root}/{o['experiment']}/{tune_trial_name(job['number'], job['out_dir'])}/{ERROR_FILE}"
+        with fs.open_input_stream(path) as f:
+            return f.read().decode("utf-8", "replace").strip()[:500] or "the training raised an exception"
     try:
         text = trial.get_error() or ""
     except Exception:  # noqa: BLE001 - the reason is best effort, the FAIL state is not
@@ -340,6 +363,19 @@ def _start_ray(opts: SearchOptions) -> bool:
     return start_or_join(opts.ray_address, os.cpu_count())  # see nas.engine.ray_cluster
 
 
+def _mark_storage(opts: SearchOptions) -> str:
+    """The run's Tune storage root, created, with the marker every node checks it can see."""
+    root = opts.tune_storage
+    try:
+        fs, path = storage_fs(root)
+        fs.create_dir(path)
+        with fs.open_output_stream(f"{path}/{STORAGE_MARKER}") as f:
+            f.write(opts.name.encode())
+    except Exception as e:  # noqa: BLE001 - pyarrow raises OSError, ValueError, ArrowInvalid...
+        raise SearchError(f"--ray-storage: cannot write {root} ({' '.join(str(e).split())[:200]})") from None
+    return root
+
+
 def _run_tune(
     opts: SearchOptions,
     ray_trials: list[dict[str, Any]],
@@ -355,13 +391,18 @@ def _run_tune(
     from ray import tune
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # num_to_keep=1 snapshots the experiment at every epoch's checkpoint, by design: not a warning
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     rung = rung or Rung(opts.recipe.epochs, len(ray_trials), opts.recipe.epochs)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) // opts.workers)
+    experiment = f"tune-{int(time.time())}-rung{index}"
     options = {
         "data": str(Path(opts.data).resolve()) if opts.data != "shapes" else "shapes",
         "recipe": opts.recipe.replace(epochs=rung.epochs).to_dict(),
         "threads": cpus,
         "data_root": str(Path(opts.runs_dir).resolve()),
+        "storage": _mark_storage(opts),
+        "experiment": experiment,
         "fault": os.environ.get(FAULT_ENV),  # test-only, see _fault_injector
     }
     param_space = {"options": options, "trial": tune.grid_search(ray_trials)}
@@ -372,11 +413,12 @@ def _run_tune(
         tune_config=tune.TuneConfig(
             max_concurrent_trials=opts.workers,
             reuse_actors=False,
-            trial_dirname_creator=lambda t: f"trial_{t.config['trial']['number']}",
+            trial_dirname_creator=lambda t: tune_trial_name(t.config["trial"]["number"], t.config["trial"]["out_dir"]),
         ),
         run_config=tune.RunConfig(
-            name=f"tune-{int(time.time())}-rung{index}",
-            storage_path=str((opts.run_dir / "ray").resolve()),
+            name=experiment,
+            storage_path=options["storage"],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # each epoch's holds every earlier one
             verbose=0,
             callbacks=[_tune_callback(study, pending, rung, bar, failure)],
             stop=_stop_all(failure),
@@ -384,6 +426,8 @@ def _run_tune(
         ),
     )
     tuner.fit()
+    if failure and isinstance(failure[0], SearchError):
+        raise failure[0]
     if failure:
         e = failure[0]
         text = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"

@@ -1,25 +1,41 @@
-"""The proxy stage, worker side: what runs inside a Ray Tune trial process.
+"""The proxy stage, worker side: what runs inside a Ray Tune trial process, on any node.
 
 One proxy training per trial (``evaluators.train``, the code path of ``nas train``), the
 per-trial folder claim against orphaned workers of a killed search, the failure-reason record
 the driver reads, and the test-only fault injector.
+
+Why no shared disk is needed: a trial trains in a node-local working folder (on the driver's
+node: ``runs/NAME/trials/<folder>``, the run folder), and after every epoch hands its checkpoint
+to Ray Tune (``tune.report(..., checkpoint=...)``), which persists it to the search's Tune storage
+(``--ray-storage``: a folder every node sees, or a URI Ray supports). A training that starts, on
+whichever node, first adopts the newest checkpoint of the same training that any Tune run of the
+search persisted, so a retry on another node or a killed-and-resumed search loses nothing. The
+shapes set is generated on each node (it is deterministic); ``--data`` and the storage are
+checked on the node before anything is trained.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+import shutil
+import socket
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nas.core.runio import atomic_write_text
-
 FINISHED = ("COMPLETE", "PRUNED")
 ERROR_FILE = "last_error.txt"
 FAULT_ENV = "GRADPATH_FAULT"
+#: written by the driver into the run's Tune storage; a node that cannot read it cannot persist
+STORAGE_MARKER = ".gradpath-storage"
+#: what a trial reports instead of training when its node cannot run it (``--data`` or the storage
+#: not visible there): the driver stops the search with this one line, the trial is re-run later
+SETUP_ERROR = "setup_error"
 
 
 def config_hash(key: str) -> str:
@@ -37,24 +53,55 @@ def trial_folder(key: str, epochs: int, of: int) -> str:
     return h if epochs == of else f"{h}-e{epochs}"
 
 
+def tune_trial_name(number: int, out_dir: str) -> str:
+    """A trial's folder in the Tune storage: its proxy-study number and its training's folder
+    name, so a later Tune run of the search finds the checkpoints of the same training.
+
+    >>> tune_trial_name(7, "/runs/s/trials/13fbd79c3d39-e2")
+    'trial_7_13fbd79c3d39-e2'
+    """
+    return f"trial_{number}_{Path(out_dir).name}"
+
+
+def storage_fs(root: str) -> tuple[Any, str]:
+    """``(pyarrow filesystem, path)`` of a Tune storage root, resolved as Ray resolves
+    ``storage_path``: an absolute folder path or a URI (``s3://bucket/x``, ``gs://…``)."""
+    import pyarrow.fs
+
+    return pyarrow.fs.FileSystem.from_uri(root)
+
+
 def _proxy_trainable(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable: one proxy training, reporting AP after every epoch."""
+    """Ray Tune function trainable: one proxy training, reporting AP (and persisting its
+    checkpoint) after every epoch."""
+    from ray import tune
+
     o, job = config["options"], config["trial"]
-    claim = _claim_trial_dir(Path(job["out_dir"]))  # held until this worker process exits
-    last_error = Path(job["out_dir"]) / ERROR_FILE
-    last_error.unlink(missing_ok=True)
+    problem = _node_problem(o)
+    if problem:
+        tune.report({"epoch": -1, "AP": 0.0, SETUP_ERROR: problem})
+        return
+    fs, root = storage_fs(o["storage"])
+    last_error = f"{root}/{o['experiment']}/{tune_trial_name(job['number'], job['out_dir'])}/{ERROR_FILE}"
+    with contextlib.suppress(OSError):
+        fs.delete_file(last_error)
+    out_dir = _node_local(Path(job["out_dir"]))
+    claim = _claim_trial_dir(out_dir)  # held until this worker process exits
     try:
-        _train_trial(o, job)
+        _adopt_stored_checkpoint(fs, root, Path(job["out_dir"]).name, out_dir)
+        _train_trial(o, job, out_dir)
     except Exception as e:
-        # our own record of why, written before Tune hears of the failure (Tune's error file may
-        # not have reached the driver when it calls on_trial_error)
-        atomic_write_text(last_error, " ".join(f"{type(e).__name__}: {e}".split())[:500])
+        # our own record of why, in the storage before Tune hears of the failure (Tune's error
+        # file may not have reached the driver when it calls on_trial_error)
+        with contextlib.suppress(OSError), fs.open_output_stream(last_error) as f:
+            f.write(" ".join(f"{type(e).__name__}: {e}".split())[:500].encode())
         raise
     finally:
         os.close(claim)
 
 
-def _train_trial(o: dict[str, Any], job: dict[str, Any]) -> None:
+def _train_trial(o: dict[str, Any], job: dict[str, Any], out_dir: Path) -> None:
+    import ray
     from ray import tune
 
     from evaluators.recipe import Recipe
@@ -64,10 +111,15 @@ def _train_trial(o: dict[str, Any], job: dict[str, Any]) -> None:
     fire, loss_fn = _fault_injector(o.get("fault"), job["number"])
     fire(0)
     reported = [0]
+    first: list[int] = []  # the epoch this training started after: > 0 when it resumed
+    node = ray.get_runtime_context().get_node_id()
 
     def tell_tune(epoch: int, metrics: dict[str, Any]) -> None:
         reported[0] = epoch
-        tune.report({"epoch": epoch, "AP": float(metrics.get("AP") or 0.0), "AP50": float(metrics.get("AP50") or 0.0)})
+        first[:] = first or [epoch - 1]
+        result = {"epoch": epoch, "AP": float(metrics.get("AP") or 0.0), "AP50": float(metrics.get("AP50") or 0.0)}
+        result.update(resumed_from=first[0], ray_node=f"{socket.gethostname()} (node {node[:8]})")
+        tune.report(result, checkpoint=_epoch_checkpoint(out_dir, epoch))
 
     def report(epoch: int, metrics: dict[str, Any]) -> None:
         fire(epoch)  # after the epoch's checkpoint is written, before Tune hears of the epoch
@@ -77,8 +129,8 @@ def _train_trial(o: dict[str, Any], job: dict[str, Any]) -> None:
         parse_yaml(job["config"]),
         Recipe(**o["recipe"]),
         data=o["data"],
-        out_dir=job["out_dir"],
-        data_root=o["data_root"],
+        out_dir=out_dir,
+        data_root=_node_local(Path(o["data_root"])),
         num_threads=o["threads"],
         progress=False,
         report=report,
@@ -90,7 +142,117 @@ def _train_trial(o: dict[str, Any], job: dict[str, Any]) -> None:
         # resumed from a checkpoint that already held the last epoch (the search was killed after
         # the training ended but before Optuna was told): report the result it holds, else
         # Tune ends the trial without a result and it would be recorded as stopped early
+        first[:] = [result["epochs_done"]]
         tell_tune(result["epochs_done"], result)
+
+
+def _node_problem(o: dict[str, Any]) -> str | None:
+    """Why this node cannot run the search's trainings (one line naming the fix), or None."""
+    import ray
+
+    where = f"Ray node {ray.get_runtime_context().get_node_id()[:8]} ({socket.gethostname()})"
+    try:
+        fs, root = storage_fs(o["storage"])
+        visible = fs.get_file_info(f"{root}/{STORAGE_MARKER}").type.name == "File"
+    except Exception:  # noqa: BLE001 - an unreachable storage is the same answer
+        visible = False
+    if not visible:
+        return (
+            f"--ray-storage {o['storage']} is not visible on {where}: on a cluster, give --ray-storage a folder "
+            "mounted at the same path on every node, or a URI Ray supports (s3://…, gs://…)"
+        )
+    if o["data"] != "shapes" and not Path(o["data"]).exists():
+        return (
+            f"--data {o['data']} does not exist on {where}: on a cluster, --data must be a path every node sees "
+            "(the data set mounted at the same path on every node)"
+        )
+    return None
+
+
+def _node_local(path: Path) -> Path:
+    """A folder of the driver's run (a trial's working folder, the shapes cache) on this node: the
+    same path where it can be created (the driver's node; a node with the repository at the
+    same path), else the same relative path under this node's temp folder."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    except OSError:
+        local = Path(tempfile.gettempdir()) / "gradpath-nas" / path.relative_to(path.anchor)
+        local.mkdir(parents=True, exist_ok=True)
+        return local
+
+
+#: what a persisted checkpoint holds: the trainer's state and its metrics so far
+_CHECKPOINT_FILES = ("checkpoint.pt", "metrics.json")
+
+
+def _epoch_checkpoint(out_dir: Path, epoch: int) -> Any:
+    """The epoch's checkpoint for Tune to persist: links to the trainer's files (replaced, not
+    rewritten, each epoch) in a folder of their own, with the epoch in Tune's metadata."""
+    from ray import tune
+
+    stage = out_dir / ".tune-checkpoint"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    for name in _CHECKPOINT_FILES:
+        if (out_dir / name).exists():
+            try:
+                os.link(out_dir / name, stage / name)
+            except OSError:  # a filesystem without hard links
+                shutil.copy2(out_dir / name, stage / name)
+    checkpoint = tune.Checkpoint.from_directory(str(stage))
+    checkpoint.set_metadata({"epoch": epoch})
+    return checkpoint
+
+
+def _local_epochs(out_dir: Path) -> int:
+    """Epochs the working folder's own checkpoint holds (0: none); its ``metrics.json`` is written
+    right after the checkpoint, so it never claims more."""
+    try:
+        return len(json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))["history"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def stored_checkpoints(fs: Any, root: str, folder: str) -> list[tuple[int, str]]:
+    """``(epoch, path)`` of every checkpoint of the training ``folder`` that a Tune run of this
+    search persisted under ``root``, newest epoch first."""
+    from pyarrow.fs import FileSelector, FileType
+    from ray import tune
+
+    def dirs(path: str) -> list[Any]:
+        return [i for i in fs.get_file_info(FileSelector(path, allow_not_found=True)) if i.type == FileType.Directory]
+
+    found = []
+    for run in dirs(root):
+        for trial in (t for t in dirs(run.path) if t.base_name.endswith(f"_{folder}")):
+            for ck in (c for c in dirs(trial.path) if c.base_name.startswith("checkpoint_")):
+                with contextlib.suppress(Exception):  # one being written or deleted right now
+                    found.append((int(tune.Checkpoint(ck.path, filesystem=fs).get_metadata()["epoch"]), ck.path))
+    return sorted(found, reverse=True)
+
+
+def _adopt_stored_checkpoint(fs: Any, root: str, folder: str, out_dir: Path) -> int:
+    """Copy the newest persisted checkpoint of this training into its working folder when it
+    holds more epochs than the folder's own (a retry or a re-run on another node); the epochs."""
+    from ray import tune
+
+    have = _local_epochs(out_dir)
+    for epoch, path in stored_checkpoints(fs, root, folder):
+        if epoch <= have:
+            break
+        incoming = out_dir / ".restore"
+        shutil.rmtree(incoming, ignore_errors=True)
+        try:
+            tune.Checkpoint(path, filesystem=fs).to_directory(str(incoming))
+        except Exception:  # noqa: BLE001 - deleted meanwhile (a newer one replaced it): try the next
+            continue
+        if all((incoming / name).is_file() for name in _CHECKPOINT_FILES):
+            for name in _CHECKPOINT_FILES:  # the checkpoint first: metrics.json never claims more
+                os.replace(incoming / name, out_dir / name)
+            shutil.rmtree(incoming, ignore_errors=True)
+            return epoch
+    return have
 
 
 def _claim_trial_dir(out_dir: Path, wait_s: float = 600) -> int:

@@ -7,12 +7,8 @@ user's own ``~/.ray`` is never read or written, and stop it by its process group
 
 from __future__ import annotations
 
-import contextlib
-import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,57 +19,7 @@ from pathlib import Path
 import pytest
 
 from nas.engine.ray_cluster import RayClusterError, check_cluster, find_token, parse_address, requested_address
-
-RAY_ENV = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_TMPDIR")
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This interpreter's environment without any Ray setting, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k not in RAY_ENV}
-    env.update(extra)
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def ray_head(home: Path, temp: Path, num_cpus: int = 1, env: dict[str, str] | None = None) -> Iterator[str]:
-    """A ``ray start --head`` as the docs give it (plus loopback, a free port, its own temp folder),
-    in its own process group; yields its address and kills that group at the end."""
-    port = free_port()
-    log = temp / "head.log"
-    ray = str(Path(sys.executable).with_name("ray"))
-    cmd = [ray, "start", "--head", "--block", "--port", str(port), "--node-ip-address", "127.0.0.1"]
-    cmd += ["--num-cpus", str(num_cpus), "--include-dashboard", "false", "--disable-usage-stats"]
-    cmd += ["--temp-dir", str(temp / "ray")]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, env=env or clean_env(HOME=str(home)), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 120
-        while "Ray runtime started" not in log.read_text(errors="replace"):
-            assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
-            assert time.monotonic() < deadline, "ray start --head did not come up in 120 s"
-            time.sleep(0.5)
-        yield f"127.0.0.1:{port}"
-    finally:
-        stop_group(proc)
-
-
-def stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the process group we started, then SIGKILL what is left of it."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=20)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=10)
+from tests.support.ray_nodes import clean_env, free_port, ray_head
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,7 @@ def _trials(run: Path, study: str) -> list:
 def _ray_rows(run: Path, number: int) -> list[dict]:
     """Every result Tune recorded for proxy trial ``number``, over all the run's Tune sessions."""
     rows = []
-    for f in sorted(run.glob(f"ray/tune-*/trial_{number}/result.json")):
+    for f in sorted(run.glob(f"ray/tune-*/trial_{number}_*/result.json")):
         rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
     return rows
 
@@ -90,7 +90,7 @@ def test_killed_raising_and_nan_trials_are_retried_or_failed_and_the_search_comp
         assert t.state.name == "COMPLETE", (n, t.state, t.user_attrs.get("reason"))
         epochs = [r["epoch"] for r in _ray_rows(run, n)]
         assert epochs == [2], (n, epochs)  # the retry began at epoch 2: epoch 1 came from the checkpoint
-        assert (next(run.glob(f"ray/tune-*/trial_{n}")) / "error.txt").is_file()  # one failure recorded
+        assert (next(run.glob(f"ray/tune-*/trial_{n}_*")) / "error.txt").is_file()  # one failure recorded
     assert by_number[1].state.name == "FAIL"
     assert "injected fault" in by_number[1].user_attrs["reason"]
     assert by_number[2].state.name == "FAIL"
