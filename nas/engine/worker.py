@@ -238,21 +238,23 @@ def _adopt_stored_checkpoint(fs: Any, root: str, folder: str, out_dir: Path) -> 
     from ray import tune
 
     have = _local_epochs(out_dir)
-    for epoch, path in stored_checkpoints(fs, root, folder):
-        if epoch <= have:
-            break
-        incoming = out_dir / ".restore"
-        shutil.rmtree(incoming, ignore_errors=True)
-        try:
-            tune.Checkpoint(path, filesystem=fs).to_directory(str(incoming))
-        except Exception:  # noqa: BLE001 - deleted meanwhile (a newer one replaced it): try the next
-            continue
-        if all((incoming / name).is_file() for name in _CHECKPOINT_FILES):
-            for name in _CHECKPOINT_FILES:  # the checkpoint first: metrics.json never claims more
-                os.replace(incoming / name, out_dir / name)
+    incoming = out_dir / ".restore"
+    try:
+        for epoch, path in stored_checkpoints(fs, root, folder):
+            if epoch <= have:
+                break
             shutil.rmtree(incoming, ignore_errors=True)
-            return epoch
-    return have
+            try:
+                tune.Checkpoint(path, filesystem=fs).to_directory(str(incoming))
+            except Exception:  # noqa: BLE001 - deleted meanwhile (a newer one replaced it): try the next
+                continue
+            if all((incoming / name).is_file() for name in _CHECKPOINT_FILES):
+                for name in _CHECKPOINT_FILES:  # the checkpoint first: metrics.json never claims more
+                    os.replace(incoming / name, out_dir / name)
+                return epoch
+        return have
+    finally:
+        shutil.rmtree(incoming, ignore_errors=True)
 
 
 def _claim_trial_dir(out_dir: Path, wait_s: float = 600) -> int:
