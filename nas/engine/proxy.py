@@ -31,12 +31,12 @@ from nas.engine.report import progress_bar
 from nas.engine.stats import pareto_fronts
 from nas.engine.storage import fail_interrupted, mark_constraint
 from nas.engine.worker import (
-    ERROR_FILE,
     FAULT_ENV,
     FINISHED,
     SETUP_ERROR,
     STORAGE_MARKER,
     _proxy_trainable,
+    error_record,
     storage_fs,
     trial_folder,
     tune_trial_name,
@@ -127,8 +127,7 @@ def _error_reason(trial: Any) -> str:
     o, job = trial.config["options"], trial.config["trial"]
     with contextlib.suppress(Exception):  # no record (the worker died): Tune's error below
         fs, root = storage_fs(o["storage"])
-        path = f"{root}/{o['experiment']}/{tune_trial_name(job['number'], job['out_dir'])}/{ERROR_FILE}"
-        with fs.open_input_stream(path) as f:
+        with fs.open_input_stream(error_record(root, o, job)) as f:
             return f.read().decode("utf-8", "replace").strip()[:500] or "the training raised an exception"
     try:
         text = trial.get_error() or ""

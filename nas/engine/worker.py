@@ -63,6 +63,16 @@ def tune_trial_name(number: int, out_dir: str) -> str:
     return f"trial_{number}_{Path(out_dir).name}"
 
 
+def error_record(root: str, o: dict[str, Any], job: dict[str, Any]) -> str:
+    """Where a trial's one-line failure reason lies in the Tune storage ``root``: the worker
+    writes it, the driver reads it (Tune's own error file may not have reached the driver).
+
+    >>> error_record("/st", {"experiment": "rung0"}, {"number": 7, "out_dir": "/runs/s/trials/ab12"})
+    '/st/rung0/trial_7_ab12/last_error.txt'
+    """
+    return f"{root}/{o['experiment']}/{tune_trial_name(job['number'], job['out_dir'])}/{ERROR_FILE}"
+
+
 def storage_fs(root: str) -> tuple[Any, str]:
     """``(pyarrow filesystem, path)`` of a Tune storage root, resolved as Ray resolves
     ``storage_path``: an absolute folder path or a URI (``s3://bucket/x``, ``gs://…``)."""
@@ -82,7 +92,7 @@ def _proxy_trainable(config: dict[str, Any]) -> None:
         tune.report({"epoch": -1, "AP": 0.0, SETUP_ERROR: problem})
         return
     fs, root = storage_fs(o["storage"])
-    last_error = f"{root}/{o['experiment']}/{tune_trial_name(job['number'], job['out_dir'])}/{ERROR_FILE}"
+    last_error = error_record(root, o, job)
     with contextlib.suppress(OSError):
         fs.delete_file(last_error)
     out_dir = _node_local(Path(job["out_dir"]))
