@@ -15,8 +15,8 @@ machine slows both alike. Writes ``runs/bench/proxy_profile.json``.
 
     .venv/bin/python -m benchmarks.proxy [--threads T] [--epochs E] [--seeds 0 1] [--long-epochs 10]
     .venv/bin/python -m benchmarks.proxy --profile [--steps 20] [--threads 2]
-    .venv/bin/python -m benchmarks.proxy --ranking-check --threads 2 [--precision bf16]   (see benchmarks/proxy_ranking.py)
-    .venv/bin/python -m benchmarks.proxy --end-to-end --base ../wt17-base --threads 2 [--reps 2]
+    .venv/bin/python -m benchmarks.proxy --ranking-check --threads 2 [--precision bf16] [--noise-seeds 3]
+    .venv/bin/python -m benchmarks.proxy --end-to-end --base ../wt17-base --threads 2 [--reps 2] [--precision bf16]
 """
 
 from __future__ import annotations
@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="--profile: timed training steps per setup")
     parser.add_argument("--ranking-check", action="store_true", help="old vs new setup: AP ranking of 10 presets")
     parser.add_argument("--configs", type=int, default=0, help="--ranking-check: only the first N presets (0: all)")
+    parser.add_argument("--noise-seeds", type=int, default=3, help="--ranking-check: old-setup seeds (new: one fewer)")
     parser.add_argument("--end-to-end", action="store_true", help="time `nas train` here against --base, interleaved")
     parser.add_argument("--base", type=Path, default=None, help="--end-to-end: a checkout of the older commit")
     parser.add_argument("--reps", type=int, default=1, help="--end-to-end: repetitions per checkout")

@@ -1,19 +1,26 @@
 """Does the faster trainer change which designs win? (``python -m benchmarks.proxy --ranking-check``)
 
 Trains every detector preset of the paper (10 configs over block patterns and FLOPs) with the
-rank study's reduced recipe, same seed, in two setups of the trainer: ``old`` (fp32, NCHW, the
-per-op AdamW and clipping: the trainer at ac21d66) and ``new`` (the default now,
-``resolve_runtime(--precision)``). Reports Kendall τ between the two AP rankings and the mean
-|ΔAP|, against the seed-to-seed noise measured in the same run on the same machine: the old setup
-trained again with seed 1 (``seed`` below), τ(old seed 0, old seed 1) and its |ΔAP|; the rank
-study's figures (τ 0.64, |ΔAP| 0.018, another machine) are printed beside. Each finished
-training is kept under ``runs/bench/ranking/``, so an interrupted check resumes.
+rank study's reduced recipe in two setups of the trainer: ``old`` (fp32, NCHW, the per-op AdamW
+and clipping: the trainer at ac21d66) and ``new`` (``resolve_runtime(--precision)``). The old
+setup trains seeds ``0 … N-1`` (``--noise-seeds N``, default 3), the new one seeds ``0 … N-2``,
+all in the same run on the same machine:
+
+- the **change**: Kendall τ and mean |ΔAP| between the old and the new AP ranking at each shared
+  seed;
+- the **noise**: the same between the old setup's seeds, every pair.
+
+With 10 configs one τ moves by ±0.2 from draw to draw, so the check compares means over pairs:
+it holds when the mean τ of the change is no lower than the noise's, and its mean |ΔAP| no
+larger. The rank study's figures (τ 0.64, |ΔAP| 0.018, another machine) are printed beside.
+Each finished training is kept under ``runs/bench/ranking/``, so an interrupted check resumes.
 Writes ``runs/bench/proxy_ranking_<precision>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import time
@@ -42,76 +49,89 @@ PRESETS = (
 REDUCED = {"epochs": 5, "images": 480, "img_size": 96, "width_mult": 0.25}
 #: README, rank study (reduced recipe, 10 candidates with a second seed, the earlier machine)
 SEED_TAU, SEED_ABS_DAP = 0.64, 0.018
-#: the setups' names, and the seed each trains with
-SEEDS = {"old": 0, "new": 0, "seed": 1}
 
 
 def ranking_check(args: argparse.Namespace) -> dict[str, Any]:
     """Train the presets in both setups (interleaved per config), print and write the comparison."""
     dev = torch.device("cpu")
-    old = Runtime(dev, "fp32", False, False)
-    setups = {"old": old, "new": resolve_runtime(args.precision, dev), "seed": old}
+    setups = {"old": Runtime(dev, "fp32", False, False), "new": resolve_runtime(args.precision, dev)}
+    n = max(2, args.noise_seeds)
+    seeds = {"old": list(range(n)), "new": list(range(n - 1))}
     folder = args.out / "ranking"
     presets = PRESETS[: args.configs] if args.configs else PRESETS
     rows: dict[str, dict[str, Any]] = {}
     print(
-        f"ranking check: {len(presets)} presets, reduced recipe {REDUCED}, seed 0, {torch.get_num_threads()} "
-        f"thread(s); old {setups['old']}, new {setups['new']}",
+        f"ranking check: {len(presets)} presets, reduced recipe {REDUCED}, {torch.get_num_threads()} thread(s); "
+        f"old {setups['old']} seeds {seeds['old']}, new {setups['new']} seeds {seeds['new']}",
         flush=True,
     )
     for j, preset in enumerate(presets):
         rows[preset] = {}
-        names = ("old", "new", "seed") if j % 2 == 0 else ("new", "old", "seed")  # alternate who trains first
-        for name in names:
+        order = ("old", "new") if j % 2 == 0 else ("new", "old")  # alternate who trains first
+        for name, seed in [(name, seed) for seed in range(n) for name in order if seed in seeds[name]]:
+            key = f"{name}-seed{seed}"
             tick = time.perf_counter()
-            recipe = Recipe(**REDUCED, seed=SEEDS[name], precision=args.precision)
-            suffix = f"-seed{SEEDS[name]}" if SEEDS[name] else ""
             result = train_from_config(
                 preset,
-                recipe,
-                out_dir=folder / f"{preset}-{'old' if name == 'seed' else name}-{setups[name].precision}{suffix}",
+                Recipe(**REDUCED, seed=seed, precision=args.precision),
+                out_dir=folder / f"{preset}-{name}-{setups[name].precision}{f'-seed{seed}' if seed else ''}",
                 data_root=args.out.parent,
                 num_threads=args.threads,
                 progress=False,
                 setup=setups[name],
             )
-            rows[preset][name] = {
-                "AP": result["AP"],
-                "AP50": result["AP50"],
-                "status": result["status"],
-                "train_time_s": result["train_time_s"],
-                "wall_time_s": result["wall_time_s"],
-                "flops": result["flops"],
-            }
+            rows[preset][key] = {k: result[k] for k in ("AP", "AP50", "status", "train_time_s", "wall_time_s", "flops")}
             print(
-                f"  {preset:<24} {name}: AP {result['AP']:.4f} AP50 {result['AP50']:.4f} "
+                f"  {preset:<24} {key}: AP {result['AP']:.4f} AP50 {result['AP50']:.4f} "
                 f"train {result['train_time_s']:.0f} s ({time.perf_counter() - tick:.0f} s this call)",
                 flush=True,
             )
-    old, new, seed = ([rows[p][n]["AP"] for p in presets] for n in ("old", "new", "seed"))
-    tau, seed_tau = kendall_tau(old, new), kendall_tau(old, seed)
-    mean_dap = statistics.fmean(abs(a - b) for a, b in zip(old, new, strict=True))
-    seed_dap = statistics.fmean(abs(a - b) for a, b in zip(old, seed, strict=True))
-    speed = [rows[p]["old"]["train_time_s"] / rows[p]["new"]["train_time_s"] for p in presets]
-    holds = tau >= seed_tau and mean_dap <= seed_dap
+
+    def ap(key: str) -> list[float]:
+        return [rows[p][key]["AP"] for p in presets]
+
+    def compare(a: str, b: str) -> dict[str, Any]:
+        x, y = ap(a), ap(b)
+        gaps = [abs(u - v) for u, v in zip(x, y, strict=True)]
+        return {
+            "pair": [a, b],
+            "kendall_tau": round(kendall_tau(x, y), 4),
+            "mean_abs_dAP": round(statistics.fmean(gaps), 4),
+            "max_abs_dAP": round(max(gaps), 4),
+        }
+
+    change = [compare(f"old-seed{s}", f"new-seed{s}") for s in seeds["new"]]
+    noise = [compare(f"old-seed{a}", f"old-seed{b}") for a, b in itertools.combinations(seeds["old"], 2)]
+
+    def mean(pairs: list[dict[str, Any]], k: str) -> float:
+        return round(statistics.fmean(c[k] for c in pairs), 4)
+
+    tau, seed_tau = mean(change, "kendall_tau"), mean(noise, "kendall_tau")
+    dap, seed_dap = mean(change, "mean_abs_dAP"), mean(noise, "mean_abs_dAP")
+    speed = [rows[p]["old-seed0"]["train_time_s"] / rows[p]["new-seed0"]["train_time_s"] for p in presets]
     summary = {
         "recipe": Recipe(**REDUCED, precision=args.precision).to_dict(),
         "threads": torch.get_num_threads(),
         "setups": {
-            k: {"precision": v.precision, "channels_last": v.channels_last, "fused": v.fused} for k, v in setups.items()
+            k: {"precision": v.precision, "channels_last": v.channels_last, "fused": v.fused, "seeds": seeds[k]}
+            for k, v in setups.items()
         },
         "configs": rows,
-        "kendall_tau": round(tau, 4),
-        "mean_abs_dAP": round(mean_dap, 4),
-        "max_abs_dAP": round(max(abs(a - b) for a, b in zip(old, new, strict=True)), 4),
-        "seed_noise": {"kendall_tau": round(seed_tau, 4), "mean_abs_dAP": round(seed_dap, 4)},
+        "change": change,
+        "seed_noise": noise,
+        "kendall_tau": tau,
+        "mean_abs_dAP": dap,
+        "seed_kendall_tau": seed_tau,
+        "seed_mean_abs_dAP": seed_dap,
         "seed_noise_rank_study": {"kendall_tau": SEED_TAU, "mean_abs_dAP": SEED_ABS_DAP},
-        "holds": holds,
+        "holds": tau >= seed_tau and dap <= seed_dap,
         "train_time_ratio_old_over_new_median": round(statistics.median(speed), 3),
     }
+    for c in (*noise, *change):
+        print(f"  {' vs '.join(c['pair']):<26} tau {c['kendall_tau']:.3f}  mean |dAP| {c['mean_abs_dAP']:.4f}")
     print(
-        f"Kendall tau(old AP, new AP) {tau:.3f} (seed 0 vs 1 here {seed_tau:.3f}, rank study {SEED_TAU}); "
-        f"mean |dAP| {mean_dap:.4f} (here {seed_dap:.4f}, rank study {SEED_ABS_DAP}); {'HOLDS' if holds else 'FAILS'}; "
+        f"old vs new: mean tau {tau:.3f} (seed pairs {seed_tau:.3f}, rank study {SEED_TAU}); mean |dAP| {dap:.4f} "
+        f"(seed pairs {seed_dap:.4f}, rank study {SEED_ABS_DAP}); {'HOLDS' if summary['holds'] else 'FAILS'}; "
         f"median train-time ratio old/new {summary['train_time_ratio_old_over_new_median']:.2f}x"
     )
     path = args.out / f"proxy_ranking_{setups['new'].precision}.json"

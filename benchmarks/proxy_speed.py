@@ -5,8 +5,9 @@ Runs the same ``nas train PRESET --threads T`` (default recipe unless told other
 ``PYTHONPATH`` pointing at ``--base`` (e.g. a worktree of ac21d66, the commit before issue 17)
 and at this checkout, alternating which goes first per repetition so that a loaded machine slows
 both alike; both share this checkout's ``runs/data`` cache. Reports wall time (the whole command),
-training time, images/s, AP, the medians, the old/new ratio and the load average. Writes
-``runs/bench/proxy_speed.json``.
+training time, images/s, AP, the medians, the old/new ratio and the load average
+(``--precision bf16``: the new checkout trains in bf16). Writes
+``runs/bench/proxy_speed[_bf16].json``.
 """
 
 from __future__ import annotations
@@ -26,9 +27,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _train(tree: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "nas.cli", "train", args.preset, "--threads", str(args.threads), "--out", str(out)]
+    # -P: without it ``python -m`` puts the working directory (this checkout) before PYTHONPATH,
+    # and both sides would run this checkout's code
+    cmd = [sys.executable, "-P", "-m", "nas.cli", "train", args.preset]
+    cmd += ["--threads", str(args.threads), "--out", str(out)]
     cmd += ["--epochs", str(args.epochs), "--images", str(args.images), "--img-size", str(args.img_size), "--json"]
+    if tree == ROOT and args.precision != "auto":  # the older tree has no --precision: it trains fp32
+        cmd += ["--precision", args.precision]
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    probe = [sys.executable, "-P", "-c", "import evaluators.train as t; print(t.__file__)"]
+    where = subprocess.run(probe, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    if not Path(where).resolve().is_relative_to(tree.resolve()):
+        raise SystemExit(f"{tree}: nas train would import {where}, not this tree's code")
     load = os.getloadavg()[0]
     tick = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
@@ -70,6 +80,7 @@ def end_to_end(args: argparse.Namespace) -> dict[str, Any]:
     summary = {
         "command": f"nas train {args.preset} --threads {args.threads} --epochs {args.epochs} --images {args.images} "
         f"--img-size {args.img_size}",
+        "precision_new": args.precision,
         "trees": {k: str(v) for k, v in trees.items()},
         "runs": runs,
         "median": med,
@@ -81,7 +92,7 @@ def end_to_end(args: argparse.Namespace) -> dict[str, Any]:
         f" img/s old {med['old']['images_per_s']:.1f}, new {med['new']['images_per_s']:.1f}"
         f" (train time {summary['speedup_train']:.2f}x)"
     )
-    path = args.out / "proxy_speed.json"
+    path = args.out / ("proxy_speed.json" if args.precision == "auto" else f"proxy_speed_{args.precision}.json")
     path.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {path}")
     return summary

@@ -53,8 +53,9 @@ class Recipe:
     about 3 minutes on 2 idle CPU cores (``python -m benchmarks.proxy``). AdamW at a high rate
     with small batches: on CPU the number of updates, not the batch size, limits how far a few
     minutes get. ``seed`` fixes the initialisation, data order and flips. ``precision`` chooses the
-    arithmetic (``auto``: fp32 on CPU, AMP on CUDA; ``bf16`` is opt-in: ≤ 1.07x faster here, and
-    it moved the ranking more, ``python -m benchmarks.proxy --ranking-check --precision bf16``)."""
+    arithmetic (``auto``: fp32 on CPU, AMP on CUDA; ``bf16`` is opt-in: up to 1.6x faster on an
+    AMX CPU, but it moved the ranking more than a seed does, ``python -m benchmarks.proxy
+    --ranking-check --precision bf16``)."""
 
     epochs: int = 6
     img_size: int = 160

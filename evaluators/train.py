@@ -66,10 +66,10 @@ def resolve_runtime(precision: str, device: torch.device) -> Runtime:
     """The runtime of ``precision`` (a :data:`evaluators.recipe.PRECISIONS` value) on ``device``.
 
     ``auto``: fp16 AMP on CUDA (as before), fp32 on a CPU, channels-last with the fused AdamW.
-    Not bf16, even on a CPU that has it natively: on this project's avx512_bf16 CPU a default
-    training step was only 1.07x faster than fp32 channels-last, a reduced-recipe training was
-    slower, and its rounding moved the preset ranking more (README, "Proxy trainer speed").
-    ``bf16`` is honoured when asked for.
+    Not bf16, even where the CPU runs it fast: on an AMX CPU (Sapphire Rapids) bf16 made a default
+    training 1.6x faster, but it moved the preset ranking more than a change of seed does, at two
+    seeds; on an avx512_bf16 CPU without AMX it was only 1.07x per step (README, "Proxy trainer
+    speed"). ``bf16`` is honoured when asked for.
     """
     if device.type == "cuda":
         chosen = {"auto": "fp16", "fp32": "fp32", "bf16": "bf16"}[precision]
@@ -298,12 +298,51 @@ def train_proxy(
     return finish("ok")
 
 
+#: Fewer channels than this and a channels-last BatchNorm runs in NCHW: PyTorch's channels-last
+#: BatchNorm backward on a CPU is many times slower there once two threads share it (14 ms against
+#: NCHW's 1.4 ms for an (8, 8, 160, 160) activation; at 16 channels the two are even).
+NARROW_BATCHNORM = 16
+
+
 def prepare_model(net: nn.Module, runtime: Runtime) -> nn.Module:
-    """Move ``net`` to the runtime's device and memory layout (in place; returned for chaining)."""
+    """Move ``net`` to the runtime's device and memory layout (in place; returned for chaining).
+
+    Channels-last wraps each narrow BatchNorm (:data:`NARROW_BATCHNORM`) in a layout change by
+    forward hooks, so the weights, the state dict and the arithmetic stay those of NCHW.
+    """
     net.to(runtime.device)
     if runtime.channels_last:
         net.to(memory_format=torch.channels_last)
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d) and m.num_features < NARROW_BATCHNORM:
+                m.register_forward_pre_hook(_to_nchw)
+                m.register_forward_hook(_to_channels_last)
     return net
+
+
+class _Relayout(torch.autograd.Function):
+    """``x`` in ``layout``, and its gradient back in the layout ``x`` came in: a plain
+    ``contiguous`` would hand the gradient on in the new layout, and a BatchNorm backward with
+    mixed layouts takes PyTorch's slowest path."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
+        ctx.back = (
+            torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        )
+        return x.contiguous(memory_format=layout)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad.contiguous(memory_format=ctx.back), None
+
+
+def _to_nchw(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return (_Relayout.apply(inputs[0], torch.contiguous_format), *inputs[1:])
+
+
+def _to_channels_last(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
+    return _Relayout.apply(output, torch.channels_last)
 
 
 def _autocast(runtime: Runtime) -> Any:
