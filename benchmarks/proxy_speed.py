@@ -34,11 +34,7 @@ def _train(tree: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     cmd += ["--epochs", str(args.epochs), "--images", str(args.images), "--img-size", str(args.img_size), "--json"]
     if tree == ROOT and args.precision != "auto":  # the older tree has no --precision: it trains fp32
         cmd += ["--precision", args.precision]
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    probe = [sys.executable, "-P", "-c", "import evaluators.train as t; print(t.__file__)"]
-    where = subprocess.run(probe, cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout.strip()
-    if not Path(where).resolve().is_relative_to(tree.resolve()):
-        raise SystemExit(f"{tree}: nas train would import {where}, not this tree's code")
+    env = _env(tree)
     load = os.getloadavg()[0]
     tick = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
@@ -58,9 +54,23 @@ def _train(tree: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     }
 
 
+def _env(tree: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(tree)}
+
+
+def _check_imports(tree: Path) -> None:
+    """Fail unless ``python -P`` with :func:`_env` imports ``tree``'s code (not an installed copy)."""
+    probe = [sys.executable, "-P", "-c", "import evaluators.train as t; print(t.__file__)"]
+    where = subprocess.run(probe, cwd=ROOT, env=_env(tree), capture_output=True, text=True, check=True).stdout.strip()
+    if not Path(where).resolve().is_relative_to(tree.resolve()):
+        raise SystemExit(f"{tree}: nas train would import {where}, not this tree's code")
+
+
 def end_to_end(args: argparse.Namespace) -> dict[str, Any]:
     """Time ``nas train`` at ``--base`` and here, ``--reps`` times each, interleaved."""
     trees = {"old": Path(args.base).resolve(), "new": ROOT}
+    for tree in trees.values():
+        _check_imports(tree)
     runs: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
     print(
         f"end to end: nas train {args.preset} --threads {args.threads} --epochs {args.epochs} --images {args.images} "
