@@ -112,12 +112,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="--profile: timed training steps per setup")
     parser.add_argument("--ranking-check", action="store_true", help="old vs new setup: AP ranking of 10 presets")
     parser.add_argument("--configs", type=int, default=0, help="--ranking-check: only the first N presets (0: all)")
-    parser.add_argument("--noise-seeds", type=int, default=3, help="--ranking-check: old-setup seeds (new: one fewer)")
+    parser.add_argument(
+        "--noise-seeds", type=int, default=3, help="--ranking-check: old-setup seeds, 2+ (new: one fewer)"
+    )
     parser.add_argument("--end-to-end", action="store_true", help="time `nas train` here against --base, interleaved")
     parser.add_argument("--base", type=Path, default=None, help="--end-to-end: a checkout of the older commit")
     parser.add_argument("--reps", type=int, default=1, help="--end-to-end: repetitions per checkout")
     parser.add_argument("--preset", default=PRESET, help="--end-to-end: the preset trained")
     args = parser.parse_args()
+    if args.ranking_check and args.noise_seeds < 2:
+        parser.error(f"--noise-seeds {args.noise_seeds}: the noise is a pair of seeds; accepted: 2 or more")
     if args.threads:
         torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
