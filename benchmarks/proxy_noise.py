@@ -201,7 +201,7 @@ def score_checkpoint(cfg: Any, recipe: Any, scale: str, checkpoint: Path) -> dic
     import torch
 
     from evaluators.recipe import Recipe
-    from evaluators.train import proxy_graph, recipe_data, recompute_batchnorm, resolve_runtime
+    from evaluators.train import prepare_model, proxy_graph, recipe_data, recompute_batchnorm, resolve_runtime
     from nas.core.module import build
 
     runtime = resolve_runtime("fp32", torch.device("cpu"))
@@ -213,9 +213,9 @@ def score_checkpoint(cfg: Any, recipe: Any, scale: str, checkpoint: Path) -> dic
         graph, _ = proxy_graph(cfg, recipe, own.num_classes)
         net = build(graph)
         net.load_state_dict(state["model"] if weights == "last" else state["ema"]["model"])
-        net.to(memory_format=torch.channels_last)
-        if weights == "ema":
-            recompute_batchnorm(net, large, BN_IMAGES, runtime=runtime)
+        prepare_model(net, runtime)
+        if weights == "ema":  # v2 scores the average so; v1 never recomputed (its bn_images is 0)
+            recompute_batchnorm(net, large, recipe.bn_images or BN_IMAGES, runtime=runtime)
         for split, data in (("small", own), ("large", large)):
             if split == "small" and own.val.gt == large.val.gt:
                 continue  # a v2 recipe's own split is the large one

@@ -226,6 +226,12 @@ def train_proxy(
         out.mkdir(parents=True, exist_ok=True)
     state = _load_checkpoint(checkpoint, dev) if checkpoint and resume and checkpoint.exists() else None
     if state is not None:
+        trained_under = state["fingerprint"].get("recipe", "v1")
+        if trained_under != recipe.version:
+            raise DataError(
+                f"{out} holds a training of recipe {trained_under}, not {recipe.version}; nothing resumes across "
+                f"recipes; accepted: the same command with --recipe {trained_under}, or another output folder"
+            )
         if state["fingerprint"] != fingerprint:
             raise DataError(
                 f"{out} holds a checkpoint of a different run ({_diff(state['fingerprint'], fingerprint)});"

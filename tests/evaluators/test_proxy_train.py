@@ -100,6 +100,9 @@ def test_resume_after_an_epoch_continues_identically(data: ProxyData, tmp_path: 
     assert a["epoch"] == b["epoch"] == 3
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
+    assert a["ema"]["steps"] == b["ema"]["steps"] > 0  # v2 averages the weights: the average resumes too
+    for name, tensor in a["ema"]["model"].items():
+        assert torch.equal(tensor, b["ema"]["model"][name]), name
 
 
 def test_metrics_json_report_and_finished_run(data: ProxyData, tmp_path: Path) -> None:
