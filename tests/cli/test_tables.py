@@ -59,11 +59,15 @@ def table_after(out: str, header_start: str, stop: str | None = None) -> list[st
     return lines[i:j]
 
 
+def _write(tmp_path_factory, name: str, text: str) -> Path:
+    p = tmp_path_factory.mktemp("tables") / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
 @pytest.fixture(scope="module")
 def long_yaml(tmp_path_factory) -> Path:
-    p = tmp_path_factory.mktemp("cfg") / "long.yaml"
-    p.write_text(LONG_CONFIG, encoding="utf-8")
-    return p
+    return _write(tmp_path_factory, "long.yaml", LONG_CONFIG)
 
 
 def test_show_stage_table_with_long_designs(long_yaml, capsys):
@@ -115,9 +119,7 @@ def a_factory_with_a_long_name_for_comparison():
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
-    p = tmp_path_factory.mktemp("models") / "m.py"
-    p.write_text(MODELS, encoding="utf-8")
-    return p
+    return _write(tmp_path_factory, "m.py", MODELS)
 
 
 def test_analyze_tables(models, capsys):
