@@ -26,10 +26,22 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nas", description="Gradient-path guided neural architecture search.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
     for register in (add_show_parser, add_analyze_parser, add_train_parser, add_search_parsers, add_latency_parser):
         register(sub)
     return parser
+
+
+def package_version() -> str:
+    """The installed distribution's version (what ``pip show gradpath-nas`` says), so a bug
+    report names the code it ran; ``unknown`` when run from a tree that was never installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gradpath-nas")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from nas.cli.format import fmt_flops, fmt_int, print_json
+from nas.cli.format import fmt_flops, fmt_int, fmt_metric, format_table, print_json
 from nas.core.errors import UsageError
 
 DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
@@ -156,31 +156,26 @@ def print_table(out: dict[str, Any], title: str) -> None:
         ("duplicate_gradient_ratio", "duplicate gradient ratio"),
         ("gradient_overlap", "gradient overlap"),
     ):
-        v = out[key]
-        print(f"  {label}: {v:.4f}" if isinstance(v, float) else f"  {label}: {v}")
+        print(f"  {label}: {fmt_metric(out[key])}")
     layers = out["layers"]
     top = out["max_shortest_gradient_path"]
-    width = max([len("layer")] + [len(r["name"]) + 2 for r in layers])
-    print(
-        f"{'layer':<{width}}  {'ch':>5}  {'MFLOPs':>9}  {'SGP':>4}  {'LGP':>4}  {'units':>5}  {'comb':>6}  timestamps"
-    )
+    rows = []
     for r in layers:
-        sgp = "-" if r["shortest_gradient_path"] is None else r["shortest_gradient_path"]
-        lgp = "-" if r["longest_gradient_path"] is None else r["longest_gradient_path"]
-        comb = sum(u["gradient_combinations"] for u in r["units"])
         name = r["name"] + (" *" if top is not None and r["shortest_gradient_path"] == top else "")
-        print(
-            f"{name:<{width}}  {r.get('channels', '-'):>5}  {_mflops(r.get('flops', 0)):>9}  {sgp:>4}  {lgp:>4}  "
-            f"{len(r['units']):>5}  {comb:>6}  {_ranges(r['gradient_timestamps'])}"
+        comb = sum(u["gradient_combinations"] for u in r["units"])
+        rows.append(
+            [name, r.get("channels", "-"), _mflops(r.get("flops", 0))]
+            + [fmt_metric(r[k]) for k in ("shortest_gradient_path", "longest_gradient_path")]
+            + [len(r["units"]), fmt_metric(comb), _ranges(r["gradient_timestamps"])]
         )
+    header = ["layer", "ch", "MFLOPs", "SGP", "LGP", "units", "comb", "timestamps"]
+    print(format_table(header, rows, "<>>>>>><"))
     print(f"* = a layer at the max shortest gradient path ({top})")
-    stages = _stages(layers)
-    sw = max([len("stage")] + [len(k) for k, _ in stages])
-    print(f"{'stage':<{sw}}  {'layers':>6}  {'MFLOPs':>9}  {'max SGP':>7}")
-    for key, rows in stages:
-        sgps = [r["shortest_gradient_path"] for r in rows if r["shortest_gradient_path"] is not None]
-        f = sum(r.get("flops", 0) for r in rows)
-        print(f"{key:<{sw}}  {len(rows):>6}  {_mflops(f):>9}  {max(sgps) if sgps else '-':>7}")
+    stage_rows = []
+    for key, rs in _stages(layers):
+        sgps = [r["shortest_gradient_path"] for r in rs if r["shortest_gradient_path"] is not None]
+        stage_rows.append([key, len(rs), _mflops(sum(r.get("flops", 0) for r in rs)), max(sgps) if sgps else "-"])
+    print(format_table(["stage", "layers", "MFLOPs", "max SGP"], stage_rows, "<>>>"))
 
 
 def print_comparison(outs: list[dict[str, Any]], labels: list[str]) -> None:
@@ -195,19 +190,10 @@ def print_comparison(outs: list[dict[str, Any]], labels: list[str]) -> None:
         ("dup", "duplicate_gradient_ratio"),
         ("overlap", "gradient_overlap"),
     ]
-    w = max(len("model"), *(len(x) for x in labels))
-    print(f"{'model':<{w}}  " + "  ".join(f"{h:>10}" for h, _ in cols))
+    rows = []
     for out, label in zip(outs, labels, strict=True):
-        cells = []
-        for _, k in cols:
-            v = out[k]
-            if k == "flops":
-                cells.append(f"{v / 1e9:>10.3f}")
-            elif isinstance(v, float):
-                cells.append(f"{v:>10.4f}")
-            else:
-                cells.append(f"{'-' if v is None else v:>10}")
-        print(f"{label:<{w}}  " + "  ".join(cells))
+        rows.append([label] + [f"{out[k] / 1e9:.3f}" if k == "flops" else fmt_metric(out[k]) for _, k in cols])
+    print(format_table(["model"] + [h for h, _ in cols], rows, "<" + ">" * len(cols)))
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

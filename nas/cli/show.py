@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from nas import api
-from nas.cli.format import METRIC_COLUMNS, fmt_flops, fmt_int, print_json
+from nas.cli.format import METRIC_COLUMNS, fmt_flops, fmt_int, fmt_metric, format_table, print_json
 from nas.core.errors import UsageError
 
 
@@ -33,21 +33,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         if args.json:
             print_json([{k: v for k, v in r.items() if k != "layers"} for r in rows])
             return 0
-        cols = [
-            ("name", "preset", "<24"),
-            ("img_size", "img", ">5"),
-            ("params", "params", ">9"),
-            ("flops", "FLOPs", ">9"),
-        ]
-        cols += [(k, h, ">10") for k, h in METRIC_COLUMNS if k in rows[0]]
-        print("  ".join(f"{h:{a}}" for _, h, a in cols))
-        for r in rows:
-            cells = []
-            for k, _, a in cols:
-                v = r[k]
-                v = fmt_int(v) if k == "params" else fmt_flops(v) if k == "flops" else v
-                cells.append(f"{v:{a}}")
-            print("  ".join(cells))
+        cols = [("name", "preset"), ("img_size", "img"), ("params", "params"), ("flops", "FLOPs")]
+        cols += [(k, h) for k, h in METRIC_COLUMNS if k in rows[0]]
+        fmt = {"params": fmt_int, "flops": fmt_flops, "name": str, "img_size": str}
+        cells = [[fmt.get(k, fmt_metric)(r[k]) for k, _ in cols] for r in rows]
+        print(format_table([h for _, h in cols], cells, "<" + ">" * (len(cols) - 1)))
         return 0
     out = api.show(args.config, args.img_size)
     if args.json:
@@ -61,15 +51,14 @@ def cmd_show(args: argparse.Namespace) -> int:
         ("duplicate_gradient_ratio", "dup grad ratio"),
     ):
         if k in out:
-            print(f"  {h}: {out[k]}")
+            print(f"  {h}: {fmt_metric(out[k])}")
     print(f"  peak activation memory: {out['peak_memory_bytes'] / 2**20:.1f} MiB (batch 1, fp32)")
-    print(f"{'stage':<18}{'knob':<13}{'design':<30}{'repeats':>7}{'channels':>9}{'params':>9}{'FLOPs':>9}")
-    for s in out["stages"]:
-        design = (s.get("knob", ""), s.get("design", ""), s.get("repeats", ""), s.get("channels", ""))
-        print(
-            f"{s['stage']:<18}{design[0]:<13}{design[1]:<30}{design[2]:>7}{design[3]:>9}"
-            f"{fmt_int(s['params']):>9}{fmt_flops(s['flops']):>9}"
-        )
+    rows = [
+        [s["stage"], s.get("knob", ""), s.get("design", ""), s.get("repeats", ""), s.get("channels", "")]
+        + [fmt_int(s["params"]), fmt_flops(s["flops"])]
+        for s in out["stages"]
+    ]
+    print(format_table(["stage", "knob", "design", "repeats", "channels", "params", "FLOPs"], rows, "<<<>>>>"))
     return 0
 
 
@@ -82,11 +71,13 @@ def _show_space(name: str, as_json: bool) -> int:
     print(f"space {out['space']} ({kind}; family {out['family']} @ {out['img_size']})")
     print(f"size: {out['size']:,} configs (10^{out['size_log10']})")
     print("global knobs:")
-    for knob, values in out["global_knobs"].items():
-        print(f"  {knob:<14} {', '.join(map(str, values))}")
+    rows = [["", knob, ", ".join(map(str, values))] for knob, values in out["global_knobs"].items()]
+    print(format_table(None, rows, "<<<"))
     stages = out["stages"]
     print(f"each of {len(stages)} stages ({', '.join(stages)}) chooses, {out['configs_per_stage']:,} ways:")
-    for k in out["stage_knobs"]:
-        when = "" if k["when"] == "always" else f"  ({k['when']})"
-        print(f"  {k['knob']:<14} {', '.join(map(str, k['values']))}{when}")
+    rows = [
+        ["", k["knob"], ", ".join(map(str, k["values"])), "" if k["when"] == "always" else f"({k['when']})"]
+        for k in out["stage_knobs"]
+    ]
+    print(format_table(None, rows, "<<<<"))
     return 0

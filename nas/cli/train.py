@@ -16,6 +16,7 @@ from typing import Any
 
 from evaluators.coco_eval import METRICS
 from evaluators.recipe import DEFAULT, RECIPES, Recipe, RecipeError
+from nas.cli.format import format_table
 from nas.core.errors import UsageError
 
 
@@ -149,9 +150,8 @@ def check_args(args: argparse.Namespace) -> Recipe:
 
 def _table(result: dict[str, Any]) -> str:
     cols = ("epoch", "loss", *METRICS, "epoch_time_s")
-    rows = [cols] + [tuple("-" if e.get(c) is None else f"{e[c]:.4g}" for c in cols) for e in result["history"]]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
-    lines = ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    rows = [["-" if e.get(c) is None else f"{e[c]:.4g}" for c in cols] for e in result["history"]]
+    lines = [format_table(cols, rows, ">" * len(cols))]
     flops = result.get("flops")
     lines.append(
         f"{result['status']}: AP {_fmt(result.get('AP'))}  AP50 {_fmt(result.get('AP50'))}  "

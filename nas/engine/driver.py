@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.core.runio import RunLock, atomic_write_json
+from nas.core.table import format_table
 from nas.engine.cheap import cheap_stage, mark_dashboard_view
 from nas.engine.fidelity import Rung, plan_rungs
 from nas.engine.objectives import config_of, flops_of, format_pattern, latency_of, params_of
@@ -91,12 +92,17 @@ def picks_summary(chosen: list[Any], cheap: Any, wall_s: float) -> dict[str, Any
 
 def format_picks(picks: list[dict[str, Any]]) -> str:
     """The picks as a small table: trial, cheap score, GFLOPs, params, block pattern."""
-    rows = [f"{'trial':>7}  {'score':>8}  {'GFLOPs':>7}  {'params':>7}  blocks (backbone stages | neck nodes)"]
-    for p in picks:
-        rows.append(
-            f"{p['trial']:>7}  {p['score']:>8.3f}  {p['flops'] / 1e9:>7.1f}  {p['params'] / 1e6:>6.1f}M  {format_pattern(p['pattern'])}"
-        )
-    return "\n".join(rows)
+    rows = [
+        [
+            p["trial"],
+            f"{p['score']:.3f}",
+            f"{p['flops'] / 1e9:.1f}",
+            f"{p['params'] / 1e6:.1f}M",
+            format_pattern(p["pattern"]),
+        ]
+        for p in picks
+    ]
+    return format_table(["trial", "score", "GFLOPs", "params", "blocks (backbone stages | neck nodes)"], rows, ">>>><")
 
 
 #: the pool the proxy stage may draw on is this many times its bottom rung: the untrained rest is

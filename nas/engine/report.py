@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.core.runio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from nas.core.table import format_table
 from nas.engine.objectives import config_of, flops_of, latency_of, metric_name, metrics_of, params_of
 from nas.engine.options import SearchOptions
 from nas.engine.stats import pareto_fronts
@@ -162,18 +163,19 @@ def pareto_figure(
 
 
 def format_front(summary: dict[str, Any]) -> str:
+    """The Pareto front as the search prints it: one aligned row per trial, ``*`` = ``best.yaml``."""
     by_number = {r["trial"]: r for r in summary["trials"]}
     lat = any("latency_ms" in by_number[n] for n in summary["pareto"])
-    ms_head = f"  {'ms':>7}" if lat else ""
-    lines = [f"{'trial':>5}  {'GFLOPs':>7}{ms_head}  {'AP':>6}  {'backbone':<22} {'neck':<22}"]
+    header = ["trial", "GFLOPs", *(["ms"] if lat else []), "AP", "backbone", "neck", "best"]
+    rows = []
     for n in summary["pareto"]:
         r = by_number[n]
-        mark = " *" if n == summary["best_trial"] else ""
-        ms = f"  {r['latency_ms']:7.1f}" if lat else ""
-        lines.append(
-            f"{n:>5}  {r['flops'] / 1e9:7.1f}{ms}  {r['AP']:6.3f}  {_part(r['config']['backbone']):<22} {_part(r['config']['neck']):<22}{mark}"
+        ms = [f"{r['latency_ms']:.1f}"] if lat else []
+        parts = [_part(r["config"]["backbone"]), _part(r["config"]["neck"])]
+        rows.append(
+            [n, f"{r['flops'] / 1e9:.1f}", *ms, f"{r['AP']:.3f}", *parts, "*" if n == summary["best_trial"] else ""]
         )
-    return "\n".join(lines)
+    return format_table(header, rows, ">>" + (">" if lat else "") + "><<<")
 
 
 def _part(p: dict[str, Any]) -> str:
