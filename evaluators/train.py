@@ -555,6 +555,10 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k))
 
 
+#: what a checkpoint's keys must hold before anything of it is compared or restored
+_CHECKPOINT_TYPES = {"fingerprint": dict, "epoch": int, "model": dict, "history": list}
+
+
 def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:
     """The checkpoint's state, or None (with a one-line warning) when it cannot be used: it is a
     cache of finished epochs, so a damaged one costs a retrain, never a crash or a half-restored
@@ -567,7 +571,7 @@ def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:
         with warnings.catch_warnings():  # torch warns about a foreign pickle protocol: it is refused anyway
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location=device, weights_only=True)
-        if not isinstance(state, dict) or not {"fingerprint", "epoch", "model", "history"} <= state.keys():
+        if not isinstance(state, dict) or not all(isinstance(state.get(k), t) for k, t in _CHECKPOINT_TYPES.items()):
             raise ValueError("not a proxy checkpoint")
         return state
     except Exception as err:  # noqa: BLE001 - truncated zip, bad or unsafe pickle, wrong type: all mean "unusable"
