@@ -2,7 +2,8 @@
 
 Hypothesis generates cases for every subcommand — ArchConfig YAML files (valid, one field
 wrong, not a mapping, truncated, binary, deeply nested, huge numbers, unicode), COCO annotation
-files (valid shape, broken structure), damaged run folders, and argument lists (valid values,
+files (valid shape, broken structure), damaged run folders, damaged, malformed and malicious
+training checkpoints (a pickle whose unpickling would write a file), and argument lists (valid values,
 wrong types, out of range, unknown flags) — and runs each through ``nas.cli.main(argv)`` in
 this process (fast), and a sample through the real entry point (``python -m nas.cli``) as a
 subprocess. Each case is judged:
@@ -11,7 +12,7 @@ subprocess. Each case is judged:
   problem where the case knows it, no traceback, nothing new left in the case's folder;
 - valid input → success (``search``/``dashboard``: the arguments pass validation and reach
   the work, which is stubbed here — no Ray, no server is ever started);
-- any input → never a traceback, never Ray started.
+- any input → never a traceback, never Ray started, never code from the input run.
 
     .venv/bin/python -m benchmarks.fuzz [--cases 2000] [--seed 0] [--subprocess 40] [--train-ok 4]
 
@@ -50,7 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-ok", type=int, default=4, help="valid tiny trainings (about 3 s each)")
     args = p.parse_args(argv)
 
-    weights = {"show": 0.28, "train": 0.16, "export": 0.16, "analyze": 0.1, "search": 0.2, "dashboard": 0.1}
+    # checkpoint cases each run a tiny training (~2 s): 2 % of the cases, 40 of the default 2000
+    weights = {
+        "show": 0.28,
+        "train": 0.16,
+        "checkpoint": 0.02,
+        "export": 0.16,
+        "analyze": 0.1,
+        "search": 0.2,
+        "dashboard": 0.1,
+    }
     plan = {c: max(1, round(args.cases * w)) for c, w in weights.items()}
     work = Path(tempfile.mkdtemp(prefix="nas-fuzz-"))
     started = time.perf_counter()

@@ -66,7 +66,7 @@ def _checkpoint(path: Path) -> tuple[int, list[list[Any]]]:
     import torch
 
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - an unreadable checkpoint counts as none
         return -1, []
     return int(state["epoch"]), [[h["epoch"], h["epoch_time_s"], h["loss"]] for h in state["history"]]

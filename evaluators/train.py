@@ -682,15 +682,25 @@ def _seed_everything(seed: int) -> None:
 
 
 def _get_rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every generator's state as tensors and plain data: what ``torch.load(weights_only=True)``
+    reads back without allowing any other type (numpy's own state holds an ndarray)."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
+        "numpy": [str(kind), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal.tolist()), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
@@ -701,22 +711,53 @@ def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     return ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k))
 
 
+#: what a checkpoint's keys must hold before anything of it is compared or restored
+_CHECKPOINT_TYPES = {"fingerprint": dict, "epoch": int, "model": dict, "history": list}
+
+
 def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:
-    """The checkpoint's state, or None (with a warning) when it cannot be read: it is a cache of
-    finished epochs, so a damaged one costs a retrain, never a crash or a half-restored run."""
+    """The checkpoint's state, or None (with a one-line warning) when it cannot be used: it is a
+    cache of finished epochs, so a damaged one costs a retrain, never a crash or a half-restored
+    run. It is read with ``weights_only=True``: a checkpoint comes from a trial folder or a shared
+    ``--ray-storage`` that others can write, and one whose pickle names anything but tensors and
+    plain data is refused without running it."""
+    import warnings
+
     try:
-        state = torch.load(path, map_location=device, weights_only=False)
-        if not isinstance(state, dict) or not {"fingerprint", "epoch", "model", "history"} <= state.keys():
+        with warnings.catch_warnings():  # torch warns about a foreign pickle protocol: it is refused anyway
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(state, dict) or not all(isinstance(state.get(k), t) for k, t in _CHECKPOINT_TYPES.items()):
             raise ValueError("not a proxy checkpoint")
         return state
-    except Exception as err:  # noqa: BLE001 - truncated zip, bad pickle, wrong type: all mean "unusable"
-        logging.getLogger(__name__).warning("%s: unreadable checkpoint ignored, training from epoch 0 (%s)", path, err)
+    except Exception as err:  # noqa: BLE001 - truncated zip, bad or unsafe pickle, wrong type: all mean "unusable"
+        logging.getLogger(__name__).warning(
+            "%s: unusable checkpoint ignored, training from epoch 0 (%s)", path, _load_error(err)
+        )
         return None
 
 
+def _load_error(err: Exception) -> str:
+    """One line for why a checkpoint was refused (torch's weights-only message is a paragraph)."""
+    import pickle
+
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    unsafe = next((ln for ln in lines if "GLOBAL" in ln), None)
+    if isinstance(err, pickle.UnpicklingError) and unsafe:
+        return f"it holds more than tensors and plain data: {unsafe[:200]}"
+    return f"{type(err).__name__}: {(lines[0] if lines else '')[:200]}"
+
+
 def _save_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` with torch.save, replacing ``path`` only once the whole file is written and
+    only if it holds tensors and plain data alone: a checkpoint that ``_load_checkpoint`` would
+    refuse is a bug here, not a retrain from epoch 0 found on the next resume."""
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(obj, tmp)
+    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(tmp)
+    if unsafe:
+        tmp.unlink(missing_ok=True)
+        raise TypeError(f"checkpoint {path} would hold {', '.join(unsafe)}: store tensors and plain data only")
     os.replace(tmp, path)
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from nas.core.extras import require
 from nas.core.runio import atomic_write_bytes, atomic_write_text
 from nas.engine.cheap import DASHBOARD_ATTR, score_candidate
 from nas.engine.objectives import config_of, feasible_front, flops_of, latency_of, metrics_of
@@ -56,6 +57,8 @@ def export(
     COMPLETE trial within ``max_flops`` (default: the search budget). The YAML is re-compiled
     and must reproduce the FLOPs and gradient-path metrics the trial recorded, or nothing is
     written. ``onnx`` also writes the full-size model as ONNX."""
+    if onnx is not None:  # before the YAML: a missing extra leaves nothing half-written
+        require("onnx", "nas export --onnx")
     if Path(out).is_dir():
         raise SearchError(f"-o: {out} is a folder; accepted: a YAML file path")
     study, _ = _open_run(run_dir)
@@ -95,6 +98,7 @@ def export_onnx(cfg, path: str | Path) -> Path:  # noqa: ANN001
 
     from nas.core.module import build
 
+    require("onnx", "nas export --onnx")  # torch.onnx.export imports it
     model = build(compile_config(cfg)).eval()
     x = torch.zeros(1, 3, cfg.img_size, cfg.img_size)
     buf = io.BytesIO()
@@ -120,8 +124,7 @@ def read_only(app: Any) -> Any:
 
 def dashboard_app(run_dir: str | Path, allow_edit: bool = False) -> Any:
     """optuna-dashboard's WSGI app on the run's storage, read-only unless ``allow_edit``."""
-    from optuna_dashboard import wsgi
-
+    wsgi = require("optuna_dashboard", "nas dashboard").wsgi
     storage, _ = _run_storage(run_dir)  # a --trials 0 run has only its cheap study: shown too
     _feasible_best_trials()
     app = wsgi(dashboard_view(storage))
@@ -168,6 +171,7 @@ def dashboard(
     if not 0 <= port <= 65535:
         raise SearchError(f"--port: {port} is out of range; accepted: 0 to 65535")
     _run_storage(run_dir)
+    require("optuna_dashboard", "nas dashboard")
     try:  # bind once ourselves: the server would print its banner before failing
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         with socket.socket(family, socket.SOCK_STREAM) as probe:

@@ -39,6 +39,7 @@ from typing import Any
 
 from nas.core.cost import node_cost
 from nas.core.errors import UsageError
+from nas.core.extras import require
 from nas.core.ir import LayerGraph, Node
 from nas.core.memory import BYTES_PER_ELEMENT
 
@@ -211,9 +212,13 @@ def table_hit_rate(graph: LayerGraph, model: LatencyModel) -> float:
 
 # -- devices ----------------------------------------------------------------------------------
 def check_device(device: str) -> None:
-    """A clear error for a device that is not known or not present."""
+    """A clear error for a device that is not known or not present, or (CPU) whose runtime is not
+    installed: the CPU table is timed in ONNX Runtime on an ONNX export, both the ``onnx`` extra."""
     if device not in DEVICES:
         raise LatencyError(f"--device: {device!r} is not known; accepted: {', '.join(DEVICES)}")
+    if device == "cpu":
+        for module in ("onnxruntime", "onnx"):
+            require(module, "latency on --device cpu")
     if device == "cuda":
         import torch
 
@@ -229,8 +234,7 @@ def device_fingerprint(device: str, threads: int = 1) -> str:
 
         name, runtime = torch.cuda.get_device_name(0), f"torch{torch.__version__.split('+')[0]}"
     else:
-        import onnxruntime
-
+        onnxruntime = require("onnxruntime", "latency on --device cpu")
         name, runtime = _cpu_name(), f"ort{onnxruntime.__version__}-t{threads}"
     slug = re.sub(r"[^a-z0-9.]+", "-", name.lower()).strip("-")
     return f"{device}-{slug}-{runtime}"
@@ -299,8 +303,8 @@ def _runner(module: Any, shapes: list[tuple[int, ...]], device: str, threads: in
         return run
     import io
 
-    import onnxruntime as ort
-
+    ort = require("onnxruntime", "latency on --device cpu")
+    require("onnx", "latency on --device cpu")  # torch.onnx.export needs it
     torch.set_num_threads(threads)
     buf = io.BytesIO()
     names = [f"x{i}" for i in range(len(xs))]

@@ -18,11 +18,13 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -157,12 +159,49 @@ def _enable_token_mode() -> None:
         pass
 
 
+LOOPBACK = "127.0.0.1"
+#: Ray's switch for "this node may be part of a multi-node cluster" (default: on, except macOS/Windows)
+_CLUSTER_SWITCH = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def _loopback_only() -> Iterator[None]:
+    """While the private Ray starts, make ``_node_ip_address="127.0.0.1"`` stick.
+
+    Why: Ray (checked in 2.60, ``services.resolve_ip_for_localhost``) replaces a loopback node
+    address by the machine's network address unless its cluster switch is off, and its GCS, raylet
+    and workers then listen on every interface (``::``); with the node address 127.0.0.1 they
+    listen on 127.0.0.1 only (their gRPC servers bind loopback exactly when the node address is
+    127.0.0.1). The switch is read once, when Ray is imported, so both the environment (for the
+    processes this start spawns) and Ray's constant (for this process) are set, then restored: a
+    later ``--ray-address`` join from the same process must advertise the real address."""
+    try:
+        from ray._private import ray_constants
+    except ImportError:  # another Ray layout: the test of the listening sockets says whether it held
+        ray_constants = None
+    saved_env = os.environ.get(_CLUSTER_SWITCH)
+    saved = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[_CLUSTER_SWITCH] = "0"
+    if saved is not None:
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if saved_env is None:
+            os.environ.pop(_CLUSTER_SWITCH, None)
+        else:
+            os.environ[_CLUSTER_SWITCH] = saved_env
+        if saved is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = saved
+
+
 def start_or_join(address: str | None, num_cpus: int | None = None) -> bool:
     """Connect this process to Ray; True when it started a private local Ray (the caller stops it
     with ``ray.shutdown()``), False when it joined a cluster or Ray was already initialised.
 
     The local Ray is started with ``address="local"``, so no recorded or running cluster is joined
-    by accident, and bound to loopback: nothing of it is reachable from the network."""
+    by accident, and bound to loopback (:func:`_loopback_only`): nothing of it is reachable from
+    the network."""
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         return False
     target = requested_address(address)
@@ -173,7 +212,8 @@ def start_or_join(address: str | None, num_cpus: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     if target is None:
-        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), _node_ip_address="127.0.0.1", **_INIT_KWARGS)
+        with _loopback_only():
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), _node_ip_address=LOOPBACK, **_INIT_KWARGS)
         return True
     try:
         ray.init(address=target, **_INIT_KWARGS)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from nas.core.extras import PROVIDERS, require
 from nas.engine.options import SearchError
 
 
@@ -34,10 +35,25 @@ def open_storage(url: str | None, run_dir: Path):  # noqa: ANN201 - optuna stora
                 f"{path}: the Optuna journal cannot be read ({type(e).__name__}: {str(e)[:120]}); "
                 "it was damaged outside nas search: restore it from a backup or start another --name"
             ) from None
+    _require_driver(url)
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as e:  # noqa: BLE001 - any driver error is a user-facing storage problem
         raise SearchError(f"--storage: cannot open {url.split('@')[-1]!r} ({type(e).__name__}: {e})") from None
+
+
+def _require_driver(url: str) -> None:
+    """The database driver of an RDB URL, when it is one an extra of gradpath-nas installs
+    (``postgresql://`` is psycopg in SQLAlchemy 2.x): missing, it is one line naming the extra."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        driver = make_url(url).get_dialect().driver
+    except (ArgumentError, NoSuchModuleError, ValueError):
+        return  # not a URL SQLAlchemy knows: RDBStorage says so below
+    if driver in PROVIDERS:
+        require(driver, f"--storage {url.split('://', 1)[0]}://")
 
 
 def _share_distributions() -> None:

@@ -72,7 +72,7 @@ def test_truncated_checkpoint_is_ignored_with_a_warning_and_retrained_identicall
     (tmp_path / "a" / ".checkpoint.pt.tmp").write_bytes(b"half a save from a killed process")
     with caplog.at_level(logging.WARNING, logger="evaluators.train"):
         again = train_from_config("yolor-elan-1-1", recipe, out_dir=tmp_path / "a", **args)
-    assert "unreadable checkpoint ignored" in caplog.text
+    assert "unusable checkpoint ignored" in caplog.text
     assert again["status"] == "ok"
     strip = ("epoch_time_s",)
     assert [{k: v for k, v in h.items() if k not in strip} for h in again["history"]] == [
@@ -80,7 +80,7 @@ def test_truncated_checkpoint_is_ignored_with_a_warning_and_retrained_identicall
     ]
     import torch
 
-    assert torch.load(ckpt, weights_only=False)["epoch"] == 2  # whole again
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2  # whole again
 
 
 def test_checkpoint_of_another_run_is_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

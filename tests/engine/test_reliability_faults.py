@@ -188,7 +188,7 @@ def test_disk_full_while_recording_a_trial_stops_cleanly_and_the_rerun_recompute
 def _epoch(path: Path) -> int:
     import torch
 
-    return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
+    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
 
 
 def test_permission_denied_on_the_journal_is_one_line_and_the_rerun_repairs_it(tmp_path: Path) -> None:

@@ -5,17 +5,22 @@ inputs that once crashed, plus a sample through the real entry point as a subpro
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 from tests.support.fuzz_cases import (
+    PWNED,
     RUN_NAME,
     STRATEGIES,
     TRAIN_TINY,
     Case,
     Fixtures,
+    _checkpoint_bytes,
+    _ckpt_state,
+    _Runs,
     _tree,
     execute,
     judge,
@@ -25,7 +30,7 @@ from tests.support.fuzz_cases import (
     train_ok_case,
 )
 
-EXAMPLES = {"show": 60, "train": 30, "export": 30, "analyze": 15, "search": 60, "dashboard": 25}
+EXAMPLES = {"show": 60, "train": 30, "checkpoint": 5, "export": 30, "analyze": 15, "search": 60, "dashboard": 25}
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +217,26 @@ def test_a_valid_tiny_training_succeeds(fx: Fixtures) -> None:
     case = train_ok_case()
     res, _ = execute(case, fx, 2000)
     assert res.rc == 0 and not judge(case, res), (res.stderr, res.crash)
+
+
+_TRAIN_OUT = ["train", "yolor-elan-1-1", "--out", "{tmp}/out", *TRAIN_TINY]
+PLANTED = [
+    Case(
+        "checkpoint",
+        _TRAIN_OUT,
+        "ok",
+        label,
+        files={"out/checkpoint.pt": data},
+        forbidden=PWNED,
+    )
+    for label, data in (
+        ("os.system as the whole raw pickle", _checkpoint_bytes(_Runs(os.system, f"touch {PWNED}"), raw_pickle=True)),
+        ("open() in the rng state of a torch.save zip", _checkpoint_bytes(_ckpt_state(rng=_Runs(open, PWNED, "w")))),
+    )
+]
+
+
+@pytest.mark.parametrize("case", PLANTED, ids=[c.label for c in PLANTED])
+def test_a_planted_checkpoint_runs_no_code_and_the_training_starts_over(case: Case, fx: Fixtures) -> None:
+    res, _ = execute(case, fx, 3000)
+    assert res.rc == 0 and not judge(case, res), (res.stderr[-500:], res.crash)

@@ -95,8 +95,8 @@ def test_resume_after_an_epoch_continues_identically(data: ProxyData, tmp_path: 
         return [{k: v for k, v in e.items() if k != "epoch_time_s"} for e in history]
 
     assert strip(resumed["history"]) == strip(straight["history"])
-    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
-    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 3
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name

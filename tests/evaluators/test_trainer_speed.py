@@ -182,8 +182,8 @@ def test_bf16_repeats_resumes_exactly_and_is_its_own_run(data: ProxyData, tmp_pa
         _train(data, tmp_path / "b", precision="bf16", report=stop)
     resumed = _train(data, tmp_path / "b", precision="bf16")
     assert _strip(resumed["history"]) == _strip(straight["history"])
-    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["model"]
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(t, b[k]) for k, t in a.items())
     # a bf16 checkpoint is never continued in fp32 (nor the reverse)
     with pytest.raises(DataError, match="different run.*precision"):

@@ -7,7 +7,8 @@ Each case is judged:
   problem where the case knows it, no traceback, nothing new left in the case's folder;
 - valid input → success (``search``/``dashboard``: the arguments pass validation and reach
   the work, which is stubbed here — no Ray, no server is ever started);
-- any input → never a traceback, never Ray started.
+- any input → never a traceback, never Ray started, never code from the input run (a planted
+  checkpoint's payload would write the case's ``forbidden`` file).
 
 ``tests/engine/test_reliability_fuzz.py`` runs a sample in CI; ``python -m benchmarks.fuzz``
 runs thousands of cases with the same generators.
@@ -40,7 +41,7 @@ from search_spaces.config import FUSIONS, STOP_GRADIENTS
 
 ROOT = Path(__file__).resolve().parents[2]
 
-COMMANDS = ("show", "train", "export", "analyze", "search", "dashboard")
+COMMANDS = ("show", "train", "checkpoint", "export", "analyze", "search", "dashboard")
 TRAIN_TINY = ["--epochs", "1", "--images", "8", "--img-size", "64", "--threads", "1"]
 
 
@@ -58,6 +59,7 @@ class Case:
     run: str | None = None  # copy the finished fixture run to {tmp}/<run>
     damage: tuple[str, str, int] | None = None  # (file in the run, how, where)
     busy_port: bool = False  # replace "{port}" by a port this process is listening on
+    forbidden: str | None = None  # a file (in the case's folder) that only code run from the input would make
 
 
 @dataclasses.dataclass
@@ -68,6 +70,7 @@ class Outcome:
     crash: str | None = None  # the traceback of an exception that escaped main()
     reached: str | None = None  # valid arguments reached the (stubbed) search / server
     ray_started: bool = False
+    code_ran: bool = False  # the case's ``forbidden`` file appeared: the input executed code
     new_paths: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
 
@@ -157,6 +160,8 @@ def judge(case: Case, res: Outcome) -> list[str]:
         problems.append(f"traceback: {last}")
     if res.ray_started:
         problems.append("Ray was started")
+    if res.code_ran:
+        problems.append(f"code from the input ran: {case.forbidden} was written")
     if res.crash:
         return problems
     if res.reached:
@@ -332,11 +337,13 @@ def execute(case: Case, fx: Fixtures, index: int, subprocess_too: bool = False) 
         before = _tree(tmp)
         res = run_in_process(argv, tmp)
         res.new_paths = sorted(_tree(tmp) - before) if res.rc == 2 else []
+        res.code_ran = bool(case.forbidden and (tmp / case.forbidden).exists())
         sub = None
         if subprocess_too:
             before = _tree(tmp)
             sub = run_subprocess(argv, tmp)
             sub.new_paths = sorted(_tree(tmp) - before) if sub.rc == 2 else []
+            sub.code_ran = bool(case.forbidden and (tmp / case.forbidden).exists())
         return res, sub
     finally:
         if busy is not None:
@@ -679,6 +686,105 @@ def train_ok_case(preset: str = "yolor-elan-1-1") -> Case:
     return Case("train", ["train", preset, "--out", "{tmp}/out", "--json", *TRAIN_TINY], "ok", "tiny training")
 
 
+# -- strategies: checkpoints in a training's --out folder -------------------------------------
+PWNED = "PWNED"  # relative: the case runs in its folder, so code run from a checkpoint writes it there
+
+
+class _Runs:
+    """Unpickling it calls ``func(*args)``: a planted checkpoint's payload."""
+
+    def __init__(self, func: Callable[..., Any], *args: Any) -> None:
+        self.func, self.args = func, args
+
+    def __reduce__(self) -> tuple:
+        return (self.func, self.args)
+
+
+def _checkpoint_bytes(state: Any, raw_pickle: bool = False) -> bytes:
+    import pickle
+
+    import torch
+
+    if raw_pickle:
+        return pickle.dumps(state)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def _ckpt_state(**over: Any) -> dict[str, Any]:
+    """The keys a proxy checkpoint has; its fingerprint is of no real run (resuming it: exit 2)."""
+    import torch
+
+    base = {"fingerprint": {"data": "elsewhere"}, "epoch": 1, "model": {"w": torch.zeros(2)}, "history": []}
+    return {**base, **over}
+
+
+@st.composite
+def checkpoint_cases(draw: st.DrawFn) -> Case:
+    """``nas train --out DIR`` over a damaged, malformed or malicious ``DIR/checkpoint.pt``: it is
+    refused (a warning) and the training starts over, or (another run's, intact) exit 2 — and no
+    code in it ever runs."""
+    kind = draw(st.sampled_from(("malicious", "malicious", "damaged", "damaged", "malformed", "foreign")))
+    argv = ["train", "yolor-elan-1-1", "--out", "{tmp}/out", *TRAIN_TINY]
+    if kind == "malicious":
+        payload = draw(
+            st.sampled_from(
+                (
+                    ("open", _Runs(open, PWNED, "w")),
+                    ("os.system", _Runs(os.system, f"touch {PWNED}")),
+                    ("exec", _Runs(exec, f"open({PWNED!r}, 'w')")),
+                )
+            )
+        )
+        where = draw(st.sampled_from(("rng", "model", "whole")))
+        raw = draw(st.booleans())
+        state = payload[1] if where == "whole" else _ckpt_state(**{where: payload[1]})
+        data = _checkpoint_bytes(state, raw_pickle=raw)
+        label = f"malicious checkpoint: {payload[0]} in {where}{' (raw pickle)' if raw else ''}"
+        return Case("checkpoint", argv, "ok", label, files={"out/checkpoint.pt": data}, forbidden=PWNED)
+    if kind == "malformed":
+        state = draw(
+            st.sampled_from(
+                (
+                    [1, 2, 3],
+                    {"epoch": 1},
+                    _ckpt_state(fingerprint="not a dict"),
+                    _ckpt_state(epoch="one"),
+                    _ckpt_state(history={"a": 1}),
+                    _ckpt_state(model=[1.0]),
+                )
+            )
+        )
+        return Case(
+            "checkpoint", argv, "ok", "malformed checkpoint", files={"out/checkpoint.pt": _checkpoint_bytes(state)}
+        )
+    intact = _checkpoint_bytes(_ckpt_state())
+    if kind == "foreign":
+        return Case(
+            "checkpoint",
+            argv,
+            "error",
+            "another run's checkpoint",
+            "different run",
+            files={"out/checkpoint.pt": intact},
+        )
+    how = draw(st.sampled_from(("truncate", "binary", "empty", "flip")))
+    where = draw(st.integers(0, 10**6))
+    if how == "truncate":
+        data = intact[: where % max(1, len(intact) - 1)]
+    elif how == "binary":
+        data = random.Random(where).randbytes(draw(st.integers(1, 400)))
+    elif how == "empty":
+        data = b""
+    else:  # one byte changed: a zip member's CRC, a pickle opcode, or nothing torch reads
+        i = where % len(intact)
+        data = intact[:i] + bytes([intact[i] ^ 0xFF]) + intact[i + 1 :]
+    # a flipped byte may leave the checkpoint readable: then it is the other run's (exit 2)
+    expect = "any" if how == "flip" else "ok"
+    return Case("checkpoint", argv, expect, f"damaged checkpoint: {how}", files={"out/checkpoint.pt": data})
+
+
 @st.composite
 def export_cases(draw: st.DrawFn) -> Case:
     kind = draw(st.sampled_from(("ok", "trial", "max-flops", "out", "damaged", "damaged", "path", "args")))
@@ -881,6 +987,7 @@ def dashboard_cases(draw: st.DrawFn) -> Case:
 STRATEGIES: dict[str, Callable[[], st.SearchStrategy[Case]]] = {
     "show": show_cases,
     "train": train_cases,
+    "checkpoint": checkpoint_cases,
     "export": export_cases,
     "analyze": analyze_cases,
     "search": search_cases,
