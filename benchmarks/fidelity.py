@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidates", type=int, default=10, help="the first N candidates of the rank study")
     p.add_argument("--options", nargs="+", choices=sorted(OPTIONS), default=list(OPTIONS))
     p.add_argument("--recipe", choices=sorted(rs.RECIPES), default="reduced", help="the full recipe")
+    rs.add_version_flag(p)
     p.add_argument("--space", choices=sorted(rs.STUDY_NAMES), default="yolor")
     p.add_argument("--seed", type=int, default=0, help="candidate sampling seed (the rank study's)")
     p.add_argument("--threads", type=int, default=1)
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--analyze-only", action="store_true")
     p.add_argument("--bootstrap", type=int, default=1000)
     args = p.parse_args(argv)
-    full = rs.RECIPES[args.recipe]
+    full = rs.study_recipe(args.recipe, args.version)
     study = rs.study_dir(args.space)
     cands = rs.candidates(args.candidates, args.seed, args.space)
     shard, of = (int(v) for v in args.shard.split("/")) if args.shard else (0, 1)

@@ -33,7 +33,16 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import BENCH_DIR, write_result
-from benchmarks.rank_study import RECIPES, STUDY_NAMES, deadline_passed, finished_metrics, make_recipe, result_name
+from benchmarks.rank_study import (
+    RECIPES,
+    STUDY_NAMES,
+    add_version_flag,
+    deadline_passed,
+    finished_metrics,
+    make_recipe,
+    result_name,
+    study_recipe,
+)
 
 PRESETS = (
     "yolor-v3",
@@ -178,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--recipe", choices=sorted(RECIPES), default="reduced")
+    add_version_flag(p)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--shard", default=None, help="i/n: train only jobs j with j mod n == i, no analysis")
     p.add_argument("--deadline", default=None, help="UTC HH:MM: start no training after it")
@@ -188,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from evaluators.train import train_from_config
 
-    recipe = RECIPES[args.recipe]
+    recipe = study_recipe(args.recipe, args.version)
     name_out = result_name("paper_ablation_matched" if args.match_flops else "paper_ablation", args.recipe)
     out = BENCH_DIR / name_out
     shard, of = (int(v) for v in args.shard.split("/")) if args.shard else (0, 1)

@@ -156,7 +156,7 @@ def run_job(scale: str, arm: str, design: dict[str, Any], seed: int, root: Path 
     """Train (or resume) one job, then score its checkpoint every way; ``scores.json`` marks it done."""
     import torch
 
-    from evaluators.train import train_from_config
+    from evaluators.train import recipe_data, train_from_config
     from search_spaces import from_dict
 
     folder = job_dir(scale, arm, design, seed, root)
@@ -166,6 +166,9 @@ def run_job(scale: str, arm: str, design: dict[str, Any], seed: int, root: Path 
     torch.set_num_threads(1)
     recipe = arm_recipe(arm, scale, seed)
     cfg = from_dict(design["config"])
+    load = time.process_time()
+    recipe_data("shapes", recipe)  # loaded once per process in a search's worker: not the training's cost
+    load = time.process_time() - load
     cpu, wall = time.process_time(), time.perf_counter()
     result = train_from_config(cfg, recipe, out_dir=folder, progress=False, num_threads=1)
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -179,6 +182,7 @@ def run_job(scale: str, arm: str, design: dict[str, Any], seed: int, root: Path 
         "flops": design["flops"],
         "params": design["params"],
         "cpu_s": round(cpu, 2),
+        "data_cpu_s": round(load, 2),
         "wall_s": round(wall, 2),
         "train_loss_sum": round(sum(e["loss"] for e in result["history"]), 5),
         "history_AP": [e["AP"] for e in result["history"]],
@@ -207,7 +211,7 @@ def score_checkpoint(cfg: Any, recipe: Any, scale: str, checkpoint: Path) -> dic
     runtime = resolve_runtime("fp32", torch.device("cpu"))
     own = recipe_data("shapes", recipe)
     large = recipe_data("shapes", Recipe.named("v2", **SCALES[scale]))
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     out: dict[str, Any] = {}
     for weights in ("last", "ema"):
         graph, _ = proxy_graph(cfg, recipe, own.num_classes)
@@ -224,26 +228,21 @@ def score_checkpoint(cfg: Any, recipe: Any, scale: str, checkpoint: Path) -> dic
 
 
 def scores_on(net: Any, data: Any, runtime: Any) -> dict[str, float]:
-    """AP on the val set and on its two halves (even / odd positions), and the mean val loss."""
+    """AP on the val set and on its two halves (even / odd positions), and the mean val loss
+    (per batch of 32, as the trainer's loss is)."""
     import torch
 
     from evaluators.coco_eval import coco_from_dict
-    from evaluators.detection import detection_loss
     from evaluators.train import score_detections, val_detections
 
-    dets = val_detections(net, data, torch.device("cpu"), runtime=runtime)
+    losses: list[float] = []
+    dets = val_detections(net, data, torch.device("cpu"), runtime=runtime, losses=losses)
     gt = coco_from_dict(data.val.gt)
     ids = data.val.image_ids
     out = {"AP": score_detections(gt, dets)["AP"]}
     out["AP_A"] = score_detections(gt, dets, img_ids=ids[0::2])["AP"]
     out["AP_B"] = score_detections(gt, dets, img_ids=ids[1::2])["AP"]
-    losses = []
-    with torch.no_grad():
-        for first in range(0, len(data.val.images), 64):
-            x = data.val.images[first : first + 64].float().div_(255).contiguous(memory_format=torch.channels_last)
-            loss, _ = detection_loss([o.float() for o in net(x)], data.val.targets[first : first + 64])
-            losses.append((float(loss), len(x)))
-    out["valloss"] = sum(v * n for v, n in losses) / sum(n for _, n in losses)
+    out["valloss"] = statistics.fmean(losses)
     return out
 
 
@@ -291,8 +290,10 @@ def icc1(groups: list[list[float]]) -> dict[str, float]:
 
 
 def variants_of(rows: list[dict[str, Any]]) -> list[str]:
-    """The score variants present (``AP.large.ema``, ``valloss.small.last``, ...), loss ones negated."""
-    names = sorted({k for r in rows for k in r if k.startswith(("AP.", "valloss."))})
+    """The score variants present (``AP.large.ema``, ``valloss.small.last``, ...), loss ones
+    negated; ``AP_A.*`` is the AP on half the val images (even positions): the same training
+    scored with a val set half as large."""
+    names = sorted({k for r in rows for k in r if k.startswith(("AP.", "AP_A.", "valloss."))})
     return names + ["trainloss"]
 
 

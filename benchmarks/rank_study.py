@@ -222,7 +222,28 @@ def job_order(cands: list[Any], repeat_seeds: int) -> list[tuple[Any, int]]:
 
 
 def recipe_tag(recipe: dict[str, Any]) -> str:
-    return "e{epochs}-i{images}-s{img_size}-w{width_mult}".format(**recipe)
+    """The folder tag of a study recipe; v1 trainings keep the tag they had before recipe versions."""
+    tag = "e{epochs}-i{images}-s{img_size}-w{width_mult}".format(**recipe)
+    version = recipe.get("version", RECIPE_DEFAULT.version)
+    return tag if version == "v1" else f"{tag}-{version}"
+
+
+def add_version_flag(p: argparse.ArgumentParser) -> None:
+    """``--version``: the trainer's named recipe (v1 reproduces the studies made before v2)."""
+    from evaluators.recipe import RECIPES as NAMED
+
+    p.add_argument(
+        "--version",
+        choices=sorted(NAMED),
+        default=RECIPE_DEFAULT.version,
+        help="the trainer's named recipe; v1 reproduces the studies made before the proxy-noise study "
+        "(default: %(default)s)",
+    )
+
+
+def study_recipe(scale: str, version: str) -> dict[str, Any]:
+    """The study recipe of ``--recipe`` (a scale of :data:`RECIPES`) under ``--version``."""
+    return {**RECIPES[scale], "version": version}
 
 
 def cand_dir(cfg: Any, recipe: dict[str, Any], study: Path = STUDY_DIR) -> Path:
@@ -265,8 +286,8 @@ def make_recipe(recipe: dict[str, Any], seed: int) -> Any:
     where the recipe has a precision knob (the studies' figures are all fp32)."""
     from evaluators.recipe import Recipe
 
-    extra = {"precision": "fp32"} if "precision" in {f.name for f in dataclasses.fields(Recipe)} else {}
-    return Recipe(**recipe, seed=seed, **extra).validate()
+    fields = {k: v for k, v in recipe.items() if k != "version"}
+    return Recipe.named(recipe.get("version", RECIPE_DEFAULT.version), **fields).replace(seed=seed, precision="fp32")
 
 
 def train(cfg: Any, recipe: dict[str, Any], seed: int, threads: int, study: Path = STUDY_DIR) -> dict[str, Any]:
@@ -452,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         help="yolor: per-stage designs (rank_study_perstage*); yolor-uniform: the first study (rank_study*)",
     )
     p.add_argument("--recipe", choices=sorted(RECIPES), default="reduced", help="proxy recipe (see RECIPES)")
+    add_version_flag(p)
     p.add_argument("--threads", type=int, default=1, help="1: on a shared machine 2 threads ran 15x slower")
     p.add_argument("--shard", default="0/1", help="i/n: train only jobs j with j mod n == i")
     p.add_argument("--analyze-only", action="store_true")
@@ -469,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         help="which cross-validated fit --ship writes (zero-cost fits are not shippable: the search has no such metric)",
     )
     args = p.parse_args(argv)
-    recipe = RECIPES[args.recipe]
+    recipe = study_recipe(args.recipe, args.version)
     study = study_dir(args.space)
     cands = candidates(args.candidates, args.seed, args.space)
     if not args.analyze_only:

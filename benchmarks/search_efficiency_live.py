@@ -52,7 +52,17 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import BENCH_DIR, write_result
-from benchmarks.rank_study import BUDGET, RECIPES, cand_dir, finished, make_recipe, result_name, train
+from benchmarks.rank_study import (
+    BUDGET,
+    RECIPES,
+    add_version_flag,
+    cand_dir,
+    finished,
+    make_recipe,
+    result_name,
+    study_recipe,
+    train,
+)
 from benchmarks.search_efficiency import hypervolume, sem
 
 ARMS = ("adaptive", "fixed-k", "optuna-tpe", "random", "evolution")
@@ -174,7 +184,9 @@ def evolution_run(seed: int, k: int, recipe: dict[str, Any], threads: int) -> li
     return picks
 
 
-def adaptive_run(seed: int, k: int, candidates: int, recipe_name: str, threads: int) -> list[dict[str, Any]]:
+def adaptive_run(
+    seed: int, k: int, candidates: int, recipe_name: str, threads: int, version: str = "v2"
+) -> list[dict[str, Any]]:
     """The real search on a private local Ray of ``threads`` CPUs; its full-fidelity trainings."""
     import ray
 
@@ -187,8 +199,8 @@ def adaptive_run(seed: int, k: int, candidates: int, recipe_name: str, threads: 
         name=f"seed{seed}",
         candidates=candidates,
         trials=k,
-        recipe=make_recipe(RECIPES[recipe_name], seed),
-        runs_dir=str(PICKS_DIR / recipe_name / "searches"),
+        recipe=make_recipe(study_recipe(recipe_name, version), seed),
+        runs_dir=str(PICKS_DIR / recipe_name / ("searches" if version == "v1" else f"searches-{version}")),
     )
     started = start_or_join(None, threads)  # one CPU per training, like the other arms
     try:
@@ -196,7 +208,7 @@ def adaptive_run(seed: int, k: int, candidates: int, recipe_name: str, threads: 
     finally:
         if started:
             ray.shutdown()
-    recipe = RECIPES[recipe_name]
+    recipe = study_recipe(recipe_name, version)
     picks = [
         {**_row(from_dict(r["config"]), recipe, r["AP"], r["flops"]), "dir": str(opts.run_dir)}
         for r in summary["trials"]
@@ -223,7 +235,7 @@ def run_task(arm: str, seed: int, args: argparse.Namespace, recipe: dict[str, An
         return json.loads(path.read_text())["picks"]
     tick = time.perf_counter()
     if arm == "adaptive":
-        picks = adaptive_run(seed, args.k, args.candidates, args.recipe, args.threads)
+        picks = adaptive_run(seed, args.k, args.candidates, args.recipe, args.threads, args.version)
     elif arm == "optuna-tpe":
         picks = tpe_run(seed, args.k, recipe, args.threads)
     elif arm == "evolution":
@@ -256,10 +268,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--candidates", type=int, default=6000, help="cheap-stage candidates (the search's default)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="reduced")
+    add_version_flag(p)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--shard", default=None, help="i/n: run only tasks j with j mod n == i, no report")
     args = p.parse_args(argv)
-    recipe = RECIPES[args.recipe]
+    recipe = study_recipe(args.recipe, args.version)
     tasks = [(arm, seed) for seed in range(args.seeds) for arm in ARMS]
     shard, of = (int(v) for v in args.shard.split("/")) if args.shard else (0, 1)
     runs = {

@@ -423,19 +423,26 @@ def val_detections(
     *,
     runtime: Runtime | None = None,
     images: int | None = None,
+    losses: list[float] | None = None,
 ) -> list[dict[str, Any]]:
-    """COCO result dicts of ``net`` on the first ``images`` val images (all by default)."""
+    """COCO result dicts of ``net`` on the first ``images`` val images (all by default); with
+    ``losses``, each image's share of the detection loss is appended to it (a loss signal from
+    the same forward pass)."""
     runtime = runtime or resolve_runtime("auto", device)
     net.eval()
     val = data.val
     count = len(val.images) if images is None else images
     detections = []
     for first in range(0, count, batch_size):
-        x = val.images[first : min(first + batch_size, count)].to(device).float().div_(255)
+        last = min(first + batch_size, count)
+        x = val.images[first:last].to(device).float().div_(255)
         if runtime.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(runtime):
             outputs = net(x)
+        if losses is not None:
+            loss, _ = detection_loss([o.float() for o in outputs], [t.to(device) for t in val.targets[first:last]])
+            losses += [float(loss)] * (last - first)
         for i, (boxes, scores, classes) in enumerate(decode([o.float() for o in outputs])):
             detections += coco_detections(data, first + i, boxes, scores, classes)
     return detections
