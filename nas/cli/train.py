@@ -73,6 +73,13 @@ def add_recipe_flags(p: argparse.ArgumentParser) -> None:
         help=f"training images per epoch, new ones each epoch under v2 (default: {DEFAULT.images})",
     )
     p.add_argument(
+        "--val-images",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"val images, fixed whatever --images is (default: {DEFAULT.val_images}; v1: a quarter of --images)",
+    )
+    p.add_argument(
         "--precision",
         default=None,
         metavar="auto|fp32|bf16",
@@ -128,7 +135,8 @@ def recipe_flags(args: argparse.Namespace) -> Recipe:
     validated: the named ``--recipe`` with every flag given."""
     if args.recipe not in RECIPES:
         raise RecipeError(f"--recipe: {args.recipe!r} is not accepted; accepted: {', '.join(RECIPES)}")
-    given = {k: getattr(args, k) for k in ("epochs", "img_size", "width_mult", "images", "seed", "precision")}
+    names = ("epochs", "img_size", "width_mult", "images", "val_images", "seed", "precision")
+    given = {k: getattr(args, k) for k in names}
     return dataclasses.replace(RECIPES[args.recipe], **{k: v for k, v in given.items() if v is not None})
 
 

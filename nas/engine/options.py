@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluators.recipe import DEFAULT as DEFAULT_RECIPE
-from evaluators.recipe import Recipe, RecipeError
+from evaluators.recipe import RECIPES, Recipe, RecipeError
 from nas.core.errors import GradpathError
 from search_spaces.blocks import CHANNEL_RULE
 
@@ -57,8 +57,8 @@ class SearchOptions:
     RUNTIME_ONLY = ("workers", "ray_address", "ray_storage", "storage", "runs_dir")
     # the recipe fields a search records (and checks on resume); the rest are fixed defaults
     RECIPE_FIELDS = ("epochs", "img_size", "width_mult", "images", "seed")
-    #: recipe fields recorded only when not at their default, so older ``search.json`` files still match
-    OPTIONAL_RECIPE_FIELDS = ("precision",)
+    #: recipe fields recorded only when not at their named recipe's value, so older ``search.json`` files still match
+    OPTIONAL_RECIPE_FIELDS = ("precision", "val_images")
 
     @property
     def seed(self) -> int:
@@ -115,7 +115,7 @@ class SearchOptions:
                     {
                         k: getattr(self.recipe, k)
                         for k in self.OPTIONAL_RECIPE_FIELDS
-                        if getattr(self.recipe, k) != getattr(DEFAULT_RECIPE, k)
+                        if getattr(self.recipe, k) != getattr(RECIPES[self.recipe.version], k)
                     }
                 )
             else:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from evaluators.errors import DataError
-from evaluators.train import DEFAULT
-from nas.cli.train import add_train_parser, default_out_dir, run_train
+from evaluators.recipe import DEFAULT, RECIPES
+from nas.cli.train import add_train_parser, default_out_dir, recipe_flags, run_train
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -21,19 +21,17 @@ def _parse(*argv: str) -> argparse.Namespace:
 
 def test_defaults_are_the_recipe_and_name_the_output_folder() -> None:
     args = _parse("yolor-elan-2-1")
-    assert (args.epochs, args.img_size, args.width_mult, args.images) == (
-        DEFAULT.epochs,
-        DEFAULT.img_size,
-        DEFAULT.width_mult,
-        DEFAULT.images,
-    )
+    assert recipe_flags(args) == DEFAULT  # no flag given: the default named recipe, whole
     assert args.data == "shapes" and args.func is run_train
     assert default_out_dir(args) == Path("runs/train") / (
-        f"yolor-elan-2-1-shapes-w{DEFAULT.width_mult:g}-{DEFAULT.img_size}px-n{DEFAULT.images}-e{DEFAULT.epochs}-s0"
+        f"yolor-elan-2-1-shapes-w{DEFAULT.width_mult:g}-{DEFAULT.img_size}px-n{DEFAULT.images}-e{DEFAULT.epochs}-s0-v2"
     )
+    v1 = _parse("yolor-elan-2-1", "--recipe", "v1", "--epochs", "3")
+    assert recipe_flags(v1) == RECIPES["v1"].replace(epochs=3)
+    assert default_out_dir(v1).name.endswith("-e3-s0")  # v1 folders keep their old names, so they resume
     other = _parse("cfgs/mine.yaml", "--data", "/data/coco/annotations/instances_val2017.json", "--seed", "3")
     assert default_out_dir(other).name.startswith("mine-instances_val2017-")
-    assert default_out_dir(other).name.endswith("-s3")
+    assert default_out_dir(other).name.endswith("-s3-v2")
 
 
 def test_run_train_json(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
