@@ -232,16 +232,14 @@ def scores_on(net: Any, data: Any, runtime: Any) -> dict[str, float]:
     (per batch of 32, as the trainer's loss is)."""
     import torch
 
-    from evaluators.coco_eval import coco_from_dict
-    from evaluators.train import score_detections, val_detections
+    from evaluators.coco_eval import ap_by_subset
+    from evaluators.train import val_detections
 
     losses: list[float] = []
     dets = val_detections(net, data, torch.device("cpu"), runtime=runtime, losses=losses)
-    gt = coco_from_dict(data.val.gt)
     ids = data.val.image_ids
-    out = {"AP": score_detections(gt, dets)["AP"]}
-    out["AP_A"] = score_detections(gt, dets, img_ids=ids[0::2])["AP"]
-    out["AP_B"] = score_detections(gt, dets, img_ids=ids[1::2])["AP"]
+    ap = ap_by_subset(data.val.gt, dets, {"A": ids[0::2], "B": ids[1::2]})
+    out = {"AP": round(ap[""], 5), "AP_A": round(ap["A"], 5), "AP_B": round(ap["B"], 5)}
     out["valloss"] = statistics.fmean(losses)
     return out
 

@@ -346,3 +346,32 @@ def test_a_path_with_a_nul_byte_is_a_data_error_not_a_crash(tmp_path: Path) -> N
     assert len(coco_data.dataset_digest("a\0b")) == 64
     with pytest.raises(DataError, match="data path not found"):
         load_proxy_data("a\0b", img_size=IMG, images=2, root=tmp_path)
+
+
+def test_ap_by_subset_equals_scoring_each_subset_alone() -> None:
+    """The split-half AP of proxy_noise (one evaluate, re-accumulated per subset) against
+    pycocotools run on each subset from scratch."""
+    import random
+
+    from evaluators.coco_eval import ap_by_subset, evaluate_bbox
+
+    rng = random.Random(0)
+    images = [{"id": i, "width": 100, "height": 100} for i in range(1, 41)]
+    anns, dets = [], []
+    for img in images:
+        for _ in range(rng.randint(0, 3)):
+            x, y, w, h = rng.uniform(0, 60), rng.uniform(0, 60), rng.uniform(5, 40), rng.uniform(5, 40)
+            cat = rng.randint(1, 2)
+            anns.append({"id": len(anns) + 1, "image_id": img["id"], "category_id": cat, "bbox": [x, y, w, h]})
+            jitter = [v + rng.gauss(0, 3) for v in (x, y)] + [w, h]
+            dets.append({"image_id": img["id"], "category_id": cat, "bbox": jitter, "score": rng.random()})
+        dets.append({"image_id": img["id"], "category_id": 1, "bbox": [5, 5, 20, 20], "score": rng.random() / 2})
+    gt = {"images": images, "annotations": anns, "categories": [{"id": 1}, {"id": 2}]}
+    ids = [img["id"] for img in images]
+    subsets = {"A": ids[0::2], "B": ids[1::2], "few": ids[:7]}
+    got = ap_by_subset(gt, dets, subsets)
+    assert got[""] == pytest.approx(evaluate_bbox(gt, dets)["AP"], abs=1e-12)
+    for name, subset in subsets.items():
+        alone = [d for d in dets if d["image_id"] in set(subset)]
+        assert got[name] == pytest.approx(evaluate_bbox(gt, alone, img_ids=subset)["AP"], abs=1e-12), name
+    assert len({round(v, 6) for v in got.values()}) > 1  # the subsets really differ
