@@ -166,6 +166,7 @@ def run_job(scale: str, arm: str, design: dict[str, Any], seed: int, root: Path 
     torch.set_num_threads(1)
     recipe = arm_recipe(arm, scale, seed)
     cfg = from_dict(design["config"])
+    resumed = (folder / "checkpoint.pt").exists()  # its CPU-s are only the rest: not a cost figure
     load = time.process_time()
     recipe_data("shapes", recipe)  # loaded once per process in a search's worker: not the training's cost
     load = time.process_time() - load
@@ -183,6 +184,7 @@ def run_job(scale: str, arm: str, design: dict[str, Any], seed: int, root: Path 
         "params": design["params"],
         "cpu_s": round(cpu, 2),
         "data_cpu_s": round(load, 2),
+        "resumed": resumed,
         "wall_s": round(wall, 2),
         "train_loss_sum": round(sum(e["loss"] for e in result["history"]), 5),
         "history_AP": [e["AP"] for e in result["history"]],
@@ -318,7 +320,7 @@ def analyze(rows: list[dict[str, Any]], n_boot: int = 1000, seed: int = 0) -> di
                 "trainings": len(ok),
                 "designs": len(by_design),
                 "designs_with_2_seeds": len(paired),
-                "median_cpu_s": statistics.median(r["cpu_s"] for r in ok) if ok else None,
+                "median_cpu_s": _median([r["cpu_s"] for r in ok if not r.get("resumed")]),
                 "median_scoring_cpu_s": statistics.median(r.get("scoring_cpu_s", 0) for r in ok) if ok else None,
                 "variants": {},
             }
@@ -345,6 +347,10 @@ def analyze(rows: list[dict[str, Any]], n_boot: int = 1000, seed: int = 0) -> di
             entry["official_variant"] = official
             report.setdefault(scale, {})[arm] = entry
     return report
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
 
 
 def _rank_average(rows: list[dict[str, Any]], *variants: str) -> dict[tuple[str, int], float]:
