@@ -277,8 +277,16 @@ def _grouped_input(units: list[tuple[int, int, int, int]], c_out: int, c_in: int
     return out
 
 
-def gradient_path_metrics(graph: LayerGraph) -> GradientPathMetrics:
+def gradient_path_metrics(
+    graph: LayerGraph, within: str | None = None, outputs: tuple[str, ...] | None = None
+) -> GradientPathMetrics:
     """The gradient-path metrics of ``graph`` (definitions in the module docstring).
+
+    ``within`` (a scope prefix such as ``backbone.stage3``) scores that part as a network of its
+    own: only its nodes take part, and every tensor it hands to a node outside it (or to an
+    output) feeds the loss, so path lengths count the part's own layers only (the per-stage
+    features of :mod:`nas.core.stage_paths`). ``outputs`` (names of ``output`` nodes) keeps only
+    those outputs' losses: the gradient one detection level alone sends back.
 
     One reverse-topological pass of dynamic programming over channel segments; O(E · S · K)
     for E edges, S segments per tensor and K gradient sources per segment. Never enumerates paths.
@@ -299,6 +307,15 @@ def gradient_path_metrics(graph: LayerGraph) -> GradientPathMetrics:
     index = {n.name: i for i, n in enumerate(nodes)}
     pushed: list[list[list[_Seg]] | None] = [None] * len(nodes)
     loss_payload: _Payload = {LOSS: 1}
+    if outputs is not None and not set(outputs) <= {n.name for n in nodes if n.op == "output"}:
+        raise ValueError(f"gradient_path_metrics: {sorted(outputs)} are not all output nodes")
+    inside: list[bool] | None = None
+    if within is not None:
+        prefix = within + "."
+        inside = [n.name.startswith(prefix) for n in nodes]
+        if not any(inside):
+            raise ValueError(f"gradient_path_metrics: no node in scope {within!r}")
+        leaving = {i for j, n in enumerate(nodes) if not inside[j] for i in (index[x] for x in n.inputs)}
     # per layer (by node index): list of (lo, hi, payload, tsmask, uid)
     unit_rows: dict[int, list[tuple[int, int, _Payload | None, int, int]]] = {}
     uid_of: list[tuple[int, int]] = [(-1, -1)]  # uid -> (layer node index, unit index)
@@ -318,8 +335,10 @@ def gradient_path_metrics(graph: LayerGraph) -> GradientPathMetrics:
         node = nodes[i]
         op = node.op
         c = node.channels
+        if inside is not None and not inside[i]:
+            continue
         lists = pushed[i]
-        if op == "output":
+        if (op == "output" and (outputs is None or node.name in outputs)) or (inside is not None and i in leaving):
             lists = (lists or []) + [[(0, c, loss_payload)]]
         if op == "conv" or op == "linear":
             segs = _overlay(lists, c) if lists else [(0, c, None)]
