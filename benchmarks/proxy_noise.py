@@ -37,6 +37,7 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,13 +108,21 @@ def register(path: Path = DESIGNS_FILE, count: int = DESIGNS, seed: int = DESIGN
         f"seeds 0 and 1, and 2 for every {THIRD_SEED_EVERY}rd design; the first 12 are the screening set",
         "designs": designs,
     }
+    return write_once(path, doc)
+
+
+def write_once(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
+    """Write a pre-registered design list ``doc`` to ``path`` unless it is there: the same list
+    is returned as the file holds it, a different one refused (a registration is never rewritten)."""
     if path.exists():
         old = json.loads(path.read_text())
         if old != json.loads(json.dumps(doc)):
             raise SystemExit(f"{path} holds another design list; the registered list is never rewritten")
         return old
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1) + "\n")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(tmp, path)
     return doc
 
 
@@ -247,14 +256,18 @@ def scores_on(net: Any, data: Any, runtime: Any) -> dict[str, float]:
 
 
 # -- collecting and analysing ------------------------------------------------------------------------
-def collect(root: Path = STUDY_DIR, path: Path = RESULTS_FILE) -> list[dict[str, Any]]:
-    """Merge every finished job under ``root`` into ``path`` (one JSON row per training; rows
-    already there are kept, so results of other machines survive) and return all rows."""
-    rows = {_key(r): r for r in read_rows(path)}
+def collect(
+    root: Path = STUDY_DIR, path: Path = RESULTS_FILE, key: Callable[[dict[str, Any]], tuple[Any, ...]] | None = None
+) -> list[dict[str, Any]]:
+    """Merge every finished job under ``root`` (``<scale>/<arm>/<design>/seed<k>/scores.json``)
+    into ``path`` (one JSON row per training; rows already there are kept, so results of other
+    machines survive) and return all rows, sorted by ``key`` (a row's identity)."""
+    key = key or _key
+    rows = {key(r): r for r in read_rows(path)}
     for f in sorted(root.glob("*/*/*/seed*/scores.json")):
         r = json.loads(f.read_text())
-        rows[_key(r)] = r
-    ordered = sorted(rows.values(), key=_key)
+        rows[key(r)] = r
+    ordered = sorted(rows.values(), key=key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered))

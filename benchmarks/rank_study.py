@@ -126,6 +126,20 @@ def perstage_candidate(i: int, seed: int = 0) -> Any:
     """Per-stage candidate ``i``: majority-block pair ``i mod 16`` of a per-round shuffled pair
     order; 3 random stages (nodes) of each part take the pair's block, the rest is a uniform draw
     of the per-stage space; redrawn until feasible and heterogeneous. A pure function of (seed, i)."""
+    from search_spaces import BLOCKS
+
+    pairs = [(b, n) for b in BLOCKS for n in BLOCKS]
+    rnd, pos = divmod(i, len(pairs))
+    random.Random(f"{seed}-perstage-round-{rnd}").shuffle(pairs)
+    return perstage_draw(pairs[pos], random.Random(f"{seed}-perstage-cand-{i}"))
+
+
+def perstage_draw(
+    pair: tuple[str, str], rng: random.Random, band: tuple[float, float] = (0, BUDGET), tries: int = 1000
+) -> Any:
+    """A heterogeneous per-stage design whose (backbone, neck) majority blocks are ``pair``: 3
+    random stages (nodes) of each part take the pair's block, the rest is a uniform draw of the
+    per-stage space; redrawn until its FLOPs at 640 px fall in ``[band[0], band[1])``."""
     from nas.core.cost import cost
     from search_spaces import BLOCKS, compile_config
     from search_spaces.config import PartConfig, StageConfig
@@ -133,12 +147,8 @@ def perstage_candidate(i: int, seed: int = 0) -> Any:
 
     space = SPACES["yolor"]
     values = space.knob_values()
-    pairs = [(b, n) for b in BLOCKS for n in BLOCKS]
-    rnd, pos = divmod(i, len(pairs))
-    random.Random(f"{seed}-perstage-round-{rnd}").shuffle(pairs)
-    backbone, neck = pairs[pos]
-    rng = random.Random(f"{seed}-perstage-cand-{i}")
-    for _ in range(1000):
+    backbone, neck = pair
+    for _ in range(tries):
         cfg = space.sample(rng)
         plans = []
         for plan, block in ((list(cfg.backbone_plan()), backbone), (list(cfg.neck_plan()), neck)):
@@ -147,9 +157,9 @@ def perstage_candidate(i: int, seed: int = 0) -> Any:
                 plan[k] = StageConfig(part, plan[k].repeats, plan[k].width)
             plans.append(tuple(plan))
         cfg = dataclasses.replace(cfg, backbone_stages=plans[0], neck_nodes=plans[1]).canonical()
-        if cfg.schema == 2 and len(set(cfg.pattern())) > 1 and cost(compile_config(cfg)).flops < BUDGET:
+        if cfg.schema == 2 and len(set(cfg.pattern())) > 1 and band[0] <= cost(compile_config(cfg)).flops < band[1]:
             return cfg
-    raise RuntimeError(f"no feasible per-stage config for pair {backbone}/{neck}")
+    raise RuntimeError(f"no per-stage config for pair {backbone}/{neck} in {band[0] / 1e9:g}-{band[1] / 1e9:g} GFLOPs")
 
 
 def majority_blocks(cfg: Any) -> str:
