@@ -33,15 +33,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks._common import BENCH_DIR
-from benchmarks.proxy_noise import SCALES, collect, read_rows, write_once
+from benchmarks.proxy_noise import SCALES, collect, mark_done, read_rows, timed_training, write_once
 from benchmarks.rank_study import BUDGET, deadline_passed, majority_blocks, perstage_draw
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,20 +201,12 @@ def run_job(
     scale: str, fidelity: str, design: dict[str, Any], seed: int, root: Path = STUDY_DIR, fit_commit: str | None = None
 ) -> dict[str, Any]:
     """Train (or resume: the trainer checkpoints every epoch) one job; ``scores.json`` marks it done."""
-    import torch
-
-    from evaluators.train import recipe_data, train_from_config
-    from search_spaces import from_dict
-
     folder = job_dir(scale, fidelity, design, seed, root)
     done = folder / "scores.json"
     if done.exists():
         return json.loads(done.read_text())
-    torch.set_num_threads(1)
     recipe = table_recipe(scale, fidelity, seed)
-    recipe_data("shapes", recipe)  # loaded once per process, as in a search's worker: not the training's cost
-    cpu, wall = time.process_time(), time.perf_counter()
-    result = train_from_config(from_dict(design["config"]), recipe, out_dir=folder, progress=False, num_threads=1)
+    result, seconds = timed_training(design, recipe, folder)
     row = {
         "scale": scale,
         "fidelity": fidelity,
@@ -228,14 +218,11 @@ def run_job(
         "AP": result["AP"],
         "history_AP": [e["AP"] for e in result["history"]],
         "history_loss": [e["loss"] for e in result["history"]],
-        "cpu_s": round(time.process_time() - cpu, 2),
-        "wall_s": round(time.perf_counter() - wall, 2),
+        **seconds,
     }
     if fit_commit:
         row["fit_commit"] = fit_commit
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps(row, indent=1))
-    os.replace(tmp, done)
+    mark_done(done, row)
     return row
 
 

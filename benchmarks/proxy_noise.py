@@ -163,25 +163,14 @@ def job_dir(scale: str, arm: str, design: dict[str, Any], seed: int, root: Path 
 # -- one training and its scores ------------------------------------------------------------------
 def run_job(scale: str, arm: str, design: dict[str, Any], seed: int, root: Path = STUDY_DIR) -> dict[str, Any]:
     """Train (or resume) one job, then score its checkpoint every way; ``scores.json`` marks it done."""
-    import torch
-
-    from evaluators.train import recipe_data, train_from_config
     from search_spaces import from_dict
 
     folder = job_dir(scale, arm, design, seed, root)
     done = folder / "scores.json"
     if done.exists():
         return json.loads(done.read_text())
-    torch.set_num_threads(1)
     recipe = arm_recipe(arm, scale, seed)
-    cfg = from_dict(design["config"])
-    resumed = (folder / "checkpoint.pt").exists()  # its CPU-s are only the rest: not a cost figure
-    load = time.process_time()
-    recipe_data("shapes", recipe)  # loaded once per process in a search's worker: not the training's cost
-    load = time.process_time() - load
-    cpu, wall = time.process_time(), time.perf_counter()
-    result = train_from_config(cfg, recipe, out_dir=folder, progress=False, num_threads=1)
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    result, seconds = timed_training(design, recipe, folder)
     row = {
         "scale": scale,
         "arm": arm,
@@ -191,22 +180,45 @@ def run_job(scale: str, arm: str, design: dict[str, Any], seed: int, root: Path 
         "status": result["status"],
         "flops": design["flops"],
         "params": design["params"],
-        "cpu_s": round(cpu, 2),
-        "data_cpu_s": round(load, 2),
-        "resumed": resumed,
-        "wall_s": round(wall, 2),
+        **seconds,
         "train_loss_sum": round(sum(e["loss"] for e in result["history"]), 5),
         "history_AP": [e["AP"] for e in result["history"]],
         "reported_AP": result["AP"],
     }
     if result["status"] == "ok":
         tick = time.process_time()
-        row.update(score_checkpoint(cfg, recipe, scale, folder / "checkpoint.pt"))
+        row.update(score_checkpoint(from_dict(design["config"]), recipe, scale, folder / "checkpoint.pt"))
         row["scoring_cpu_s"] = round(time.process_time() - tick, 2)
+    mark_done(done, row)
+    return row
+
+
+def timed_training(design: dict[str, Any], recipe: Any, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train (or resume from its checkpoint) ``design`` by ``recipe`` into ``folder`` at 1 thread:
+    the trainer's result and the seconds of the training alone (``cpu_s``, ``wall_s``); the
+    data load, done once per process in a search's worker, is timed apart (``data_cpu_s``).
+    ``resumed``: it went on from a checkpoint, so its seconds are only the rest (not a cost figure)."""
+    import torch
+
+    from evaluators.train import recipe_data, train_from_config
+    from search_spaces import from_dict
+
+    torch.set_num_threads(1)
+    resumed = (folder / "checkpoint.pt").exists()
+    load = time.process_time()
+    recipe_data("shapes", recipe)
+    load = time.process_time() - load
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = train_from_config(from_dict(design["config"]), recipe, out_dir=folder, progress=False, num_threads=1)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return result, {"cpu_s": round(cpu, 2), "data_cpu_s": round(load, 2), "resumed": resumed, "wall_s": round(wall, 2)}
+
+
+def mark_done(done: Path, row: dict[str, Any]) -> None:
+    """Write a finished job's row atomically: its presence is what marks the job done."""
     tmp = done.with_suffix(".tmp")
     tmp.write_text(json.dumps(row, indent=1))
     os.replace(tmp, done)
-    return row
 
 
 def score_checkpoint(cfg: Any, recipe: Any, scale: str, checkpoint: Path) -> dict[str, Any]:
