@@ -77,14 +77,7 @@ def check_exportable(graph: LayerGraph, flavour: str) -> Head:
     other = sorted(ops - _SUPPORTED)
     if other:
         raise ExportError(f"{flavour}: ops {', '.join(other)} have no {flavour} module; accepted: the yolor family")
-    head = split_head(graph)
-    odd = [n.name for n in graph if n.op == "conv" and n.name not in head.preds and n.channels % 8]
-    if odd:
-        raise ExportError(
-            f"{flavour}: conv {odd[0]} has {graph.node(odd[0]).channels} channels, which {flavour}'s parse_model "
-            "rounds up to a multiple of 8; accepted: configs whose channels are multiples of 8"
-        )
-    return head
+    return split_head(graph)
 
 
 def cut_points(graph: LayerGraph, body: set[str]) -> dict[str, set[int]]:
@@ -182,6 +175,12 @@ def to_rows(graph: LayerGraph, flavour: str) -> tuple[list[tuple[object, str, li
             bounds = [0, *sorted(cuts[node.name]), node.channels]
             pieces = []
             for lo, hi in zip(bounds, bounds[1:], strict=False):
+                if (hi - lo) % 8:
+                    raise ExportError(
+                        f"{flavour}: conv {node.name} writes channels [{lo}, {hi}) as one conv of {hi - lo}, which "
+                        f"{flavour}'s parse_model rounds up to a multiple of 8; accepted: configs whose channels, "
+                        "splits and identity shares are multiples of 8"
+                    )
                 args: list[object] = [hi - lo, a["k"], a["stride"]]
                 if a["groups"] != 1:
                     args += [None, a["groups"]]
@@ -209,8 +208,8 @@ def to_rows(graph: LayerGraph, flavour: str) -> tuple[list[tuple[object, str, li
             ]
             c = graph.node(a).channels
             w.pieces[node.name] = _window(pa, 0, d0, node.name) + added + _window(pa, d1, c, node.name)
-    n_body = len(w.rows)
     feats = [w.one(f, graph.node(f)) for f in head.features]
+    n_body = len(w.rows)
     args = [graph_classes(graph)] + (["anchors"] if flavour == "yolov7" else [])
     w.rows.append((feats, HEADS[flavour], args, "head"))
     w.section.append("head")
