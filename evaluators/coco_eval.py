@@ -57,13 +57,15 @@ def coco_from_dict(dataset: dict[str, Any]) -> Any:
     return coco
 
 
-def evaluate_bbox(gt: dict[str, Any] | Any, detections: list[dict[str, Any]]) -> dict[str, float | None]:
+def evaluate_bbox(
+    gt: dict[str, Any] | Any, detections: list[dict[str, Any]], img_ids: list[int] | None = None
+) -> dict[str, float | None]:
     """COCO bbox metrics (:data:`METRICS`) of ``detections`` against ``gt``.
 
     ``gt`` is a COCO-format dict or a pycocotools ``COCO``; ``detections`` are COCO result dicts
     (``image_id``, ``category_id``, ``bbox`` as xywh in original pixels, ``score``). Returns
     0.0 for every metric when there are no detections, ``None`` for area ranges without ground
-    truth.
+    truth. ``img_ids``: score on these ground-truth images only (all by default).
     """
     from pycocotools.cocoeval import COCOeval
 
@@ -74,6 +76,8 @@ def evaluate_bbox(gt: dict[str, Any] | Any, detections: list[dict[str, Any]]) ->
     with contextlib.redirect_stdout(io.StringIO()):
         coco_dt = coco_gt.loadRes(copy.deepcopy(detections))
         ev = COCOeval(coco_gt, coco_dt, "bbox")
+        if img_ids is not None:
+            ev.params.imgIds = sorted(img_ids)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()

@@ -5,8 +5,10 @@ the search's options and its Ray workers into :func:`evaluators.train.train_prox
 validates through :meth:`Recipe.validate`, so a value is accepted or refused the same way
 everywhere. Torch-free, so that the CLI can show the defaults without importing torch.
 
->>> Recipe().epochs, Recipe().img_size, Recipe().precision
-(6, 160, 'auto')
+>>> Recipe().epochs, Recipe().img_size, Recipe().precision, Recipe().version
+(6, 160, 'auto', 'v2')
+>>> RECIPES["v1"].ema_decay, RECIPES["v1"].val_images, RECIPES["v2"].val_images
+(0.0, None, 2000)
 >>> Recipe(img_size=100).validate()
 Traceback (most recent call last):
 ...
@@ -41,7 +43,15 @@ RANGES: dict[str, tuple[float, float]] = {
     "warmup_iters": (0, 10**7),
     "min_lr_ratio": (0.0, 1.0),
     "grad_clip": (1e-6, 1e6),
+    "val_images": (1, 10**6),
+    "epoch_val_images": (1, 10**6),
+    "ema_decay": (0.0, 0.99999),
+    "bn_images": (0, 10**6),
 }
+#: ``schedule`` values: ``cosine`` from 1 to ``min_lr_ratio`` (v1), ``linear`` decay to ``min_lr_ratio``
+SCHEDULES = ("cosine", "linear")
+#: recipe fields that may be None (v1's val split follows ``images``)
+OPTIONAL = ("val_images", "epoch_val_images")
 #: ``precision`` values: ``auto`` = fp16 AMP on CUDA, fp32 on CPU; ``bf16`` = bf16 autocast
 #: (see :func:`evaluators.train.resolve_runtime`).
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -55,7 +65,21 @@ class Recipe:
     minutes get. ``seed`` fixes the initialisation, data order and flips. ``precision`` chooses the
     arithmetic (``auto``: fp32 on CPU, AMP on CUDA; ``bf16`` is opt-in: up to 1.6x faster on an
     AMX CPU, but it moved the ranking more than a seed does, ``python -m benchmarks.proxy
-    --ranking-check --precision bf16``)."""
+    --ranking-check --precision bf16``).
+
+    Recipes are named and versioned (:data:`RECIPES`); every result records its ``version`` and
+    nothing resumes across versions. ``v2`` (the default) is built to tell designs apart: a
+    proxy's seed noise was as large as the spread between per-stage designs under ``v1``
+    (README, "Proxy noise"). What it changes, each a field:
+
+    - ``val_images``: a fixed val set, independent of ``images`` (v1: a quarter of them), scored
+      whole at the end; each earlier epoch scores its first ``epoch_val_images`` (the history);
+    - ``ema_decay``: the averaged weights are the ones scored, their BatchNorm statistics
+      recomputed on ``bn_images`` training images;
+    - ``fresh_images``: every epoch trains on new images (``images`` per epoch) instead of
+      repeating the same ones;
+    - ``schedule``: a short warm-up, then linear decay to ``min_lr_ratio`` (0).
+    """
 
     epochs: int = 6
     img_size: int = 160
@@ -65,11 +89,18 @@ class Recipe:
     batch_size: int = 8
     lr: float = 4e-3
     weight_decay: float = 0.05
-    warmup_iters: int = 100
-    min_lr_ratio: float = 0.05
+    warmup_iters: int = 30
+    min_lr_ratio: float = 0.0
     grad_clip: float = 10.0
     flip: bool = True
     precision: str = "auto"
+    version: str = "v2"
+    schedule: str = "linear"
+    val_images: int | None = 2000
+    epoch_val_images: int | None = 200
+    ema_decay: float = 0.99
+    bn_images: int = 512
+    fresh_images: bool = True
 
     def validate(self) -> Recipe:
         """``self`` when every value is in range, else a :class:`RecipeError` naming the flag."""
@@ -78,17 +109,24 @@ class Recipe:
             raise RecipeError(
                 f"--img-size: {self.img_size} is not accepted; accepted: a multiple of 32 from {lo} to {hi}"
             )
+        if self.version not in RECIPES:
+            raise RecipeError(f"--recipe: {self.version!r} is not accepted; accepted: {', '.join(RECIPES)}")
+        if self.schedule not in SCHEDULES:
+            raise RecipeError(f"schedule: {self.schedule!r} is not accepted; accepted: {', '.join(SCHEDULES)}")
         for name, (low, high) in RANGES.items():
             value = getattr(self, name)
-            integer = isinstance(getattr(DEFAULT, name), int)
+            if value is None and name in OPTIONAL:
+                continue
+            integer = name in OPTIONAL or isinstance(getattr(DEFAULT, name), int)
             bad = _bad_int(value) if integer else _bad_float(value)
             if bad or not low <= value <= high:
                 kind = "an integer" if integer else "a number"
                 raise RecipeError(
                     f"{_flag(name)}: {value} is out of range; accepted: {kind} from {_num(low)} to {_num(high)}"
                 )
-        if not isinstance(self.flip, bool):
-            raise RecipeError(f"flip: {self.flip!r} is not accepted; accepted: true or false")
+        for name in ("flip", "fresh_images"):
+            if not isinstance(getattr(self, name), bool):
+                raise RecipeError(f"{name}: {getattr(self, name)!r} is not accepted; accepted: true or false")
         if self.precision not in PRECISIONS:
             raise RecipeError(f"--precision: {self.precision!r} is not accepted; accepted: {', '.join(PRECISIONS)}")
         return self
@@ -99,6 +137,22 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def train_pool(self) -> int:
+        """Distinct training images the recipe asks for: ``images`` per epoch, new each epoch
+        with ``fresh_images``."""
+        return self.images * (self.epochs if self.fresh_images else 1)
+
+    @classmethod
+    def named(cls, version: str, **changes: Any) -> Recipe:
+        """Recipe ``version`` of :data:`RECIPES` with ``changes`` (``None`` keeps its value), validated.
+
+        >>> Recipe.named("v1", epochs=3).warmup_iters, Recipe.named("v2").schedule
+        (100, 'linear')
+        """
+        if version not in RECIPES:
+            raise RecipeError(f"--recipe: {version!r} is not accepted; accepted: {', '.join(RECIPES)}")
+        return RECIPES[version].replace(**changes)
 
 
 def _num(x: float) -> str:
@@ -118,3 +172,21 @@ def _bad_float(value: Any) -> bool:
 
 
 DEFAULT = Recipe()
+#: The named recipes. ``v1``: the recipe before the proxy-noise study (cosine to 5 %, 100 warm-up
+#: steps, the same images every epoch, a val split of a quarter of ``images``, the last weights
+#: scored); kept so that its runs resume and its results reproduce. ``v2``: :class:`Recipe`'s defaults.
+RECIPES: dict[str, Recipe] = {
+    "v2": DEFAULT,
+    "v1": dataclasses.replace(
+        DEFAULT,
+        version="v1",
+        warmup_iters=100,
+        min_lr_ratio=0.05,
+        schedule="cosine",
+        val_images=None,
+        epoch_val_images=None,
+        ema_decay=0.0,
+        bn_images=0,
+        fresh_images=False,
+    ),
+}

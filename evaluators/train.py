@@ -10,6 +10,7 @@ resumed after epoch k ends with the same weights and metrics as one that was nev
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -78,6 +79,30 @@ def resolve_runtime(precision: str, device: torch.device) -> Runtime:
     return Runtime(device, chosen, channels_last=device.type == "cpu", fused=device.type == "cpu")
 
 
+def recipe_data(
+    data: str | Path,
+    recipe: Recipe,
+    *,
+    val_images: int | None = None,
+    data_seed: int = 0,
+    categories: list[str | int] | None = None,
+    root: Path | str = Path("runs"),
+) -> ProxyData:
+    """The proxy data ``recipe`` trains on: its pool of training images (``images`` per epoch,
+    new ones each epoch with ``fresh_images``) and its val set (``val_images``, else the
+    recipe's; v1: a quarter of ``images``). The val images are drawn before the training ones
+    and from another split, so the val set of a fixed size is the same whatever ``images`` is."""
+    return load_proxy_data(
+        data,
+        img_size=recipe.img_size,
+        images=recipe.train_pool(),
+        val_images=val_images if val_images is not None else recipe.val_images,
+        data_seed=data_seed,
+        categories=categories,
+        root=root,
+    )
+
+
 def train_proxy(
     model: ModelOrFactory,
     data: str | Path | ProxyData = "shapes",
@@ -130,14 +155,8 @@ def train_proxy(
         torch.set_num_threads(num_threads)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if not isinstance(data, ProxyData):
-        data = load_proxy_data(
-            data,
-            img_size=img_size,
-            images=images,
-            val_images=val_images,
-            data_seed=data_seed,
-            categories=categories,
-            root=data_root,
+        data = recipe_data(
+            data, recipe, val_images=val_images, data_seed=data_seed, categories=categories, root=data_root
         )
     if data.img_size != img_size:
         raise ValueError(f"data was loaded at {data.img_size} px, training asked for {img_size}")
@@ -153,12 +172,15 @@ def train_proxy(
     dev = runtime.device
     prepare_model(net, runtime)
 
-    steps_per_epoch = math.ceil(len(data.train.images) / batch_size)
+    per_epoch = min(images, len(data.train.images)) if recipe.fresh_images else len(data.train.images)
+    steps_per_epoch = math.ceil(per_epoch / batch_size)
     total_steps = epochs * steps_per_epoch
     optimizer = _optimizer(net, lr, weight_decay, fused=runtime.fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(total_steps, min(warmup_iters, total_steps // 2), recipe.min_lr_ratio)
+        optimizer,
+        _lr_lambda(total_steps, min(warmup_iters, total_steps // 2), recipe.min_lr_ratio, recipe.schedule),
     )
+    ema = WeightAverage(net, recipe.ema_decay) if recipe.ema_decay else None
     scaler = torch.amp.GradScaler("cuda", enabled=runtime.precision == "fp16")
     params = sum(p.numel() for p in net.parameters())
     fingerprint = {
@@ -179,6 +201,8 @@ def train_proxy(
     }
     if runtime.precision != ("fp16" if dev.type == "cuda" else "fp32"):  # what earlier checkpoints were trained in
         fingerprint["precision"] = runtime.precision
+    if recipe.version != "v1":  # v1 checkpoints predate versions: theirs still resume under --recipe v1
+        fingerprint["recipe"] = recipe.version
     result: dict[str, Any] = {
         "status": "running",
         "reason": None,
@@ -212,6 +236,8 @@ def train_proxy(
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         _set_rng_state(state["rng"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         start_epoch, train_time, images_seen = state["epoch"], state["train_time"], state["images_seen"]
         prior_wall = state["wall_time"]
         result["history"] = state["history"]
@@ -234,7 +260,10 @@ def train_proxy(
         tick = time.perf_counter()
         net.train()
         sums = {"loss": 0.0, "box": 0.0, "obj": 0.0, "cls": 0.0}
-        order, flips = _epoch_plan(len(data.train.images), seed, epoch, recipe.flip)
+        if recipe.fresh_images:
+            order, flips = _fresh_epoch_plan(len(data.train.images), per_epoch, seed, epoch, recipe.flip)
+        else:
+            order, flips = _epoch_plan(len(data.train.images), seed, epoch, recipe.flip)
         batches = range(0, len(order), batch_size)
         bar = _progress(batches, epoch, epochs, progress)
         for step, first in enumerate(bar):
@@ -254,6 +283,8 @@ def train_proxy(
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
+            if ema is not None:
+                ema.update(net)
             sums["loss"] += value
             for k, v in parts.items():
                 sums[k] += v
@@ -261,7 +292,12 @@ def train_proxy(
             if hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{value:.3f}")
         train_time += time.perf_counter() - tick
-        metrics = evaluate_model(net, data, coco_gt, dev, runtime=runtime)
+        last = epoch + 1 == epochs
+        if ema is not None and last and recipe.bn_images:
+            recompute_batchnorm(ema.model, data, recipe.bn_images, runtime=runtime)
+        scored = ema.model if ema is not None else net
+        subset = None if last or not recipe.epoch_val_images else recipe.epoch_val_images
+        metrics = evaluate_model(scored, data, coco_gt, dev, runtime=runtime, images=subset)
         entry = {
             "epoch": epoch + 1,
             **{k: round(v / len(batches), 5) for k, v in sums.items()},
@@ -281,6 +317,7 @@ def train_proxy(
                     "scheduler": scheduler.state_dict(),
                     "scaler": scaler.state_dict(),
                     "rng": _get_rng_state(),
+                    **({"ema": ema.state_dict()} if ema is not None else {}),
                     "fingerprint": fingerprint,
                     "history": result["history"],
                     "train_time": train_time,
@@ -359,23 +396,112 @@ def evaluate_model(
     batch_size: int = 32,
     *,
     runtime: Runtime | None = None,
+    images: int | None = None,
 ) -> dict[str, Any]:
-    """COCO box metrics of ``net`` on the val split, boxes mapped back to original pixels, and
-    ``detections``: how many were evaluated (an AP of 0.0 with 0 detections is a silent model).
-    ``runtime``: the training's (default: ``precision: auto`` on ``device``)."""
+    """COCO box metrics of ``net`` on the val split (its first ``images``, else all of it), boxes
+    mapped back to original pixels, and ``detections``: how many were evaluated (an AP of 0.0
+    with 0 detections is a silent model). ``runtime``: the training's (default: ``precision:
+    auto`` on ``device``)."""
+    count = len(data.val.images) if images is None else min(images, len(data.val.images))
+    detections = val_detections(net, data, device, batch_size, runtime=runtime, images=count)
+    subset = None if count == len(data.val.images) else data.val.image_ids[:count]
+    return score_detections(coco_gt, detections, img_ids=subset)
+
+
+@torch.no_grad()
+def val_detections(
+    net: nn.Module,
+    data: ProxyData,
+    device: torch.device,
+    batch_size: int = 32,
+    *,
+    runtime: Runtime | None = None,
+    images: int | None = None,
+) -> list[dict[str, Any]]:
+    """COCO result dicts of ``net`` on the first ``images`` val images (all by default)."""
     runtime = runtime or resolve_runtime("auto", device)
     net.eval()
     val = data.val
+    count = len(val.images) if images is None else images
     detections = []
-    for first in range(0, len(val.images), batch_size):
-        x = val.images[first : first + batch_size].to(device).float().div_(255)
+    for first in range(0, count, batch_size):
+        x = val.images[first : min(first + batch_size, count)].to(device).float().div_(255)
         if runtime.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(runtime):
             outputs = net(x)
         for i, (boxes, scores, classes) in enumerate(decode([o.float() for o in outputs])):
             detections += coco_detections(data, first + i, boxes, scores, classes)
-    return score_detections(coco_gt, detections)
+    return detections
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights and floating buffers (``model``), the
+    weights a v2 recipe scores: over a few hundred steps the last weights still carry the noise of
+    the last batches. The decay ramps up as ``(1 + t) / (10 + t)`` so that early steps are not
+    averaged with the initialisation.
+
+    >>> net = nn.Linear(2, 2)
+    >>> avg = WeightAverage(net, 0.9)
+    >>> avg.update(net); bool(torch.equal(avg.model.weight, net.weight))
+    True
+    """
+
+    def __init__(self, net: nn.Module, decay: float) -> None:
+        self.model = copy.deepcopy(net).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.decay, self.steps = decay, 0
+        pairs = list(zip(self.model.state_dict().values(), net.state_dict().values(), strict=True))
+        self._floats = [(a, c) for a, c in pairs if a.dtype.is_floating_point]
+        self._others = [(a, c) for a, c in pairs if not a.dtype.is_floating_point]
+
+    @torch.no_grad()
+    def update(self, net: nn.Module) -> None:
+        """Average in ``net``'s current state (the module the average was made from)."""
+        self.steps += 1
+        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        if self._floats:
+            torch._foreach_lerp_([a for a, _ in self._floats], [c for _, c in self._floats], 1 - decay)
+        for a, c in self._others:
+            a.copy_(c)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "model": self.model.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.steps = state["steps"]
+
+
+@torch.no_grad()
+def recompute_batchnorm(
+    net: nn.Module, data: ProxyData, images: int, batch_size: int = 32, *, runtime: Runtime | None = None
+) -> None:
+    """Replace every BatchNorm's running statistics by their average over the first ``images``
+    training images (in train mode, as PreciseBN does): averaged weights never produced the
+    statistics they inherit.
+    """
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    device = next(net.parameters()).device
+    runtime = runtime or resolve_runtime("auto", device)
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    net.train()
+    count = min(images, len(data.train.images))
+    for first in range(0, count, batch_size):
+        x = data.train.images[first : min(first + batch_size, count)].to(device).float().div_(255)
+        if runtime.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(runtime):
+            net(x)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    net.eval()
 
 
 def coco_detections(
@@ -403,10 +529,16 @@ def coco_detections(
     return out
 
 
-def score_detections(coco_gt: Any, detections: list[dict[str, Any]]) -> dict[str, Any]:
-    """The metrics an epoch records: :data:`METRICS` (rounded) and the number of detections."""
+def score_detections(
+    coco_gt: Any, detections: list[dict[str, Any]], img_ids: list[int] | None = None
+) -> dict[str, Any]:
+    """The metrics an epoch records: :data:`METRICS` (rounded) and the number of detections
+    (on the val images ``img_ids`` only, when given)."""
+    if img_ids is not None:
+        keep = set(img_ids)
+        detections = [d for d in detections if d["image_id"] in keep]
     metrics: dict[str, Any] = {
-        k: (None if v is None else round(v, 5)) for k, v in evaluate_bbox(coco_gt, detections).items()
+        k: (None if v is None else round(v, 5)) for k, v in evaluate_bbox(coco_gt, detections, img_ids).items()
     }
     metrics["detections"] = len(detections)
     return metrics
@@ -433,19 +565,10 @@ def train_from_config(
     """
     base = cfg if dataclasses.is_dataclass(cfg) else load_config(cfg)
     recipe.validate()
-    loaded = load_proxy_data(
-        data,
-        img_size=recipe.img_size,
-        images=recipe.images,
-        val_images=val_images,
-        data_seed=data_seed,
-        categories=categories,
-        root=data_root,
+    loaded = recipe_data(
+        data, recipe, val_images=val_images, data_seed=data_seed, categories=categories, root=data_root
     )
-    arch = dataclasses.replace(
-        base, width=base.width * recipe.width_mult, img_size=recipe.img_size, num_classes=loaded.num_classes
-    )
-    graph = compile_config(arch)
+    graph, arch = proxy_graph(base, recipe, loaded.num_classes)
     extra = {"config": json.loads(json.dumps(dataclasses.asdict(arch), default=str))}
     extra["width_mult"] = recipe.width_mult
     return train_proxy(
@@ -457,6 +580,16 @@ def train_from_config(
         extra=extra,
         **runtime,
     )
+
+
+def proxy_graph(cfg: Any, recipe: Recipe, num_classes: int) -> tuple[Any, Any]:
+    """The compiled graph and ArchConfig the proxy trains for ``cfg``: its width times
+    ``recipe.width_mult``, the recipe's image size, the data's classes (:func:`train_from_config`
+    trains it; benchmarks rebuild it to re-score a checkpoint)."""
+    arch = dataclasses.replace(
+        cfg, width=cfg.width * recipe.width_mult, img_size=recipe.img_size, num_classes=num_classes
+    )
+    return compile_config(arch), arch
 
 
 def _batch(
@@ -476,6 +609,15 @@ def _batch(
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x.to(device, non_blocking=True), targets
+
+
+def _fresh_epoch_plan(pool: int, n: int, seed: int, epoch: int, flip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Epoch ``epoch``'s ``n`` images of a pool the seed shuffles once: each epoch takes the next
+    ``n`` (wrapping only when the pool is smaller than ``n × epochs``), flips as :func:`_epoch_plan`."""
+    order = torch.randperm(pool, generator=torch.Generator().manual_seed(seed * 100_003 - 1))
+    picked = order[(torch.arange(n) + epoch * n) % pool]
+    _, flips = _epoch_plan(n, seed, epoch, flip)
+    return picked, flips
 
 
 def _epoch_plan(n: int, seed: int, epoch: int, flip: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -499,13 +641,21 @@ def _optimizer(net: nn.Module, lr: float, weight_decay: float, fused: bool = Fal
     )
 
 
-def _lr_lambda(total: int, warmup: int, low: float = DEFAULT.min_lr_ratio) -> Callable[[int], float]:
-    """Linear warm-up, then cosine from 1 to ``low`` (per optimiser step)."""
+def _lr_lambda(
+    total: int, warmup: int, low: float = DEFAULT.min_lr_ratio, schedule: str = "cosine"
+) -> Callable[[int], float]:
+    """Linear warm-up, then cosine or linear from 1 to ``low`` (per optimiser step).
+
+    >>> f = _lr_lambda(10, 2, 0.0, "linear"); [round(f(s), 2) for s in (0, 1, 2, 6, 10)]
+    [0.5, 1.0, 1.0, 0.5, 0.0]
+    """
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         t = min(1.0, (step - warmup) / max(1, total - warmup))
+        if schedule == "linear":
+            return low + (1 - low) * (1 - t)
         return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * t))
 
     return factor

@@ -10,24 +10,41 @@ channels to ``c`` channels at the same resolution, so any block fits any stage.
 - ELAN block (Fig. 6): split like CSP; the block path stacks ``elan_stack`` computational
   blocks of 3×3 convs, every block's output is aggregated, one transition closes the stage —
   stacking inside the block does not add a transition to anyone's shortest gradient path.
+
+Every channel share (a split, a PRN mask, a hidden width) is rounded by :func:`share` to a
+multiple of 8, as the YOLO repos round theirs.
 """
 
 from __future__ import annotations
 
 from nas.core.ir import LayerGraph
-from search_spaces.config import ConfigError, PartConfig
+from search_spaces.config import PartConfig
 from search_spaces.registry import BLOCKS, register_block
 
+#: Every channel count of the space is a multiple of this (YOLOv7/YOLOv9's ``make_divisible``
+#: rule, and what accelerators want), so an exported design is exact in the authors' repos.
+CHANNEL_DIVISOR = 8
+#: The rule's version, recorded by a search (``search.json``): a run made under another rule
+#: compiled other models from the same knobs and is refused on resume.
+CHANNEL_RULE = "multiple-of-8"
 
-def whole(part: str, knob: str, value: float, c: int, where: str) -> int:
-    """``value × c`` as a whole channel count, or a ConfigError naming the knob."""
-    n = value * c
-    if abs(n - round(n)) > 1e-9:
-        raise ConfigError(
-            f"{part}.{knob}: {value!r} gives {n:g} of the {c} channels of {where}, not a whole number; "
-            f"accepted: a value v with v × channels whole in every stage (0.25, 0.5, 0.75 always are)"
-        )
-    return int(round(n))
+
+def share(fraction: float, c: int, *, keep_rest: bool = False) -> int:
+    """``fraction × c`` channels rounded to a multiple of :data:`CHANNEL_DIVISOR` (at least one
+    multiple; at most ``c``, or ``c`` less one multiple with ``keep_rest`` — a split whose other
+    side must stay non-empty). Fractions 0 and 1 stay exact (PRN's PlainNet and ResNet ends).
+    Below 16 channels (only at a proxy's reduced width) the multiple is half of ``c``.
+
+    >>> share(0.25, 48), share(0.75, 48, keep_rest=True), share(0.5, 24), share(0.25, 8)
+    (16, 40, 16, 4)
+    """
+    if fraction <= 0:
+        return 0
+    if fraction >= 1 and not keep_rest:
+        return c
+    d = min(CHANNEL_DIVISOR, max(1, c // 2))
+    n = max(d, int(fraction * c / d + 0.5) * d)
+    return min(n, c - d if keep_rest else c)
 
 
 def residual_unit(g: LayerGraph, x: str, c: int, hidden: int, p: PartConfig, part: str, prn: bool) -> str:
@@ -45,7 +62,7 @@ def residual_unit(g: LayerGraph, x: str, c: int, hidden: int, p: PartConfig, par
     y = g.conv(y, c, 3, name="cv2")
     if not prn:
         return g.add(y, identity)
-    m = whole(part, "mask_fraction", p.mask_fraction, c, g.current_scope)
+    m = share(p.mask_fraction, c)
     if m == 0:
         return y
     return g.add(y, identity, dst=(0, m), src=(0, m))
@@ -54,13 +71,9 @@ def residual_unit(g: LayerGraph, x: str, c: int, hidden: int, p: PartConfig, par
 @register_block("res", knobs=("stop_gradient",))
 def res_block(g: LayerGraph, x: str, c: int, n: int, p: PartConfig, part: str, depth: float = 1.0) -> str:
     """``n`` Darknet residual units (PRN's masked ones for ``block: prn``)."""
-    if c % 2:
-        raise ConfigError(
-            f"width: gives {c} channels in {g.current_scope}, which do not halve; accepted: widths giving even channels"
-        )
     for i in range(n):
         with g.scope(f"unit{i}"):
-            x = residual_unit(g, x, c, c // 2, p, part, prn=p.block == "prn")
+            x = residual_unit(g, x, c, share(0.5, c), p, part, prn=p.block == "prn")
     return x
 
 
@@ -81,14 +94,14 @@ def csp_block(g: LayerGraph, x: str, c: int, n: int, p: PartConfig, part: str, e
     """``expand=2`` is CSPDarknet53's first stage: the base conv doubles the channels and the
     units keep a hidden width of half the block path."""
     base_c = expand * c
-    b = whole(part, "split_ratio", p.split_ratio, base_c, g.current_scope)
+    b = share(p.split_ratio, base_c, keep_rest=True)
     base = g.conv(x, base_c, 1, name="split_conv")
     path = g.split(base, 0, b, name="block_path")
     cross = g.split(base, b, base_c, name="cross_path")
     inner = PartConfig(block="res", stop_gradient=p.stop_gradient)
     for i in range(n):
         with g.scope(f"unit{i}"):
-            path = residual_unit(g, path, b, b // expand, inner, part, prn=False)
+            path = residual_unit(g, path, b, share(1 / expand, b), inner, part, prn=False)
     if p.fusion in ("fusion", "last"):
         path = g.conv(path, b, 1, name="transition_block")
     y = g.concat([path, cross])
@@ -110,7 +123,7 @@ def elan_convs(depth: float) -> int:
 
 
 def elan_block(g: LayerGraph, x: str, c: int, convs: int, p: PartConfig, part: str) -> str:
-    b = whole(part, "split_ratio", p.split_ratio, c, g.current_scope)
+    b = share(p.split_ratio, c, keep_rest=True)
     base = g.conv(x, c, 1, name="split_conv")
     path = g.split(base, 0, b, name="block_path")
     taps = [base]

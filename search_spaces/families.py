@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from nas.core.ir import GraphError, LayerGraph
-from search_spaces.blocks import csp_block, elan_convs, make_channels, repeats, stage_block
+from search_spaces.blocks import csp_block, elan_convs, make_channels, repeats, share, stage_block
 from search_spaces.config import BACKBONE_STAGES, NECK_NODES, ArchConfig, ConfigError, PartConfig, StageConfig
 from search_spaces.registry import FAMILIES, register_family
 
@@ -97,16 +97,16 @@ def yolor(cfg: ArchConfig) -> LayerGraph:
     w3, w4, w5 = (make_channels(c, cfg.width) for c in (256, 512, 1024))
     with g.scope("neck"):
         with g.scope("spp"):
-            x = g.conv(p5, w5 // 2, 1, name="reduce")
+            x = g.conv(p5, share(0.5, w5), 1, name="reduce")
             x = g.concat([x] + [g.maxpool(x, k, name=f"pool{k}") for k in SPP_KERNELS])
         t5 = _neck_node(g, [x], cfg, 0)
-        up = g.upsample(g.conv(t5, w4 // 2, 1, name="lateral5"))
+        up = g.upsample(g.conv(t5, share(0.5, w4), 1, name="lateral5"))
         t4 = _neck_node(g, [up, p4], cfg, 1)
-        up = g.upsample(g.conv(t4, w3 // 2, 1, name="lateral4"))
+        up = g.upsample(g.conv(t4, share(0.5, w3), 1, name="lateral4"))
         o3 = _neck_node(g, [up, p3], cfg, 2)
-        down = g.conv(o3, w4 // 2, 3, 2, name="down3")
+        down = g.conv(o3, share(0.5, w4), 3, 2, name="down3")
         o4 = _neck_node(g, [down, t4], cfg, 3)
-        down = g.conv(o4, w5 // 2, 3, 2, name="down4")
+        down = g.conv(o4, share(0.5, w5), 3, 2, name="down4")
         o5 = _neck_node(g, [down, t5], cfg, 4)
     with g.scope("head"):
         for level, (x, stride) in enumerate(zip((o3, o4, o5), (8, 16, 32), strict=True), start=3):

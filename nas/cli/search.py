@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from evaluators.recipe import DEFAULT as R
-from nas.cli.train import recipe_flags
+from nas.cli.train import add_recipe_flags, recipe_flags
 from nas.core.cost import parse_flops
 from nas.core.errors import UsageError
 from nas.engine import SCORES, SearchOptions, search
@@ -36,12 +35,6 @@ def add_search_parsers(sub: Any) -> None:
         "(default: %(default)s)",
     )
     p.add_argument("--data", default=D.data, help="shapes (embedded) or a COCO-format annotation file/folder")
-    p.add_argument("--epochs", type=int, default=R.epochs, help="proxy epochs per trial (default: %(default)s)")
-    p.add_argument("--img-size", type=int, default=R.img_size, help="proxy image size (default: %(default)s)")
-    p.add_argument(
-        "--width-mult", type=float, default=R.width_mult, help="proxy width multiplier (default: %(default)s)"
-    )
-    p.add_argument("--images", type=int, default=R.images, help="proxy training images (default: %(default)s)")
     p.add_argument("--workers", type=int, default=D.workers, help="concurrent proxy trainings (default: %(default)s)")
     p.add_argument("--ray-address", default=None, help="join an existing Ray cluster (default: $RAY_ADDRESS or local)")
     p.add_argument(
@@ -52,13 +45,7 @@ def add_search_parsers(sub: Any) -> None:
         "every node mounts at the same path, or s3://…, gs://… (default: runs/NAME/ray)",
     )
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: runs/NAME/optuna.journal)")
-    p.add_argument(
-        "--precision",
-        default=R.precision,
-        metavar="auto|fp32|bf16",
-        help="proxy arithmetic; auto: fp32 on CPU (bf16: opt-in, see README), AMP on CUDA (default: %(default)s)",
-    )
-    p.add_argument("--seed", type=int, default=R.seed)
+    add_recipe_flags(p)
     p.add_argument(
         "--cheap-score",
         default=D.cheap_score,

@@ -8,13 +8,14 @@ as ``nas search`` validates them. Bad input raises a one-line
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from evaluators.coco_eval import METRICS
-from evaluators.recipe import DEFAULT, Recipe
+from evaluators.recipe import DEFAULT, RECIPES, Recipe, RecipeError
 from nas.core.errors import UsageError
 
 
@@ -35,22 +36,48 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="'shapes' (embedded synthetic set, default), a COCO annotation JSON, or a folder "
         "with instances_val*.json [and instances_train*.json] (in it or annotations/)",
     )
-    p.add_argument("--epochs", type=int, default=DEFAULT.epochs, metavar="E")
-    p.add_argument("--img-size", type=int, default=DEFAULT.img_size, metavar="S")
-    p.add_argument("--width-mult", type=float, default=DEFAULT.width_mult, metavar="W")
-    p.add_argument("--images", type=int, default=DEFAULT.images, metavar="N", help="train images")
-    p.add_argument(
-        "--precision",
-        default=DEFAULT.precision,
-        metavar="auto|fp32|bf16",
-        help="proxy arithmetic; auto: fp32 on CPU (bf16: opt-in, see README), AMP on CUDA (default: %(default)s)",
-    )
-    p.add_argument("--seed", type=int, default=DEFAULT.seed, metavar="S")
+    add_recipe_flags(p)
     p.add_argument("--threads", type=int, default=None, metavar="T", help="default: all cores")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="default runs/train/<name>")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run_train)
     return p
+
+
+def add_recipe_flags(p: argparse.ArgumentParser) -> None:
+    """The proxy recipe's flags, shared by ``nas train`` and ``nas search``: ``--recipe`` names
+    the base (:data:`evaluators.recipe.RECIPES`), the others override its fields."""
+    p.add_argument(
+        "--recipe",
+        default=DEFAULT.version,
+        metavar="|".join(RECIPES),
+        help="named proxy recipe; v1: the recipe before the proxy-noise study, for old runs (default: %(default)s)",
+    )
+    p.add_argument("--epochs", type=int, default=None, metavar="E", help=f"proxy epochs (default: {DEFAULT.epochs})")
+    p.add_argument(
+        "--img-size", type=int, default=None, metavar="S", help=f"proxy image size (default: {DEFAULT.img_size})"
+    )
+    p.add_argument(
+        "--width-mult",
+        type=float,
+        default=None,
+        metavar="W",
+        help=f"proxy width multiplier (default: {DEFAULT.width_mult})",
+    )
+    p.add_argument(
+        "--images",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"training images per epoch, new ones each epoch under v2 (default: {DEFAULT.images})",
+    )
+    p.add_argument(
+        "--precision",
+        default=None,
+        metavar="auto|fp32|bf16",
+        help=f"proxy arithmetic; auto: fp32 on CPU (bf16: opt-in, see README), AMP on CUDA (default: {DEFAULT.precision})",
+    )
+    p.add_argument("--seed", type=int, default=None, metavar="S", help=f"(default: {DEFAULT.seed})")
 
 
 def default_out_dir(args: argparse.Namespace) -> Path:
@@ -63,7 +90,10 @@ def default_out_dir(args: argparse.Namespace) -> Path:
         from evaluators.coco_data import dataset_digest
 
         data = f"{data}-{dataset_digest(args.data)[:8]}"
-    name = f"{config}-{data}-w{args.width_mult:g}-{args.img_size}px-n{args.images}-e{args.epochs}-s{args.seed}"
+    r = recipe_flags(args)
+    name = f"{config}-{data}-w{r.width_mult:g}-{r.img_size}px-n{r.images}-e{r.epochs}-s{r.seed}"
+    if r.version != "v1":  # v1 folders keep their names, so that they resume
+        name += f"-{r.version}"
     return Path("runs") / "train" / name
 
 
@@ -93,15 +123,12 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def recipe_flags(args: argparse.Namespace) -> Recipe:
-    """The recipe the proxy flags ask for (``nas train`` and ``nas search`` share them), not yet validated."""
-    return Recipe(
-        epochs=args.epochs,
-        img_size=args.img_size,
-        width_mult=args.width_mult,
-        images=args.images,
-        seed=args.seed,
-        precision=args.precision,
-    )
+    """The recipe the proxy flags ask for (``nas train`` and ``nas search`` share them), not yet
+    validated: the named ``--recipe`` with every flag given."""
+    if args.recipe not in RECIPES:
+        raise RecipeError(f"--recipe: {args.recipe!r} is not accepted; accepted: {', '.join(RECIPES)}")
+    given = {k: getattr(args, k) for k in ("epochs", "img_size", "width_mult", "images", "seed", "precision")}
+    return dataclasses.replace(RECIPES[args.recipe], **{k: v for k, v in given.items() if v is not None})
 
 
 def recipe_of(args: argparse.Namespace) -> Recipe:

@@ -47,11 +47,11 @@ def check_data(opts: SearchOptions) -> None:
     Corrupt images and dangling annotations are skipped (one warning), as training does."""
     if opts.data == "shapes":
         return
-    from evaluators.coco_data import load_proxy_data
     from evaluators.errors import DataError
+    from evaluators.train import recipe_data
 
     try:
-        data = load_proxy_data(opts.data, img_size=opts.recipe.img_size, images=opts.recipe.images, root=opts.runs_dir)
+        data = recipe_data(opts.data, opts.recipe, root=opts.runs_dir)
     except DataError as e:
         raise SearchError(f"--data: {e}") from None
     if not len(data.train.images) or not len(data.val.images):
@@ -196,8 +196,13 @@ def _check_identity(meta: Path, opts: SearchOptions) -> None:
         ) from None
     if not isinstance(before, dict):
         raise SearchError(f"{meta} is not a JSON object; restore it, delete it, or use another --name")
-    if before != opts.identity():
-        ident = opts.identity()
+    ident = opts.identity()
+    if before.get("channels") != ident["channels"]:
+        raise SearchError(
+            f"{meta.parent} was made under another channel rule ({before.get('channels') or 'exact shares'};"
+            f" now {ident['channels']}): its designs compile to other models now; accepted: a new --name"
+        )
+    if before != ident:
         diff = ", ".join(f"{k}={before.get(k)!r}" for k in ident if before.get(k) != ident[k])
         raise SearchError(f"{meta.parent} was started with {diff}; re-run with the same options or use another --name")
 

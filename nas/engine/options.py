@@ -11,6 +11,7 @@ from typing import Any
 from evaluators.recipe import DEFAULT as DEFAULT_RECIPE
 from evaluators.recipe import Recipe, RecipeError
 from nas.core.errors import GradpathError
+from search_spaces.blocks import CHANNEL_RULE
 
 
 class SearchError(GradpathError):
@@ -85,16 +86,18 @@ class SearchOptions:
     @classmethod
     def from_identity(cls, identity: dict[str, Any], **runtime: Any) -> SearchOptions:
         """The options a ``search.json`` records, plus the runtime-only ones (inverse of :meth:`identity`)."""
-        fields = dict(identity)
+        fields = {k: v for k, v in identity.items() if k != "channels"}
         names = cls.RECIPE_FIELDS + cls.OPTIONAL_RECIPE_FIELDS
-        recipe = DEFAULT_RECIPE.replace(**{k: fields.pop(k) for k in names if k in fields})
+        version = fields.pop("recipe", "v1")  # search.json files before recipe versions were v1
+        recipe = Recipe.named(version, **{k: fields.pop(k) for k in names if k in fields})
         return cls(**fields, recipe=recipe, **runtime)
 
     def identity(self) -> dict[str, Any]:
-        """The options that define the run, as a flat JSON object (the format of ``search.json``).
+        """The options that define the run, as a flat JSON object (the format of ``search.json``),
+        with the space's channel rule (:data:`search_spaces.blocks.CHANNEL_RULE`).
         The cost options appear only when they differ from a FLOPs-only search (and ``device``
-        only when latency is used), so a FLOPs search's ``search.json`` is what it always was."""
-        out: dict[str, Any] = {}
+        only when latency is used)."""
+        out: dict[str, Any] = {"channels": CHANNEL_RULE}  # the same knobs compile to other models under another rule
         latency = self.cost == "latency" or self.latency_budget_ms is not None
         for f in dataclasses.fields(self):
             if f.name in self.RUNTIME_ONLY:
@@ -106,6 +109,7 @@ class SearchOptions:
             ):
                 continue
             if f.name == "recipe":
+                out["recipe"] = self.recipe.version
                 out.update({k: getattr(self.recipe, k) for k in self.RECIPE_FIELDS})
                 out.update(
                     {

@@ -209,6 +209,24 @@ def test_rerun_with_other_options_refuses(tmp_path):
     assert proc.returncode == 2 and "was started with budget=50000000000" in proc.stderr
 
 
+def test_a_run_made_before_the_channel_rule_is_refused_on_resume(tmp_path):
+    """A search.json without the channel rule is a run whose knobs compiled to other models."""
+    (tmp_path / "r").mkdir()
+    opts = SearchOptions(budget=parse_flops("50G"), name="r", runs_dir=str(tmp_path))
+    old = {k: v for k, v in opts.identity().items() if k != "channels"}
+    (tmp_path / "r" / "search.json").write_text(json.dumps(old))
+    proc = subprocess.run(
+        [sys.executable, "-m", "nas.cli", "search", "--budget", "50G", "--name", "r", "--runs-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "another channel rule (exact shares" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert json.loads((tmp_path / "r" / "search.json").read_text()) == old  # untouched
+    assert not (tmp_path / "r" / "optuna.journal").exists()
+
+
 # -- end to end (Ray) --------------------------------------------------------------------------
 @pytest.mark.slow
 def test_end_to_end_search_export_and_dashboard(tmp_path):

@@ -1,0 +1,507 @@
+"""Proxy noise: how reliably does one proxy training tell per-stage designs apart?
+
+A proxy is an instrument; its first property is its noise. For each *arm* (a named recipe, at a
+*scale*) every design of a pre-registered list is trained with 2 seeds (3 for a third of them)
+and scored several ways from the same trainings (*variants*: the last or the averaged weights,
+on the recipe's small val split or a large fixed one, AP or a loss). Per (arm, variant):
+
+- ICC(1) = between-design variance / (between + seed variance), one-way random effects on
+  unequal seed counts, with a 95 % bootstrap CI over designs — the single-run reliability;
+- seed noise sd (pooled within designs), design sd (between-design component), seed-to-seed
+  Kendall τ (seed 0 against seed 1), τ of the seed-mean score with FLOPs and params at 640 px;
+- the noise split: evaluation noise from the AP of two disjoint halves of the val set
+  (var(full) ≈ var(half A − half B) / 4), training noise = seed noise − evaluation noise;
+- median CPU-seconds per training at 1 thread (``time.process_time`` of the training call).
+
+The design list is written once by ``--register`` into ``benchmarks/data/proxy_noise_designs.json``
+(committed before any training); ``--collect`` gathers finished trainings into
+``benchmarks/data/proxy_noise_results.jsonl`` (committed: ``runs/`` is not kept), and the
+analysis reads that file, so the figures reproduce without retraining. Resumable (each
+training has its folder, checkpointed per epoch) and shardable (``--shard i/n``)::
+
+    .venv/bin/python -m benchmarks.proxy_noise --register              # once, then commit it
+    .venv/bin/python -m benchmarks.proxy_noise --arms v1,v2 --designs 12 --shard 0/2 &
+    .venv/bin/python -m benchmarks.proxy_noise --arms v1,v2 --designs 12 --shard 1/2 &
+    .venv/bin/python -m benchmarks.proxy_noise --collect --analyze       # table, JSON, figure
+
+Output: ``runs/bench/proxy_noise.json`` and ``proxy_noise.png`` (ICC against CPU-s per recipe).
+Designs are paired by construction: a training's data order and flips are a function of its
+seed only, so two designs with the same seed see the same images in the same order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks._common import BENCH_DIR, write_result
+from benchmarks.rank_study import deadline_passed, majority_blocks, perstage_candidate
+
+ROOT = Path(__file__).resolve().parents[1]
+DESIGNS_FILE = ROOT / "benchmarks" / "data" / "proxy_noise_designs.json"
+RESULTS_FILE = ROOT / "benchmarks" / "data" / "proxy_noise_results.jsonl"
+STUDY_DIR = BENCH_DIR / "proxy_noise"
+#: the sampling seed of the registered list (``rank_study.perstage_candidate``: stratified over
+#: the 16 backbone × neck majority-block pairs, feasible below 150 GFLOPs, heterogeneous)
+DESIGN_SEED = 27
+DESIGNS = 30
+#: every third design (index % 3 == 0) gets a third seed
+THIRD_SEED_EVERY = 3
+#: proxy scales: the studies' CPU one and the search's own (the recipe's defaults)
+SCALES: dict[str, dict[str, Any]] = {
+    "reduced": {"epochs": 5, "images": 480, "img_size": 96, "width_mult": 0.25},
+    "default": {},
+    "smoke": {"epochs": 2, "images": 16, "img_size": 64, "width_mult": 0.25, "val_images": 32, "bn_images": 16},
+}
+#: arm -> (recipe version, changes). ``v1`` trains exactly as v1 does and only observes an
+#: average of its weights (scored post hoc), so the evaluation-side levers need no retraining.
+ARMS: dict[str, tuple[str, dict[str, Any]]] = {
+    "v1": ("v1", {"ema_decay": 0.99}),
+    "v2": ("v2", {}),
+    "v2-repeat": ("v2", {"fresh_images": False}),  # the fresh-images lever, taken out
+    "v2-cosine": ("v2", {"schedule": "cosine", "min_lr_ratio": 0.05, "warmup_iters": 100}),  # the schedule lever
+    "v1-ref3x": ("v1", {"ema_decay": 0.99, "epochs_factor": 3}),  # fidelity reference: 3x the steps
+    "v2-ref3x": ("v2", {"epochs_factor": 3}),
+}
+#: the variant each arm's own recipe reports (its official AP)
+OFFICIAL = {"v1": "AP.small.last", "v2": "AP.large.ema"}
+BN_IMAGES = 512
+
+
+# -- the registered designs -----------------------------------------------------------------------
+def register(path: Path = DESIGNS_FILE, count: int = DESIGNS, seed: int = DESIGN_SEED) -> dict[str, Any]:
+    """The design list (written once; a second call returns the file, refusing a different list)."""
+    from nas.core.cost import cost
+    from search_spaces import compile_config
+
+    designs, seen, i = [], set(), 0
+    while len(designs) < count:
+        cfg = perstage_candidate(i, seed)
+        i += 1
+        if cfg.key() in seen:
+            continue
+        seen.add(cfg.key())
+        c = cost(compile_config(cfg))
+        k = len(designs)
+        designs.append(
+            {
+                "id": f"d{k:02d}",
+                "seeds": [0, 1, 2] if k % THIRD_SEED_EVERY == 0 else [0, 1],
+                "blocks": majority_blocks(cfg),
+                "pattern": "/".join(cfg.pattern()),
+                "flops": c.flops,
+                "params": c.params,
+                "config": cfg.to_dict(),
+            }
+        )
+    doc = {
+        "rule": f"benchmarks.rank_study.perstage_candidate(i, seed={seed}), i = 0, 1, ...; duplicates skipped; "
+        f"seeds 0 and 1, and 2 for every {THIRD_SEED_EVERY}rd design; the first 12 are the screening set",
+        "designs": designs,
+    }
+    if path.exists():
+        old = json.loads(path.read_text())
+        if old != json.loads(json.dumps(doc)):
+            raise SystemExit(f"{path} holds another design list; the registered list is never rewritten")
+        return old
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return doc
+
+
+def load_designs(path: Path = DESIGNS_FILE) -> list[dict[str, Any]]:
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: register the designs first (--register) and commit the file")
+    return json.loads(path.read_text())["designs"]
+
+
+def arm_recipe(arm: str, scale: str, seed: int) -> Any:
+    """The trainer's recipe of ``arm`` at ``scale`` for ``seed`` (fp32: the studies' arithmetic)."""
+    from evaluators.recipe import Recipe
+
+    version, changes = ARMS[arm]
+    changes = dict(changes)
+    factor = changes.pop("epochs_factor", 1)
+    base = Recipe.named(version, **SCALES[scale])
+    return Recipe.named(version, **{**SCALES[scale], **changes, "epochs": base.epochs * factor}).replace(
+        seed=seed, precision="fp32"
+    )
+
+
+def jobs(designs: list[dict[str, Any]], arms: list[str]) -> list[tuple[str, dict[str, Any], int]]:
+    """Every (arm, design, seed), seed-major: a study cut short still has whole seed pairs of
+    the first designs in every arm."""
+    out = []
+    for seed in (0, 1, 2):
+        for d in designs:
+            if seed in d["seeds"]:
+                out += [(arm, d, seed) for arm in arms]
+    return out
+
+
+def job_dir(scale: str, arm: str, design: dict[str, Any], seed: int, root: Path = STUDY_DIR) -> Path:
+    return root / scale / arm / design["id"] / f"seed{seed}"
+
+
+# -- one training and its scores ------------------------------------------------------------------
+def run_job(scale: str, arm: str, design: dict[str, Any], seed: int, root: Path = STUDY_DIR) -> dict[str, Any]:
+    """Train (or resume) one job, then score its checkpoint every way; ``scores.json`` marks it done."""
+    import torch
+
+    from evaluators.train import train_from_config
+    from search_spaces import from_dict
+
+    folder = job_dir(scale, arm, design, seed, root)
+    done = folder / "scores.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    torch.set_num_threads(1)
+    recipe = arm_recipe(arm, scale, seed)
+    cfg = from_dict(design["config"])
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = train_from_config(cfg, recipe, out_dir=folder, progress=False, num_threads=1)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    row = {
+        "scale": scale,
+        "arm": arm,
+        "recipe": recipe.version,
+        "design": design["id"],
+        "seed": seed,
+        "status": result["status"],
+        "flops": design["flops"],
+        "params": design["params"],
+        "cpu_s": round(cpu, 2),
+        "wall_s": round(wall, 2),
+        "train_loss_sum": round(sum(e["loss"] for e in result["history"]), 5),
+        "history_AP": [e["AP"] for e in result["history"]],
+        "reported_AP": result["AP"],
+    }
+    if result["status"] == "ok":
+        tick = time.process_time()
+        row.update(score_checkpoint(cfg, recipe, scale, folder / "checkpoint.pt"))
+        row["scoring_cpu_s"] = round(time.process_time() - tick, 2)
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps(row, indent=1))
+    os.replace(tmp, done)
+    return row
+
+
+def score_checkpoint(cfg: Any, recipe: Any, scale: str, checkpoint: Path) -> dict[str, Any]:
+    """Every variant of one finished training: the last and the averaged weights (BatchNorm
+    recomputed), on the recipe's own val split (``small``) and on the large fixed val set of
+    the scale (``large``, v2's), each also on the two halves of its val images, with the val loss."""
+    import torch
+
+    from evaluators.recipe import Recipe
+    from evaluators.train import proxy_graph, recipe_data, recompute_batchnorm, resolve_runtime
+    from nas.core.module import build
+
+    runtime = resolve_runtime("fp32", torch.device("cpu"))
+    own = recipe_data("shapes", recipe)
+    large = recipe_data("shapes", Recipe.named("v2", **SCALES[scale]))
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    out: dict[str, Any] = {}
+    for weights in ("last", "ema"):
+        graph, _ = proxy_graph(cfg, recipe, own.num_classes)
+        net = build(graph)
+        net.load_state_dict(state["model"] if weights == "last" else state["ema"]["model"])
+        net.to(memory_format=torch.channels_last)
+        if weights == "ema":
+            recompute_batchnorm(net, large, BN_IMAGES, runtime=runtime)
+        for split, data in (("small", own), ("large", large)):
+            if split == "small" and own.val.gt == large.val.gt:
+                continue  # a v2 recipe's own split is the large one
+            out.update({f"{k}.{split}.{weights}": v for k, v in scores_on(net, data, runtime).items()})
+    return out
+
+
+def scores_on(net: Any, data: Any, runtime: Any) -> dict[str, float]:
+    """AP on the val set and on its two halves (even / odd positions), and the mean val loss."""
+    import torch
+
+    from evaluators.coco_eval import coco_from_dict
+    from evaluators.detection import detection_loss
+    from evaluators.train import score_detections, val_detections
+
+    dets = val_detections(net, data, torch.device("cpu"), runtime=runtime)
+    gt = coco_from_dict(data.val.gt)
+    ids = data.val.image_ids
+    out = {"AP": score_detections(gt, dets)["AP"]}
+    out["AP_A"] = score_detections(gt, dets, img_ids=ids[0::2])["AP"]
+    out["AP_B"] = score_detections(gt, dets, img_ids=ids[1::2])["AP"]
+    losses = []
+    with torch.no_grad():
+        for first in range(0, len(data.val.images), 64):
+            x = data.val.images[first : first + 64].float().div_(255).contiguous(memory_format=torch.channels_last)
+            loss, _ = detection_loss([o.float() for o in net(x)], data.val.targets[first : first + 64])
+            losses.append((float(loss), len(x)))
+    out["valloss"] = sum(v * n for v, n in losses) / sum(n for _, n in losses)
+    return out
+
+
+# -- collecting and analysing ------------------------------------------------------------------------
+def collect(root: Path = STUDY_DIR, path: Path = RESULTS_FILE) -> list[dict[str, Any]]:
+    """Merge every finished job under ``root`` into ``path`` (one JSON row per training; rows
+    already there are kept, so results of other machines survive) and return all rows."""
+    rows = {_key(r): r for r in read_rows(path)}
+    for f in sorted(root.glob("*/*/*/seed*/scores.json")):
+        r = json.loads(f.read_text())
+        rows[_key(r)] = r
+    ordered = sorted(rows.values(), key=_key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered))
+    os.replace(tmp, path)
+    return ordered
+
+
+def read_rows(path: Path = RESULTS_FILE) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _key(r: dict[str, Any]) -> tuple[str, str, str, int]:
+    return (r["scale"], r["arm"], r["design"], r["seed"])
+
+
+def icc1(groups: list[list[float]]) -> dict[str, float]:
+    """One-way random-effects ICC(1) of ``groups`` (one list of seed scores per design, any
+    lengths ≥ 1; designs with one score add to the between-design term only through n0).
+
+    >>> round(icc1([[1.0, 1.1], [2.0, 2.1], [3.0, 2.9]])["icc"], 3)
+    0.995
+    """
+    groups = [g for g in groups if len(g) >= 1]
+    a, n = len(groups), sum(len(g) for g in groups)
+    grand = sum(sum(g) for g in groups) / n
+    msb = sum(len(g) * (statistics.fmean(g) - grand) ** 2 for g in groups) / max(1, a - 1)
+    ssw = sum(sum((v - statistics.fmean(g)) ** 2 for v in g) for g in groups)
+    msw = ssw / max(1, n - a)
+    n0 = (n - sum(len(g) ** 2 for g in groups) / n) / max(1, a - 1)
+    between = max(0.0, (msb - msw) / n0) if n0 else 0.0
+    icc = (msb - msw) / (msb + (n0 - 1) * msw) if msb + (n0 - 1) * msw > 0 else float("nan")
+    return {"icc": icc, "seed_sd": math.sqrt(msw), "design_sd": math.sqrt(between)}
+
+
+def variants_of(rows: list[dict[str, Any]]) -> list[str]:
+    """The score variants present (``AP.large.ema``, ``valloss.small.last``, ...), loss ones negated."""
+    names = sorted({k for r in rows for k in r if k.startswith(("AP.", "valloss."))})
+    return names + ["trainloss"]
+
+
+def score(r: dict[str, Any], variant: str) -> float | None:
+    """Higher is better: AP as is, losses negated."""
+    if variant == "trainloss":
+        return -r["train_loss_sum"]
+    v = r.get(variant)
+    return None if v is None else (-v if variant.startswith("valloss") else v)
+
+
+def analyze(rows: list[dict[str, Any]], n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """The report: per scale and arm, per variant, reliability and its parts (see the module doc)."""
+    report: dict[str, Any] = {}
+    rng = np.random.default_rng(seed)
+    for scale in sorted({r["scale"] for r in rows}):
+        for arm in sorted({r["arm"] for r in rows if r["scale"] == scale}):
+            ok = [r for r in rows if r["scale"] == scale and r["arm"] == arm and r["status"] == "ok"]
+            by_design: dict[str, list[dict[str, Any]]] = {}
+            for r in ok:
+                by_design.setdefault(r["design"], []).append(r)
+            paired = {d: rs for d, rs in by_design.items() if len(rs) >= 2}
+            entry: dict[str, Any] = {
+                "trainings": len(ok),
+                "designs": len(by_design),
+                "designs_with_2_seeds": len(paired),
+                "median_cpu_s": statistics.median(r["cpu_s"] for r in ok) if ok else None,
+                "median_scoring_cpu_s": statistics.median(r.get("scoring_cpu_s", 0) for r in ok) if ok else None,
+                "variants": {},
+            }
+            rank_avg = _rank_average(ok, "AP.large.ema", "valloss.large.ema")
+            for variant in [*variants_of(ok), "rankavg(AP,valloss).large.ema"]:
+                values = {
+                    d: [_value(r, variant, rank_avg) for r in sorted(rs, key=lambda r: r["seed"])]
+                    for d, rs in paired.items()
+                }
+                groups = {d: [v for v in g if v is not None] for d, g in values.items()}
+                groups = {d: g for d, g in groups.items() if len(g) >= 2}
+                if len(groups) < 3:
+                    continue
+                entry["variants"][variant] = _reliability(groups, by_design, variant, rank_avg, rng, n_boot)
+            for variant in ("AP.small.last", "AP.small.ema", "AP.large.last", "AP.large.ema"):
+                halves = [(r.get(f"AP_A{variant[2:]}"), r.get(f"AP_B{variant[2:]}")) for r in ok]
+                halves = [(a, b) for a, b in halves if a is not None and b is not None]
+                if halves and variant in entry["variants"]:
+                    v = entry["variants"][variant]
+                    eval_var = statistics.fmean((a - b) ** 2 for a, b in halves) / 4
+                    v["eval_noise_sd"] = math.sqrt(eval_var)
+                    v["train_noise_sd"] = math.sqrt(max(0.0, v["seed_sd"] ** 2 - eval_var))
+            official = OFFICIAL.get(ARMS.get(arm, (arm,))[0])
+            entry["official_variant"] = official
+            report.setdefault(scale, {})[arm] = entry
+    return report
+
+
+def _rank_average(rows: list[dict[str, Any]], *variants: str) -> dict[tuple[str, int], float]:
+    """Per seed, the mean over ``variants`` of each design's rank among that seed's designs."""
+    from nas.engine.stats import ranks
+
+    out: dict[tuple[str, int], float] = {}
+    for seed in {r["seed"] for r in rows}:
+        rs = [r for r in rows if r["seed"] == seed and all(score(r, v) is not None for v in variants)]
+        if len(rs) < 2:
+            continue
+        total = sum(ranks([score(r, v) for r in rs]) / (len(rs) - 1) for v in variants) / len(variants)
+        out.update({(r["design"], seed): float(t) for r, t in zip(rs, total, strict=True)})
+    return out
+
+
+def _value(r: dict[str, Any], variant: str, rank_avg: dict[tuple[str, int], float]) -> float | None:
+    if variant.startswith("rankavg"):
+        return rank_avg.get((r["design"], r["seed"]))
+    return score(r, variant)
+
+
+def _reliability(
+    groups: dict[str, list[float]],
+    by_design: dict[str, list[dict[str, Any]]],
+    variant: str,
+    rank_avg: dict[tuple[str, int], float],
+    rng: np.random.Generator,
+    n_boot: int,
+) -> dict[str, Any]:
+    from nas.engine.stats import kendall_tau
+
+    names = sorted(groups)
+    base = icc1([groups[d] for d in names])
+    boots = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(names), len(names))
+        boots.append(icc1([groups[names[i]] for i in pick])["icc"])
+    boots = [b for b in boots if not math.isnan(b)]
+    s0 = [groups[d][0] for d in names]
+    s1 = [groups[d][1] for d in names]
+    means = [statistics.fmean(groups[d]) for d in names]
+    first = {d: by_design[d][0] for d in names}
+    return {
+        **base,
+        "icc_ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))] if boots else None,
+        "seed_tau": kendall_tau(s0, s1),
+        "tau_flops": kendall_tau(means, [first[d]["flops"] for d in names]),
+        "tau_params": kendall_tau(means, [first[d]["params"] for d in names]),
+        "mean": statistics.fmean(means),
+        "designs": len(names),
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    head = f"{'scale':8s} {'arm':10s} {'variant':32s} {'ICC [95% CI]':22s} {'seed τ':>7s} {'seed sd':>8s} {'design sd':>9s} {'eval sd':>8s} {'τ FLOPs':>8s} {'CPU-s':>6s}"
+    print(head)
+    for scale, arms in report.items():
+        for arm, e in arms.items():
+            for variant, v in sorted(e["variants"].items(), key=lambda kv: -np.nan_to_num(kv[1]["icc"], nan=-9)):
+                ci = v["icc_ci95"]
+                ci_s = f"{v['icc']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{v['icc']:.2f}"
+                ev = v.get("eval_noise_sd")
+                mark = "*" if variant == e["official_variant"] else " "
+                print(
+                    f"{scale:8s} {arm:10s} {mark}{variant:31s} {ci_s:22s} {v['seed_tau']:+7.2f} {v['seed_sd']:8.4f} "
+                    f"{v['design_sd']:9.4f} {'' if ev is None else f'{ev:.4f}':>8s} {v['tau_flops']:+8.2f} "
+                    f"{e['median_cpu_s']:6.0f}"
+                )
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """ICC(1) of each arm's official score against its median CPU-seconds per training."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for scale, arms in report.items():
+        for arm, e in arms.items():
+            for variant in {e["official_variant"], "AP.large.ema"}:
+                v = e["variants"].get(variant)
+                if v is None:
+                    continue
+                ci = v["icc_ci95"] or [v["icc"], v["icc"]]
+                x = e["median_cpu_s"]
+                ax.errorbar([x], [v["icc"]], yerr=[[v["icc"] - ci[0]], [ci[1] - v["icc"]]], fmt="o", capsize=3)
+                ax.annotate(
+                    f"{scale}/{arm}\n{variant}", (x, v["icc"]), fontsize=7, xytext=(4, 4), textcoords="offset points"
+                )
+    ax.axhline(0.8, ls="--", lw=0.8, color="grey")
+    ax.set_xlabel("median CPU-seconds per training (1 thread)")
+    ax.set_ylabel("ICC(1), single run [95% CI]")
+    ax.set_title("Proxy reliability against cost")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--register", action="store_true", help=f"write the design list ({DESIGNS_FILE.name}) once")
+    p.add_argument("--arms", default="v1,v2", help=f"comma-separated, of: {', '.join(ARMS)}")
+    p.add_argument("--scale", choices=sorted(SCALES), default="reduced")
+    p.add_argument("--designs", type=int, default=DESIGNS, help="train the first N registered designs")
+    p.add_argument("--shard", default="0/1", help="i/n: train only jobs j with j mod n == i")
+    p.add_argument("--deadline", default=None, help="UTC HH:MM: start no training after it")
+    p.add_argument("--collect", action="store_true", help=f"merge finished trainings into {RESULTS_FILE.name}")
+    p.add_argument("--analyze", action="store_true", help="report from the results file (no training)")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--study-dir", type=Path, default=STUDY_DIR, help=argparse.SUPPRESS)
+    p.add_argument("--designs-file", type=Path, default=DESIGNS_FILE, help=argparse.SUPPRESS)
+    p.add_argument("--results-file", type=Path, default=RESULTS_FILE, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    arms = [a for a in args.arms.split(",") if a]
+    bad = [a for a in arms if a not in ARMS]
+    try:
+        shard, of = (int(v) for v in args.shard.split("/"))
+        assert 0 <= shard < of
+    except (ValueError, AssertionError):
+        p.exit(2, f"error: --shard {args.shard!r} is not accepted; accepted: i/n with 0 <= i < n\n")
+    if bad:
+        p.exit(2, f"error: --arms: {', '.join(bad)} not accepted; accepted: {', '.join(ARMS)}\n")
+    if args.register:
+        doc = register(args.designs_file)
+        print(f"{args.designs_file}: {len(doc['designs'])} designs")
+        return 0
+    if not (args.collect or args.analyze):
+        designs = load_designs(args.designs_file)[: args.designs]
+        todo = jobs(designs, arms)
+        for j, (arm, d, seed) in enumerate(todo):
+            if j % of != shard or (job_dir(args.scale, arm, d, seed, args.study_dir) / "scores.json").exists():
+                continue
+            if deadline_passed(args.deadline):
+                print(f"deadline {args.deadline} UTC reached: stopping", flush=True)
+                break
+            r = run_job(args.scale, arm, d, seed, args.study_dir)
+            official = OFFICIAL[ARMS[arm][0]]
+            print(
+                f"[{j + 1}/{len(todo)}] {args.scale}/{arm} {d['id']} ({d['blocks']}) seed {seed}: "
+                f"{official} {r.get(official)}  cpu {r['cpu_s']:.0f} s",
+                flush=True,
+            )
+        return 0
+    rows = collect(args.study_dir, args.results_file) if args.collect else read_rows(args.results_file)
+    if not args.analyze:
+        print(f"{args.results_file}: {len(rows)} trainings")
+        return 0
+    report = analyze(rows, args.bootstrap)
+    write_result("proxy_noise", {"designs_file": str(args.designs_file.name), "report": report, "rows": len(rows)})
+    plot(report, BENCH_DIR / "proxy_noise.png")
+    print_report(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
