@@ -50,6 +50,17 @@ class Net(nn.Module):
 '''
 
 
+#: the forward line of each one-input parameter-free op (formatted with the node's attrs), as GraphNet runs it
+_ONE_INPUT = {
+    "split": "{x}[:, {lo}:{hi}]",
+    "maxpool": "F.max_pool2d({x}, {k}, {stride}, {k} // 2)",
+    "gap": "torch.flatten(F.adaptive_avg_pool2d({x}, 1), 1)",
+    "flatten": "torch.flatten({x}, 1)",
+    "upsample": "F.interpolate({x}, scale_factor={scale}, mode='nearest')",
+    "detach": "{x}.detach()",
+}
+
+
 def _ref(name: str) -> str:
     parts = name.split(".")
     if all(p.isidentifier() for p in parts):
@@ -89,18 +100,8 @@ def to_source(graph: LayerGraph, title: str = "model") -> str:
                 ]
                 parts += [f"{ins[0]}[:, {hi}:]"] if hi < node.channels else []
                 body.append(f"        {v} = torch.cat([{', '.join(parts)}], 1)")
-        elif node.op == "split":
-            body.append(f"        {v} = {ins[0]}[:, {a['lo']}:{a['hi']}]")
-        elif node.op == "maxpool":
-            body.append(f"        {v} = F.max_pool2d({ins[0]}, {a['k']}, {a['stride']}, {a['k'] // 2})")
-        elif node.op == "gap":
-            body.append(f"        {v} = torch.flatten(F.adaptive_avg_pool2d({ins[0]}, 1), 1)")
-        elif node.op == "flatten":
-            body.append(f"        {v} = torch.flatten({ins[0]}, 1)")
-        elif node.op == "upsample":
-            body.append(f"        {v} = F.interpolate({ins[0]}, scale_factor={a['scale']}, mode='nearest')")
-        elif node.op == "detach":
-            body.append(f"        {v} = {ins[0]}.detach()")
+        elif node.op in _ONE_INPUT:
+            body.append(f"        {v} = " + _ONE_INPUT[node.op].format(x=ins[0], **a))
         elif node.op == "output":
             body.append(f"        outputs.append({ins[0]})  # {node.name}")
         else:  # mul / reduce: only traced graphs carry them, never a config

@@ -28,17 +28,10 @@ from search_spaces import compile_config, load_config
 from search_spaces.config import preset_names
 from search_spaces.space import SPACES
 from tests.support import yolo_repos
+from tests.support.helpers import METRIC_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 YOLOR = [p for p in preset_names() if p.startswith("yolor")]
-SCALARS = (
-    "max_shortest_gradient_path",
-    "longest_gradient_path",
-    "gradient_combinations",
-    "distinct_gradient_combinations",
-    "duplicate_gradient_ratio",
-    "gradient_overlap",
-)
 
 needs_repos = pytest.mark.skipif(
     not yolo_repos.available() and not os.environ.get("CI"),
@@ -48,7 +41,7 @@ needs_repos = pytest.mark.skipif(
 
 def scalars(m: object) -> dict[str, object]:
     d = m if isinstance(m, dict) else dataclasses.asdict(m)
-    return {k: d[k] for k in SCALARS}
+    return {k: d[k] for k in METRIC_KEYS}
 
 
 def check(graph, flavour: str, metrics: bool) -> None:  # noqa: ANN001
