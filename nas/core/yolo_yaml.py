@@ -10,8 +10,9 @@ Neither parser has a channel slice. A conv whose output is sliced (a CSP/ELAN sp
 of a PRN partial residual) is written as one conv per slice on the same input — the same weights,
 params and FLOPs, as YOLOv7's own ELAN rows are written. The cut points a conv needs are found by a
 fixed point over the graph: a slice cuts its input, a concat passes cuts to its parts, an add aligns
-the cuts of its two operands (each aligned pair of pieces becomes one ``Shortcut`` row), pooling and
-upsampling pass them through. A concat emits no row until a conv (or the head) reads several pieces.
+its own cuts to both operands and cuts them at a partial add's range (an operand in several pieces is
+concatenated into one ``Shortcut`` input, so a full add never splits a conv), pooling and upsampling
+pass them through. A concat emits no row until a conv (or the head) reads several pieces.
 Every channel count must be a multiple of 8 (``parse_model`` rounds each conv's width up to one).
 """
 
@@ -112,8 +113,8 @@ def cut_points(graph: LayerGraph, body: set[str]) -> dict[str, set[int]]:
             elif node.op == "add":
                 a, b = node.inputs
                 (d0, d1), (s0, s1) = node.attrs["dst"], node.attrs["src"]
-                need(a, [*own, d0, d1, *(p - s0 + d0 for p in cuts[b] if s0 < p < s1)])
-                need(b, [s0, s1, *(p - d0 + s0 for p in cuts[a] if d0 < p < d1)])
+                need(a, [*own, d0, d1])
+                need(b, [s0, s1, *(p - d0 + s0 for p in own if d0 < p < d1)])
     return cuts
 
 
@@ -132,7 +133,11 @@ class _Writer:
 
     def one(self, name: str, reader: Node) -> int:
         """A row holding all of ``name``'s channels: its piece, or a Concat of its pieces."""
-        rows = tuple(p.row for p in self.pieces[name])
+        return self.joined(self.pieces[name], reader)
+
+    def joined(self, pieces: list[Piece], reader: Node) -> int:
+        """One row holding ``pieces`` in order (a Concat, parameter-free, when there are several)."""
+        rows = tuple(p.row for p in pieces)
         if len(rows) == 1:
             return rows[0]
         if rows not in self._concats:
@@ -200,12 +205,16 @@ def to_rows(graph: LayerGraph, flavour: str) -> tuple[list[tuple[object, str, li
             ]
         elif node.op == "add":
             a, b = node.inputs
-            (d0, d1), (s0, s1) = node.attrs["dst"], node.attrs["src"]
+            (d0, d1), (s0, _) = node.attrs["dst"], node.attrs["src"]
             pa, pb = w.pieces[a], w.pieces[b]
-            added = [
-                Piece(w.emit([x.row, y.row], "Shortcut", [1], node), x.width)
-                for x, y in zip(_window(pa, d0, d1, node.name), _window(pb, s0, s1, node.name), strict=True)
-            ]
+            # one Shortcut per range the add's own readers cut (usually one): operands in several
+            # pieces are concatenated first, so no conv is split for an add alone
+            bounds = sorted({d0, d1} | {p for p in cuts[node.name] if d0 < p < d1})
+            added = []
+            for lo, hi in zip(bounds, bounds[1:], strict=False):
+                x = w.joined(_window(pa, lo, hi, node.name), node)
+                y = w.joined(_window(pb, lo - d0 + s0, hi - d0 + s0, node.name), node)
+                added.append(Piece(w.emit([x, y], "Shortcut", [1], node), hi - lo))
             c = graph.node(a).channels
             w.pieces[node.name] = _window(pa, 0, d0, node.name) + added + _window(pa, d1, c, node.name)
     feats = [w.one(f, graph.node(f)) for f in head.features]
