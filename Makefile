@@ -14,7 +14,12 @@ $(BIN)/nas: pyproject.toml
 	$(BIN)/pip install -q -e ".[test,onnx]"
 	touch $(BIN)/nas
 
-setup: $(BIN)/nas
+# the real YOLOv7/YOLOv9 model parsers the export tests check against (PyPI packages of the two
+# repositories), beside .venv's packages, never in them: --no-deps keeps torchvision and another torch out
+$(VENV)/yolo-repos: $(BIN)/nas
+	$(BIN)/pip install -q --no-deps --target $(VENV)/yolo-repos "yolov7detect==1.0.1" "yolov9pip==0.0.4"
+
+setup: $(BIN)/nas $(VENV)/yolo-repos
 
 search: setup
 	$(BIN)/nas search --budget $(BUDGET)

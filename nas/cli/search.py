@@ -6,14 +6,16 @@ import argparse
 import contextlib
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from nas.cli.train import add_recipe_flags, recipe_flags
 from nas.core.cost import parse_flops
 from nas.core.errors import UsageError
 from nas.engine import SCORES, SearchOptions, search
-from nas.engine.export import dashboard, export
+from nas.engine.export import dashboard, export, export_config, export_onnx
 from nas.engine.objectives import parse_ms
+from search_spaces import load_config
 
 D = SearchOptions(budget=1)
 
@@ -71,12 +73,18 @@ def add_search_parsers(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run_search)
 
-    p = sub.add_parser("export", help="write a trained trial's config (and ONNX model)")
-    p.add_argument("run", help="runs/NAME of a search")
+    p = sub.add_parser("export", help="write a search's winner (or a preset/config) as a config or model file")
+    p.add_argument("run", metavar="SOURCE", help="runs/NAME of a search, a preset name or a config YAML")
+    p.add_argument(
+        "--format",
+        default="yaml",
+        help="yaml (our ArchConfig), yolov7 / yolov9 (the authors' model YAML, for their train.py), "
+        "torch (a standalone model.py), onnx (default: %(default)s)",
+    )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--trial", type=int, help="proxy-study trial number")
     g.add_argument("--max-flops", help="best AP within this many FLOPs (default: the search budget)")
-    p.add_argument("-o", "--out", default="arch.yaml", help="YAML path (default: %(default)s)")
+    p.add_argument("-o", "--out", help="output file (default: arch.yaml, model.yaml, model.py or model.onnx)")
     p.add_argument("--onnx", help="also write the full-size model as ONNX")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_export)
@@ -128,14 +136,33 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
+_DEFAULT_OUT = {
+    "yaml": "arch.yaml",
+    "yolov7": "model.yaml",
+    "yolov9": "model.yaml",
+    "torch": "model.py",
+    "onnx": "model.onnx",
+}
+
+
 def run_export(args: argparse.Namespace) -> int:
-    max_flops = _flops(args.max_flops, "--max-flops") if args.max_flops is not None else None
-    result = export(args.run, args.out, trial=args.trial, max_flops=max_flops, onnx=args.onnx)
+    out = args.out or _DEFAULT_OUT.get(args.format, "model")  # an unknown format is refused before any read
+    if not Path(args.run).is_dir():
+        if args.trial is not None or args.max_flops is not None:
+            raise UsageError(f"--trial/--max-flops: {args.run} is not a run folder; they pick a trial of a search")
+        result = export_config(args.run, out, args.format)
+        if args.onnx:
+            result["onnx"] = str(export_onnx(load_config(args.run), args.onnx))
+        label = f"{result['source']} ({result['flops'] / 1e9:.1f} GFLOPs)"
+    else:
+        max_flops = _flops(args.max_flops, "--max-flops") if args.max_flops is not None else None
+        result = export(args.run, out, trial=args.trial, max_flops=max_flops, onnx=args.onnx, fmt=args.format)
+        label = f"trial {result['trial']} (AP {result['AP']:.3f}, {result['flops'] / 1e9:.1f} GFLOPs)"
     if args.json:
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(f"trial {result['trial']} (AP {result['AP']:.3f}, {result['flops'] / 1e9:.1f} GFLOPs) -> {result['out']}")
+        print(f"{label} -> {result['out']} ({args.format})")
     return 0
 
 

@@ -8,11 +8,13 @@ from typing import Any
 
 from nas.core.extras import require
 from nas.core.runio import atomic_write_bytes, atomic_write_text
+from nas.core.torch_source import to_source
+from nas.core.yolo_yaml import FLAVOURS, to_yaml
 from nas.engine.cheap import DASHBOARD_ATTR, score_candidate
 from nas.engine.objectives import config_of, feasible_front, flops_of, latency_of, metrics_of
 from nas.engine.options import SearchError
 from nas.engine.storage import open_storage
-from search_spaces import compile_config, parse_yaml
+from search_spaces import compile_config, load_config, parse_yaml
 
 
 def _run_storage(run_dir: str | Path) -> tuple[Any, str]:
@@ -46,21 +48,65 @@ def _open_run(run_dir: str | Path):  # noqa: ANN202
         raise SearchError(f"{run_dir}: the proxy study {name!r} has no trials yet") from None
 
 
+FORMATS = ("yaml", "yolov7", "yolov9", "torch", "onnx")
+
+
+def render(cfg: Any, fmt: str, title: str = "") -> str | bytes:
+    """The text (bytes for ONNX) ``fmt`` writes for ``cfg``, all built from its LayerGraph; a config the
+    format cannot express raises one-line :class:`~nas.core.yolo_yaml.ExportError` before anything is written."""
+    if fmt == "yaml":
+        return cfg.to_yaml()
+    if fmt == "onnx":
+        return onnx_bytes(cfg)
+    graph = compile_config(cfg)
+    if fmt == "torch":
+        return to_source(graph, title or "model")
+    if fmt in FLAVOURS:
+        return to_yaml(graph, fmt, title)
+    raise SearchError(f"--format: {fmt!r} is not a format; accepted: {', '.join(FORMATS)}")
+
+
+def export_config(source: str | Path, out: str | Path, fmt: str = "yaml") -> dict[str, Any]:
+    """``nas export PRESET|CONFIG.yaml --format F -o OUT``: a preset or config file in format ``fmt``."""
+    _check_out(out, fmt)
+    cfg = load_config(source)
+    data = render(cfg, fmt, Path(str(source)).stem)
+    _write(out, data)
+    return {"source": str(source), "format": fmt, "flops": score_candidate(cfg)["flops"], "out": str(out)}
+
+
+def _check_out(out: str | Path, fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise SearchError(f"--format: {fmt!r} is not a format; accepted: {', '.join(FORMATS)}")
+    if Path(out).is_dir():
+        raise SearchError(f"-o: {out} is a folder; accepted: a file path")
+    parent = Path(out).resolve().parent
+    if not parent.is_dir():
+        raise SearchError(f"-o: {parent} is not a folder; accepted: a file path in an existing folder")
+
+
+def _write(out: str | Path, data: str | bytes) -> None:
+    if isinstance(data, bytes):
+        atomic_write_bytes(out, data)
+    else:
+        atomic_write_text(out, data)
+
+
 def export(
     run_dir: str | Path,
     out: str | Path = "arch.yaml",
     trial: int | None = None,
     max_flops: int | None = None,
     onnx: str | Path | None = None,
+    fmt: str = "yaml",
 ) -> dict[str, Any]:
-    """Write a trained trial's ArchConfig as YAML: ``trial`` by number, else the best-AP
-    COMPLETE trial within ``max_flops`` (default: the search budget). The YAML is re-compiled
-    and must reproduce the FLOPs and gradient-path metrics the trial recorded, or nothing is
-    written. ``onnx`` also writes the full-size model as ONNX."""
-    if onnx is not None:  # before the YAML: a missing extra leaves nothing half-written
+    """Write a trained trial's ArchConfig in format ``fmt`` (default YAML): ``trial`` by number, else
+    the best-AP COMPLETE trial within ``max_flops`` (default: the search budget). The config is
+    re-compiled and must reproduce the FLOPs and gradient-path metrics the trial recorded, or nothing
+    is written. ``onnx`` also writes the full-size model as ONNX."""
+    _check_out(out, fmt)
+    if onnx is not None or fmt == "onnx":  # before anything is written: a missing extra leaves nothing half-written
         require("onnx", "nas export --onnx")
-    if Path(out).is_dir():
-        raise SearchError(f"-o: {out} is a folder; accepted: a YAML file path")
     study, _ = _open_run(run_dir)
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if trial is not None:
@@ -81,8 +127,9 @@ def export(
     again = score_candidate(cfg)
     if again["flops"] != flops_of(chosen) or again["metrics"] != metrics_of(chosen):
         raise SearchError(f"trial {chosen.number}: its config no longer rebuilds the recorded FLOPs/metrics")
-    atomic_write_text(out, cfg.to_yaml())
-    result = {"trial": chosen.number, "AP": chosen.values[0], "flops": again["flops"], "out": str(out)}
+    data = render(cfg, fmt, f"{Path(run_dir).name} trial {chosen.number}")
+    _write(out, data)
+    result = {"trial": chosen.number, "AP": chosen.values[0], "flops": again["flops"], "format": fmt, "out": str(out)}
     if latency_of(chosen) is not None:
         result["latency_ms"] = latency_of(chosen)
     if onnx is not None:
@@ -92,6 +139,12 @@ def export(
 
 def export_onnx(cfg, path: str | Path) -> Path:  # noqa: ANN001
     """The full-size model as ONNX (opset 17, batch 1), written atomically."""
+    atomic_write_bytes(path, onnx_bytes(cfg))
+    return Path(path)
+
+
+def onnx_bytes(cfg) -> bytes:  # noqa: ANN001
+    """The full-size model as ONNX (opset 17, batch 1)."""
     import io
 
     import torch
@@ -104,8 +157,7 @@ def export_onnx(cfg, path: str | Path) -> Path:  # noqa: ANN001
     buf = io.BytesIO()
     names = [f"p{i + 3}" for i in range(len(model.graph.outputs))]
     torch.onnx.export(model, (x,), buf, input_names=["images"], output_names=names, opset_version=17, dynamo=False)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+    return buf.getvalue()
 
 
 def read_only(app: Any) -> Any:
