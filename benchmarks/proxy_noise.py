@@ -161,8 +161,11 @@ def job_dir(scale: str, arm: str, design: dict[str, Any], seed: int, root: Path 
 
 
 # -- one training and its scores ------------------------------------------------------------------
-def run_job(scale: str, arm: str, design: dict[str, Any], seed: int, root: Path = STUDY_DIR) -> dict[str, Any]:
-    """Train (or resume) one job, then score its checkpoint every way; ``scores.json`` marks it done."""
+def run_job(
+    scale: str, arm: str, design: dict[str, Any], seed: int, root: Path = STUDY_DIR, scoring: str = "full"
+) -> dict[str, Any]:
+    """Train (or resume) one job, then score its checkpoint (``full``: every variant; ``light``:
+    the arm's own score and its halves only); ``scores.json`` marks it done."""
     from search_spaces import from_dict
 
     folder = job_dir(scale, arm, design, seed, root)
@@ -187,7 +190,8 @@ def run_job(scale: str, arm: str, design: dict[str, Any], seed: int, root: Path 
     }
     if result["status"] == "ok":
         tick = time.process_time()
-        row.update(score_checkpoint(from_dict(design["config"]), recipe, scale, folder / "checkpoint.pt"))
+        only = OFFICIAL[recipe.version] if scoring == "light" else None
+        row.update(score_checkpoint(from_dict(design["config"]), recipe, scale, folder / "checkpoint.pt", only))
         row["scoring_cpu_s"] = round(time.process_time() - tick, 2)
     mark_done(done, row)
     return row
@@ -221,10 +225,11 @@ def mark_done(done: Path, row: dict[str, Any]) -> None:
     os.replace(tmp, done)
 
 
-def score_checkpoint(cfg: Any, recipe: Any, scale: str, checkpoint: Path) -> dict[str, Any]:
+def score_checkpoint(cfg: Any, recipe: Any, scale: str, checkpoint: Path, only: str | None = None) -> dict[str, Any]:
     """Every variant of one finished training: the last and the averaged weights (BatchNorm
     recomputed), on the recipe's own val split (``small``) and on the large fixed val set of
-    the scale (``large``, v2's), each also on the two halves of its val images, with the val loss."""
+    the scale (``large``, v2's), each also on the two halves of its val images, with the val loss.
+    ``only``: just that variant (``AP.small.last``), its halves and val loss."""
     import torch
 
     from evaluators.recipe import Recipe
@@ -237,6 +242,8 @@ def score_checkpoint(cfg: Any, recipe: Any, scale: str, checkpoint: Path) -> dic
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     out: dict[str, Any] = {}
     for weights in ("last", "ema"):
+        if only is not None and not only.endswith(f".{weights}"):
+            continue
         graph, _ = proxy_graph(cfg, recipe, own.num_classes)
         net = build(graph)
         net.load_state_dict(state["model"] if weights == "last" else state["ema"]["model"])
@@ -246,6 +253,8 @@ def score_checkpoint(cfg: Any, recipe: Any, scale: str, checkpoint: Path) -> dic
         for split, data in (("small", own), ("large", large)):
             if split == "small" and own.val.gt == large.val.gt:
                 continue  # a v2 recipe's own split is the large one
+            if only is not None and f".{split}." not in only:
+                continue
             out.update({f"{k}.{split}.{weights}": v for k, v in scores_on(net, data, runtime).items()})
     return out
 
@@ -485,6 +494,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--designs", type=int, default=DESIGNS, help="train the first N registered designs")
     p.add_argument("--shard", default="0/1", help="i/n: train only jobs j with j mod n == i")
     p.add_argument("--deadline", default=None, help="UTC HH:MM: start no training after it")
+    p.add_argument(
+        "--scoring",
+        choices=("full", "light"),
+        default="full",
+        help="full: every variant of each training; light: its recipe's own score and halves (a confirmation run)",
+    )
     p.add_argument("--collect", action="store_true", help=f"merge finished trainings into {RESULTS_FILE.name}")
     p.add_argument("--analyze", action="store_true", help="report from the results file (no training)")
     p.add_argument("--bootstrap", type=int, default=1000)
@@ -514,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
             if deadline_passed(args.deadline):
                 print(f"deadline {args.deadline} UTC reached: stopping", flush=True)
                 break
-            r = run_job(args.scale, arm, d, seed, args.study_dir)
+            r = run_job(args.scale, arm, d, seed, args.study_dir, args.scoring)
             official = OFFICIAL[ARMS[arm][0]]
             print(
                 f"[{j + 1}/{len(todo)}] {args.scale}/{arm} {d['id']} ({d['blocks']}) seed {seed}: "
