@@ -91,15 +91,25 @@ def available() -> bool:
 
 
 def load(flavour: str) -> types.ModuleType:
-    """The real ``models/yolo.py`` of ``flavour`` (``yolov7`` or ``yolov9``)."""
-    if not any(isinstance(f, _StubFinder) for f in sys.meta_path):
-        sys.meta_path.append(_StubFinder())  # last: a real package, where installed, wins
+    """The real ``models/yolo.py`` of ``flavour`` (``yolov7`` or ``yolov9``). The stand-ins live
+    only while it imports: left in ``sys.modules`` (an ``IPython`` stand-in, say) they would
+    mislead other code of the same test session (Ray's logging looks for IPython)."""
+    finder = _StubFinder()
+    sys.meta_path.append(finder)  # last: a real package, where installed, wins
     if str(TARGET) not in sys.path:
         sys.path.append(str(TARGET))
+    own_root = str(TARGET / "yolov9")
     if flavour == "yolov9":  # its files import ``models``/``utils`` from its own root, which must come first
-        sys.path.insert(0, str(TARGET / "yolov9"))
+        sys.path.insert(0, own_root)
     logging.getLogger("yolov7").setLevel(logging.WARNING)
-    module = importlib.import_module(f"{flavour}.models.yolo")
+    try:
+        module = importlib.import_module(f"{flavour}.models.yolo")
+    finally:
+        sys.meta_path.remove(finder)
+        if own_root in sys.path:
+            sys.path.remove(own_root)
+        for name in [n for n, m in sys.modules.items() if isinstance(m, _StubModule)]:
+            del sys.modules[name]
     logging.disable(logging.NOTSET)
     for name in ("yolov5", "yolov7", "yolov9", "models", "utils", "general"):
         logging.getLogger(name).setLevel(logging.WARNING)
