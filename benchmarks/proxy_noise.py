@@ -3,7 +3,7 @@
 A proxy is an instrument; its first property is its noise. For each *arm* (a named recipe, at a
 *scale*) every design of a pre-registered list is trained with 2 seeds (3 for a third of them)
 and scored several ways from the same trainings (*variants*: the last or the averaged weights,
-on the recipe's small val split or a large fixed one, AP or a loss). Per (arm, variant):
+on the recipe's own val split or a large fixed one, AP or a loss). Per (arm, variant):
 
 - ICC(1) = between-design variance / (between + seed variance), one-way random effects on
   unequal seed counts, with a 95 % bootstrap CI over designs — the single-run reliability;
@@ -64,16 +64,34 @@ SCALES: dict[str, dict[str, Any]] = {
 }
 #: arm -> (recipe version, changes). ``v1`` trains exactly as v1 does and only observes an
 #: average of its weights (scored post hoc), so the evaluation-side levers need no retraining.
+#: ``fresh-linear`` is the first v2 draft the screen measured (fresh images every epoch, 30 warm-up
+#: steps and linear decay to zero, a 2,000-image val set): it narrowed the spread between designs
+#: and was not shipped; ``fresh`` and ``linear`` take its two training levers one at a time.
+LINEAR = {"schedule": "linear", "min_lr_ratio": 0.0, "warmup_iters": 30}
 ARMS: dict[str, tuple[str, dict[str, Any]]] = {
     "v1": ("v1", {"ema_decay": 0.99}),
     "v2": ("v2", {}),
-    "v2-repeat": ("v2", {"fresh_images": False}),  # the fresh-images lever, taken out
-    "v2-cosine": ("v2", {"schedule": "cosine", "min_lr_ratio": 0.05, "warmup_iters": 100}),  # the schedule lever
+    "fresh-linear": ("v2", {"fresh_images": True, **LINEAR, "val_images": 2000, "epoch_val_images": 200}),
+    "fresh": ("v2", {"fresh_images": True}),
+    "linear": ("v2", LINEAR),
     "v1-ref3x": ("v1", {"ema_decay": 0.99, "epochs_factor": 3}),  # fidelity reference: 3x the steps
     "v2-ref3x": ("v2", {"epochs_factor": 3}),
 }
-#: the variant each arm's own recipe reports (its official AP)
-OFFICIAL = {"v1": "AP.small.last", "v2": "AP.large.ema"}
+#: the variant each recipe version reports (its official AP): ``own`` is the arm's own val split
+#: (v1: a quarter of the images; v2: its fixed set), ``large`` the study's fixed 2,000-image set
+OFFICIAL = {"v1": "AP.own.last", "v2": "AP.own.ema"}
+#: what ``--scoring light`` keeps per arm: its official score, and for v1 also the v2 way of
+#: scoring the very same training (the eval-side levers, paired)
+LIGHT = {"v1": ("AP.own.last", "AP.large.ema")}
+
+
+def official(arm: str) -> str:
+    """The variant ``arm``'s recipe reports (the fresh-linear draft scored its own 2,000-image set: ``large``)."""
+    return "AP.large.ema" if arm == "fresh-linear" else OFFICIAL[ARMS[arm][0]]
+
+
+#: the study's large val set, the same for every arm (the v2 draft's set: 2,000 images, drawn with its pool)
+LARGE_VAL = {"val_images": 2000, "fresh_images": True}
 BN_IMAGES = 512
 
 
@@ -190,7 +208,7 @@ def run_job(
     }
     if result["status"] == "ok":
         tick = time.process_time()
-        only = OFFICIAL[recipe.version] if scoring == "light" else None
+        only = LIGHT.get(arm, (official(arm),)) if scoring == "light" else None
         row.update(score_checkpoint(from_dict(design["config"]), recipe, scale, folder / "checkpoint.pt", only))
         row["scoring_cpu_s"] = round(time.process_time() - tick, 2)
     mark_done(done, row)
@@ -225,11 +243,13 @@ def mark_done(done: Path, row: dict[str, Any]) -> None:
     os.replace(tmp, done)
 
 
-def score_checkpoint(cfg: Any, recipe: Any, scale: str, checkpoint: Path, only: str | None = None) -> dict[str, Any]:
+def score_checkpoint(
+    cfg: Any, recipe: Any, scale: str, checkpoint: Path, only: tuple[str, ...] | None = None
+) -> dict[str, Any]:
     """Every variant of one finished training: the last and the averaged weights (BatchNorm
-    recomputed), on the recipe's own val split (``small``) and on the large fixed val set of
+    recomputed), on the recipe's own val split (``own``) and on the large fixed val set of
     the scale (``large``, v2's), each also on the two halves of its val images, with the val loss.
-    ``only``: just that variant (``AP.small.last``), its halves and val loss."""
+    ``only``: just these variants (``AP.own.last``, ...), their halves and val losses."""
     import torch
 
     from evaluators.recipe import Recipe
@@ -238,11 +258,11 @@ def score_checkpoint(cfg: Any, recipe: Any, scale: str, checkpoint: Path, only: 
 
     runtime = resolve_runtime("fp32", torch.device("cpu"))
     own = recipe_data("shapes", recipe)
-    large = recipe_data("shapes", Recipe.named("v2", **SCALES[scale]))
+    large = recipe_data("shapes", Recipe.named("v2", **{**SCALES[scale], **LARGE_VAL}))
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     out: dict[str, Any] = {}
     for weights in ("last", "ema"):
-        if only is not None and not only.endswith(f".{weights}"):
+        if only is not None and not any(v.endswith(f".{weights}") for v in only):
             continue
         graph, _ = proxy_graph(cfg, recipe, own.num_classes)
         net = build(graph)
@@ -250,10 +270,10 @@ def score_checkpoint(cfg: Any, recipe: Any, scale: str, checkpoint: Path, only: 
         prepare_model(net, runtime)
         if weights == "ema":  # v2 scores the average so; v1 never recomputed (its bn_images is 0)
             recompute_batchnorm(net, large, recipe.bn_images or BN_IMAGES, runtime=runtime)
-        for split, data in (("small", own), ("large", large)):
-            if split == "small" and own.val.gt == large.val.gt:
-                continue  # a v2 recipe's own split is the large one
-            if only is not None and f".{split}." not in only:
+        for split, data in (("own", own), ("large", large)):
+            if split == "own" and own.val.gt == large.val.gt:
+                continue  # the fresh-linear draft's own split is the large one
+            if only is not None and f"AP.{split}.{weights}" not in only:
                 continue
             out.update({f"{k}.{split}.{weights}": v for k, v in scores_on(net, data, runtime).items()})
     return out
@@ -324,7 +344,7 @@ def icc1(groups: list[list[float]]) -> dict[str, float]:
 
 
 def variants_of(rows: list[dict[str, Any]]) -> list[str]:
-    """The score variants present (``AP.large.ema``, ``valloss.small.last``, ...), loss ones
+    """The score variants present (``AP.large.ema``, ``valloss.own.last``, ...), loss ones
     negated; ``AP_A.*`` is the AP on half the val images (even positions): the same training
     scored with a val set half as large."""
     names = sorted({k for r in rows for k in r if k.startswith(("AP.", "AP_A.", "valloss."))})
@@ -369,7 +389,7 @@ def analyze(rows: list[dict[str, Any]], n_boot: int = 1000, seed: int = 0) -> di
                 if len(groups) < 3:
                     continue
                 entry["variants"][variant] = _reliability(groups, by_design, variant, rank_avg, rng, n_boot)
-            for variant in ("AP.small.last", "AP.small.ema", "AP.large.last", "AP.large.ema"):
+            for variant in ("AP.own.last", "AP.own.ema", "AP.large.last", "AP.large.ema"):
                 halves = [(r.get(f"AP_A{variant[2:]}"), r.get(f"AP_B{variant[2:]}")) for r in ok]
                 halves = [(a, b) for a, b in halves if a is not None and b is not None]
                 if halves and variant in entry["variants"]:
@@ -377,8 +397,7 @@ def analyze(rows: list[dict[str, Any]], n_boot: int = 1000, seed: int = 0) -> di
                     eval_var = statistics.fmean((a - b) ** 2 for a, b in halves) / 4
                     v["eval_noise_sd"] = math.sqrt(eval_var)
                     v["train_noise_sd"] = math.sqrt(max(0.0, v["seed_sd"] ** 2 - eval_var))
-            official = OFFICIAL.get(ARMS.get(arm, (arm,))[0])
-            entry["official_variant"] = official
+            entry["official_variant"] = official(arm) if arm in ARMS else None
             report.setdefault(scale, {})[arm] = entry
     return report
 
@@ -388,11 +407,13 @@ def _median(values: list[float]) -> float | None:
 
 
 def _rank_average(rows: list[dict[str, Any]], *variants: str) -> dict[tuple[str, int], float]:
-    """Per seed, the mean over ``variants`` of each design's rank among that seed's designs."""
+    """Per seed, the mean over ``variants`` of each design's rank among that seed's designs
+    (seeds 0 and 1, which every design has: a third seed's ranks among a third of the designs
+    would not be on the same scale)."""
     from nas.engine.stats import ranks
 
     out: dict[tuple[str, int], float] = {}
-    for seed in {r["seed"] for r in rows}:
+    for seed in (0, 1):
         rs = [r for r in rows if r["seed"] == seed and all(score(r, v) is not None for v in variants)]
         if len(rs) < 2:
             continue
@@ -530,10 +551,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"deadline {args.deadline} UTC reached: stopping", flush=True)
                 break
             r = run_job(args.scale, arm, d, seed, args.study_dir, args.scoring)
-            official = OFFICIAL[ARMS[arm][0]]
+            score = official(arm)
             print(
                 f"[{j + 1}/{len(todo)}] {args.scale}/{arm} {d['id']} ({d['blocks']}) seed {seed}: "
-                f"{official} {r.get(official)}  cpu {r['cpu_s']:.0f} s",
+                f"{score} {r.get(score)}  cpu {r['cpu_s']:.0f} s",
                 flush=True,
             )
         return 0

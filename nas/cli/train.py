@@ -70,7 +70,7 @@ def add_recipe_flags(p: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="N",
-        help=f"training images per epoch, new ones each epoch under v2 (default: {DEFAULT.images})",
+        help=f"training images (default: {DEFAULT.images})",
     )
     p.add_argument(
         "--val-images",

@@ -72,8 +72,10 @@ def test_the_val_set_is_fixed_disjoint_and_independent_of_images(tmp_path: Path)
     recipe = Recipe.named("v2", img_size=SIZE, epochs=2, val_images=24)
     small = recipe_data("shapes", recipe.replace(images=8), root=tmp_path)
     large = recipe_data("shapes", recipe.replace(images=40), root=tmp_path)
-    assert torch.equal(small.val.images, large.val.images) and small.val.gt == large.val.gt
-    assert len(large.val.images) == 24 and len(large.train.images) == 80  # images x epochs, fresh
+    fresh = recipe_data("shapes", recipe.replace(images=40, fresh_images=True), root=tmp_path)
+    assert torch.equal(small.val.images, large.val.images) and small.val.gt == large.val.gt == fresh.val.gt
+    assert len(large.val.images) == 24 and len(large.train.images) == 40
+    assert len(fresh.train.images) == 80  # with fresh images: images x epochs
     train = {bytes(x.numpy()) for x in large.train.images}
     assert not train & {bytes(x.numpy()) for x in large.val.images}
     v1 = recipe_data("shapes", Recipe.named("v1", img_size=SIZE, images=200), root=tmp_path)
