@@ -303,7 +303,7 @@ def train_proxy(
             recompute_batchnorm(ema.model, data, recipe.bn_images, runtime=runtime)
         scored = ema.model if ema is not None else net
         subset = None if last or not recipe.epoch_val_images else recipe.epoch_val_images
-        metrics = evaluate_model(scored, data, coco_gt, dev, runtime=runtime, images=subset)
+        metrics = evaluate_model(scored, data, coco_gt, dev, runtime=runtime, images=subset, with_loss=last)
         entry = {
             "epoch": epoch + 1,
             **{k: round(v / len(batches), 5) for k, v in sums.items()},
@@ -403,15 +403,21 @@ def evaluate_model(
     *,
     runtime: Runtime | None = None,
     images: int | None = None,
+    with_loss: bool = False,
 ) -> dict[str, Any]:
     """COCO box metrics of ``net`` on the val split (its first ``images``, else all of it), boxes
     mapped back to original pixels, and ``detections``: how many were evaluated (an AP of 0.0
     with 0 detections is a silent model). ``runtime``: the training's (default: ``precision:
-    auto`` on ``device``)."""
+    auto`` on ``device``). ``with_loss``: also ``val_loss``, the mean detection loss (the
+    proxy-noise study found it as reliable as AP and ranking designs alike)."""
     count = len(data.val.images) if images is None else min(images, len(data.val.images))
-    detections = val_detections(net, data, device, batch_size, runtime=runtime, images=count)
+    losses: list[float] | None = [] if with_loss else None
+    detections = val_detections(net, data, device, batch_size, runtime=runtime, images=count, losses=losses)
     subset = None if count == len(data.val.images) else data.val.image_ids[:count]
-    return score_detections(coco_gt, detections, img_ids=subset)
+    metrics = score_detections(coco_gt, detections, img_ids=subset)
+    if losses:
+        metrics["val_loss"] = round(sum(losses) / len(losses), 5)
+    return metrics
 
 
 @torch.no_grad()

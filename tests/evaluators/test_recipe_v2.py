@@ -121,3 +121,24 @@ class _Proxy:
 def _images(n: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (n, 3, 4, 4), generator=g, dtype=torch.uint8)
+
+
+def test_the_final_epoch_records_the_val_loss_of_the_scored_weights(tmp_path: Path) -> None:
+    """``val_loss`` is the mean detection loss over the val images (per batch of 32, weighted by
+    batch size), recomputed here independently on the trained module."""
+    from evaluators.detection import detection_loss
+
+    data = load_proxy_data("shapes", img_size=SIZE, images=16, val_images=40, root=tmp_path)
+    torch.manual_seed(0)
+    net = TinyDetector(data.num_classes)
+    recipe = Recipe.named("v1", img_size=SIZE, epochs=2, batch_size=8)
+    result = train_proxy(net, data, recipe, progress=False, num_threads=1)
+    assert "val_loss" not in result["history"][0] and result["history"][-1]["val_loss"] == result["val_loss"]
+    net.eval()
+    total = 0.0
+    with torch.no_grad():
+        for first in range(0, 40, 32):
+            x = data.val.images[first : first + 32].float() / 255
+            loss, _ = detection_loss([o.float() for o in net(x)], data.val.targets[first : first + 32])
+            total += float(loss) * len(x)
+    assert result["val_loss"] == pytest.approx(total / 40, rel=1e-4)
