@@ -734,6 +734,16 @@ def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:
     run. It is read with ``weights_only=True``: a checkpoint comes from a trial folder or a shared
     ``--ray-storage`` that others can write, and one whose pickle names anything but tensors and
     plain data is refused without running it."""
+    try:
+        return read_checkpoint(path, device)
+    except ValueError as err:
+        logging.getLogger(__name__).warning("%s: unusable checkpoint ignored, training from epoch 0 (%s)", path, err)
+        return None
+
+
+def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """A proxy checkpoint's state, read with ``weights_only=True`` (nothing but tensors and plain
+    data is unpickled); ValueError with one line saying why when it is not a usable one."""
     import warnings
 
     try:
@@ -744,10 +754,14 @@ def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:
             raise ValueError("not a proxy checkpoint")
         return state
     except Exception as err:  # noqa: BLE001 - truncated zip, bad or unsafe pickle, wrong type: all mean "unusable"
-        logging.getLogger(__name__).warning(
-            "%s: unusable checkpoint ignored, training from epoch 0 (%s)", path, _load_error(err)
-        )
-        return None
+        raise ValueError(_load_error(err)) from None
+
+
+def scored_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The state dict a checkpoint's training was scored with: the weight average where the
+    recipe keeps one (v2: ``ema``, BatchNorm recomputed after the last epoch), else the last weights
+    (v1), as :func:`train_proxy` scores ``ema.model if ema is not None else net``."""
+    return state["ema"]["model"] if "ema" in state else state["model"]
 
 
 def _load_error(err: Exception) -> str:

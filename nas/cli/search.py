@@ -86,6 +86,13 @@ def add_search_parsers(sub: Any) -> None:
     g.add_argument("--max-flops", help="best AP within this many FLOPs (default: the search budget)")
     p.add_argument("-o", "--out", help="output file (default: arch.yaml, model.yaml, model.py or model.onnx)")
     p.add_argument("--onnx", help="also write the full-size model as ONNX")
+    p.add_argument(
+        "--weights",
+        metavar="proxy",
+        help="with --format torch on a run folder: model.py is the proxy-scale network the trial trained "
+        "(width x recipe width_mult, its image size and classes) and OUT with .pt its scored weights "
+        "(the weight average under recipe v2); not a full-size initialisation",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_export)
 
@@ -150,19 +157,32 @@ def run_export(args: argparse.Namespace) -> int:
     if not Path(args.run).is_dir():
         if args.trial is not None or args.max_flops is not None:
             raise UsageError(f"--trial/--max-flops: {args.run} is not a run folder; they pick a trial of a search")
+        if args.weights is not None:
+            raise UsageError(
+                f"--weights: {args.run} is not a run folder, so no trained trial; accepted: runs/NAME of a search"
+            )
         result = export_config(args.run, out, args.format)
         if args.onnx:
             result["onnx"] = str(export_onnx(load_config(args.run), args.onnx))
         label = f"{result['source']} ({result['flops'] / 1e9:.1f} GFLOPs)"
     else:
         max_flops = _flops(args.max_flops, "--max-flops") if args.max_flops is not None else None
-        result = export(args.run, out, trial=args.trial, max_flops=max_flops, onnx=args.onnx, fmt=args.format)
+        result = export(
+            args.run, out, trial=args.trial, max_flops=max_flops, onnx=args.onnx, fmt=args.format, weights=args.weights
+        )
         label = f"trial {result['trial']} (AP {result['AP']:.3f}, {result['flops'] / 1e9:.1f} GFLOPs)"
     if args.json:
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")
+    elif "weights" in result:
+        print(f"{label} -> {result['out']} + {result['weights']} (torch, {result['scale']})")
     else:
         print(f"{label} -> {result['out']} ({args.format})")
+        if result.get("proxy_checkpoint"):
+            print(
+                f"  full size, fresh weights; the trial's trained proxy-scale weights: add --weights proxy "
+                f"(from {result['proxy_checkpoint']})"
+            )
     return 0
 
 

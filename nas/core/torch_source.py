@@ -14,7 +14,7 @@ _HEADER = '''"""{title}: written by gradpath-nas `nas export --format torch`. Pl
 
     from model import build
     net = build()            # outputs: a list, one tensor per output ({outputs})
-"""
+{weights}"""
 
 import torch
 import torch.nn.functional as F
@@ -68,8 +68,9 @@ def _ref(name: str) -> str:
     return f"self.get_submodule({name!r})"
 
 
-def to_source(graph: LayerGraph, title: str = "model") -> str:
-    """The text of ``model.py`` for ``graph`` (``build()`` returns the network, weights freshly initialised)."""
+def to_source(graph: LayerGraph, title: str = "model", weights: str | None = None) -> str:
+    """The text of ``model.py`` for ``graph`` (``build()`` returns the network, weights freshly initialised);
+    ``weights``: the file name of a state dict written beside it, whose loading the docstring shows."""
     var = {n.name: f"v{i}" for i, n in enumerate(graph)}
     init, body = [], ["    def forward(self, x):", "        outputs = []"]
     for node in graph:
@@ -108,5 +109,6 @@ def to_source(graph: LayerGraph, title: str = "model") -> str:
             raise ValueError(f"op {node.op} has no standalone form")
     body.append("        return outputs")
     outputs = ", ".join(graph.node(o).name for o in graph.outputs)
-    text = _HEADER.format(title=title, outputs=outputs) + "\n".join(init) + "\n\n" + "\n".join(body)
+    load = f"    net.load_state_dict(torch.load({weights!r}, weights_only=True))\n" if weights else ""
+    text = _HEADER.format(title=title, outputs=outputs, weights=load) + "\n".join(init) + "\n\n" + "\n".join(body)
     return text + "\n\n\ndef build():\n    return Net()\n"

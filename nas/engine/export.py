@@ -12,8 +12,10 @@ from nas.core.torch_source import to_source
 from nas.core.yolo_yaml import FLAVOURS, to_yaml
 from nas.engine.cheap import DASHBOARD_ATTR, score_candidate
 from nas.engine.objectives import config_of, feasible_front, flops_of, latency_of, metrics_of
-from nas.engine.options import SearchError
+from nas.engine.options import SearchError, SearchOptions
+from nas.engine.proxy import fidelity_of
 from nas.engine.storage import open_storage
+from nas.engine.worker import storage_fs, stored_checkpoints, trial_folder
 from search_spaces import compile_config, load_config, parse_yaml
 
 
@@ -99,12 +101,17 @@ def export(
     max_flops: int | None = None,
     onnx: str | Path | None = None,
     fmt: str = "yaml",
+    weights: str | None = None,
 ) -> dict[str, Any]:
     """Write a trained trial's ArchConfig in format ``fmt`` (default YAML): ``trial`` by number, else
     the best-AP COMPLETE trial within ``max_flops`` (default: the search budget). The config is
     re-compiled and must reproduce the FLOPs and gradient-path metrics the trial recorded, or nothing
-    is written. ``onnx`` also writes the full-size model as ONNX."""
+    is written. ``onnx`` also writes the full-size model as ONNX. ``weights="proxy"`` (``torch`` only):
+    the model is the proxy-scale network the trial trained, its scored weights written beside it
+    (:func:`proxy_weights`); without it, a ``torch`` export names the checkpoint that has them."""
     _check_out(out, fmt)
+    if weights is not None:
+        _check_weights(out, fmt, weights)
     if onnx is not None or fmt == "onnx":  # before anything is written: a missing extra leaves nothing half-written
         require("onnx", "nas export --onnx")
     study, _ = _open_run(run_dir)
@@ -127,14 +134,107 @@ def export(
     again = score_candidate(cfg)
     if again["flops"] != flops_of(chosen) or again["metrics"] != metrics_of(chosen):
         raise SearchError(f"trial {chosen.number}: its config no longer rebuilds the recorded FLOPs/metrics")
-    data = render(cfg, fmt, f"{Path(run_dir).name} trial {chosen.number}")
-    _write(out, data)
+    title = f"{Path(run_dir).name} trial {chosen.number}"
     result = {"trial": chosen.number, "AP": chosen.values[0], "flops": again["flops"], "format": fmt, "out": str(out)}
+    if weights is not None:
+        data, state, result["scale"] = proxy_weights(run_dir, chosen, cfg, title, weights_path(out).name)
+        atomic_write_bytes(weights_path(out), state)
+        result["weights"] = str(weights_path(out))
+    else:
+        data = render(cfg, fmt, title)
+        if fmt == "torch":
+            found = trial_checkpoint(run_dir, chosen)
+            result["proxy_checkpoint"] = str(found) if found else None
+    _write(out, data)
     if latency_of(chosen) is not None:
         result["latency_ms"] = latency_of(chosen)
     if onnx is not None:
         result["onnx"] = str(export_onnx(cfg, onnx))
     return result
+
+
+#: what ``--weights`` accepts: the trained proxy's own (the only trained weights a search makes)
+WEIGHTS = ("proxy",)
+
+
+def weights_path(out: str | Path) -> Path:
+    """Where ``--weights`` writes the state dict: ``OUT`` with ``.pt`` (model.py -> model.pt)."""
+    return Path(out).with_suffix(".pt")
+
+
+def _check_weights(out: str | Path, fmt: str, weights: str) -> None:
+    if weights not in WEIGHTS:
+        raise SearchError(f"--weights: {weights!r} is not accepted; accepted: {', '.join(WEIGHTS)}")
+    if fmt != "torch":
+        raise SearchError(f"--weights: only with --format torch (a model.py and its state dict), not {fmt}")
+    if weights_path(out) == Path(out) or weights_path(out).is_dir():
+        raise SearchError(f"-o: {out} leaves no place for the state dict ({weights_path(out)}); accepted: a .py path")
+
+
+def _options(run_dir: str | Path) -> SearchOptions:
+    """The run's search options (its recipe: the proxy's width, image size, epochs)."""
+    try:
+        identity = json.loads((Path(run_dir) / "search.json").read_text(encoding="utf-8"))
+        return SearchOptions.from_identity(identity, runs_dir=str(Path(run_dir).parent))
+    except Exception as e:  # noqa: BLE001 - read once already by _run_storage: only an unknown field is left
+        raise SearchError(f"{run_dir}/search.json: its options no longer load ({type(e).__name__}: {e})") from None
+
+
+def trial_checkpoint(run_dir: str | Path, trial: Any) -> Path | None:
+    """The checkpoint of ``trial``'s training, or None: its working folder ``runs/NAME/trials/<folder>``
+    (:func:`~nas.engine.worker.trial_folder`), else the newest the run's default Tune storage
+    (``runs/NAME/ray``) persisted (a training that ran on another node; a ``--ray-storage``
+    elsewhere is not read here)."""
+    full = _options(run_dir).recipe.epochs
+    folder = trial_folder(str(trial.user_attrs.get("key")), fidelity_of(trial, full), full)
+    local = Path(run_dir) / "trials" / folder / "checkpoint.pt"
+    if local.is_file():
+        return local
+    tune_root = (Path(run_dir) / "ray").resolve()
+    if not tune_root.is_dir():
+        return None
+    fs, root = storage_fs(str(tune_root))
+    stored = (Path(path) / "checkpoint.pt" for _, path in stored_checkpoints(fs, root, folder))
+    return next((p for p in stored if p.is_file()), None)
+
+
+def proxy_weights(run_dir: str | Path, trial: Any, cfg: Any, title: str, name: str) -> tuple[str, bytes, str]:
+    """(``model.py`` of the proxy-scale network ``trial`` trained, ``torch.save`` bytes of its scored
+    weights (plain tensors), a description of the scale). The checkpoint must be the trial's: its
+    epochs, its last AP and a strict load into :func:`evaluators.train.proxy_graph`'s network."""
+    import io
+
+    import torch
+
+    from evaluators.train import proxy_graph, read_checkpoint, scored_weights
+    from nas.core.module import build
+
+    found = trial_checkpoint(run_dir, trial)
+    if found is None:
+        raise SearchError(
+            f"--weights proxy: trial {trial.number} has no checkpoint in {run_dir}/trials or {run_dir}/ray; "
+            "accepted: a trial trained in this run folder (without --weights: the full-size model, fresh weights)"
+        )
+    try:
+        state = read_checkpoint(found)
+    except ValueError as e:
+        raise SearchError(f"--weights proxy: {found} is unusable ({e})") from None
+    recipe = _options(run_dir).recipe
+    history = state["history"]
+    last_ap = history[-1].get("AP") if history else None
+    if len(history) != fidelity_of(trial, recipe.epochs) or last_ap is None or abs(last_ap - trial.values[0]) > 1e-9:
+        raise SearchError(f"--weights proxy: {found} is not the training trial {trial.number} recorded (epochs, AP)")
+    graph, arch = proxy_graph(cfg, recipe, int(state["fingerprint"]["num_classes"]))
+    tensors = {k: v.detach().cpu().contiguous() for k, v in scored_weights(state).items()}
+    try:
+        build(graph).load_state_dict(tensors)
+    except RuntimeError as e:
+        why = " ".join(str(e).split())[:200]
+        raise SearchError(f"--weights proxy: {found} does not fit the trial's proxy network ({why})") from None
+    scale = f"proxy: width x{recipe.width_mult:g}, {arch.img_size} px, {arch.num_classes} classes"
+    buf = io.BytesIO()
+    torch.save(tensors, buf)
+    return to_source(graph, f"{title}, {scale}", name), buf.getvalue(), scale
 
 
 def export_onnx(cfg, path: str | Path) -> Path:  # noqa: ANN001
