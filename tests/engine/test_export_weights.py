@@ -64,14 +64,15 @@ def _export(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
     return rc, out, err
 
 
+def _proxy_trial_0(run_dir: Path, out: Path) -> list[str]:
+    return [str(run_dir), "--trial", "0", "--format", "torch", "--weights", "proxy", "-o", str(out)]
+
+
 def test_exported_proxy_model_and_weights_give_our_network_outputs(
     run: tuple[Path, SearchOptions], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run_dir, opts = run
-    out = tmp_path / "model.py"
-    rc, stdout, err = _export(
-        capsys, str(run_dir), "--trial", "0", "--format", "torch", "--weights", "proxy", "-o", str(out)
-    )
+    rc, stdout, err = _export(capsys, *_proxy_trial_0(run_dir, tmp_path / "model.py"))
     assert rc == 0, err
     assert "model.pt" in stdout and "x0.25" in stdout
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -143,11 +144,7 @@ def test_refusals_are_one_line_and_write_nothing(
 def test_json_names_the_weights_file(
     run: tuple[Path, SearchOptions], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run_dir, _ = run
-    out = tmp_path / "net.py"
-    rc, stdout, err = _export(
-        capsys, str(run_dir), "--trial", "0", "--format", "torch", "--weights", "proxy", "-o", str(out), "--json"
-    )
+    rc, stdout, err = _export(capsys, *_proxy_trial_0(run[0], tmp_path / "net.py"), "--json")
     assert rc == 0, err
     result = json.loads(stdout)
     assert result["trial"] == 0 and result["weights"] == str(tmp_path / "net.pt")
