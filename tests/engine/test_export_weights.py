@@ -9,6 +9,7 @@ search writes it (``runs/NAME/trials/<folder>``) and told the AP it scored; tria
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,24 @@ def test_json_names_the_weights_file(
     assert result["trial"] == 0 and result["weights"] == str(tmp_path / "net.pt")
     weights = torch.load(tmp_path / "net.pt", weights_only=True)
     assert type(weights) is dict and all(type(v) is torch.Tensor for v in weights.values())
+
+
+def test_weights_are_found_in_the_runs_tune_storage(
+    run: tuple[Path, SearchOptions], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A training that ran on another node left its checkpoint only in ``runs/NAME/ray`` (the layout a
+    real search leaves: ``<experiment>/trial_<n>_<folder>/checkpoint_<k>/``, the epoch in Tune's metadata)."""
+    run_dir, _ = run
+    moved = tmp_path / "runs" / run_dir.name
+    shutil.copytree(run_dir, moved, ignore=shutil.ignore_patterns("shapes*"))
+    (working,) = (moved / "trials").iterdir()
+    stored = moved / "ray" / "tune-1-rung0" / f"trial_0_{working.name}" / "checkpoint_000000"
+    stored.mkdir(parents=True)
+    (stored / ".metadata.json").write_text('{"epoch": 1}')
+    shutil.move(working / "checkpoint.pt", stored / "checkpoint.pt")
+    assert _export(capsys, *_proxy_trial_0(run_dir, tmp_path / "a.py"))[0] == 0
+    assert _export(capsys, *_proxy_trial_0(moved, tmp_path / "b.py"))[0] == 0
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    shutil.rmtree(moved / "ray")
+    rc, _, err = _export(capsys, *_proxy_trial_0(moved, tmp_path / "c.py"))
+    assert rc == 2 and "no checkpoint" in err and not (tmp_path / "c.py").exists()
