@@ -144,10 +144,11 @@ def load_proxy_data(
         raise ValueError(f"images must be >= 1, got {images}")
     n_val = default_val_images(images) if val_images is None else val_images
     source = "shapes" if str(data) == "shapes" else dataset_digest(data)
-    key = (source, img_size, images, n_val, data_seed, tuple(categories or ()), str(Path(root).resolve()))
+    fixed = val_images is not None
+    key = (source, img_size, images, n_val, fixed, data_seed, tuple(categories or ()), str(Path(root).resolve()))
     if key not in _CACHE:
         _CACHE.clear()  # one dataset per worker process is enough; do not accumulate
-        _CACHE[key] = _load(data, img_size, images, n_val, data_seed, categories, Path(root))
+        _CACHE[key] = _load(data, img_size, images, n_val, data_seed, categories, Path(root), fixed)
     return _CACHE[key]
 
 
@@ -197,6 +198,7 @@ def _load(
     data_seed: int,
     categories: list[str | int] | None,
     root: Path,
+    fixed_val: bool = False,
 ) -> ProxyData:
     if str(data) == "shapes":
         folder = generate_shapes(root, seed=data_seed, train_images=images, val_images=n_val, size=img_size)
@@ -217,6 +219,16 @@ def _load(
     val_ids = _permuted_image_ids(val_raw, rng)
     listed_val = len(val_ids)
     if train_file is None:  # one file: val first, train from the rest
+        if fixed_val:  # a fixed val size (recipe v2) leaves the training its images, or three quarters
+            asked, n_val = n_val, min(n_val, max(1, listed_val - images, listed_val // 4))
+            if n_val < asked:
+                log.warning(
+                    "%s lists %d image(s): val takes %d of the %d asked, leaving the rest to training",
+                    val_file.name,
+                    listed_val,
+                    n_val,
+                    asked,
+                )
         train_raw, train_ids = val_raw, val_ids[n_val:]
         val_ids = val_ids[:n_val]
     else:

@@ -43,6 +43,8 @@ def test_run_train_json(tmp_path: Path, capsys: pytest.CaptureFixture[str], monk
         "1",
         "--images",
         "8",
+        "--val-images",
+        "8",
         "--img-size",
         "64",
         "--threads",

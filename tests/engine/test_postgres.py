@@ -29,7 +29,20 @@ from nas.engine.export import read_only
 from nas.engine.storage import open_storage
 from tests.support.helpers import search_cmd
 
-TINY = ["--candidates", "120", "--trials", "2", "--epochs", "2", "--images", "32", "--img-size", "64"]
+TINY = [
+    "--candidates",
+    "120",
+    "--trials",
+    "2",
+    "--epochs",
+    "2",
+    "--images",
+    "32",
+    "--val-images",
+    "16",
+    "--img-size",
+    "64",
+]
 
 
 def postgres_bin() -> Path | None:

@@ -36,7 +36,20 @@ pytestmark = [
 ]
 
 #: 3 one-epoch trainings, then one of 3 epochs (the one killed and resumed)
-TINY = ["--candidates", "120", "--trials", "2", "--epochs", "3", "--images", "48", "--img-size", "64"]
+TINY = [
+    "--candidates",
+    "120",
+    "--trials",
+    "2",
+    "--epochs",
+    "3",
+    "--images",
+    "48",
+    "--val-images",
+    "16",
+    "--img-size",
+    "64",
+]
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,7 @@ def test_truncated_checkpoint_is_ignored_with_a_warning_and_retrained_identicall
     from evaluators.recipe import Recipe
     from evaluators.train import train_from_config
 
-    recipe = Recipe(epochs=2, images=8, img_size=64)
+    recipe = Recipe(epochs=2, images=8, val_images=8, img_size=64)
     args = {"num_threads": 1, "progress": False, "data_root": tmp_path / "runs"}
     unbroken = train_from_config("yolor-elan-1-1", recipe, out_dir=tmp_path / "a", **args)
     ckpt = tmp_path / "a" / "checkpoint.pt"
@@ -90,7 +90,18 @@ def test_checkpoint_of_another_run_is_one_line_exit_2(tmp_path: Path, monkeypatc
     from nas.cli import main
 
     monkeypatch.chdir(tmp_path)
-    base = ["train", "yolor-elan-1-1", "--out", str(tmp_path / "o"), "--images", "8", "--img-size", "64"]
+    base = [
+        "train",
+        "yolor-elan-1-1",
+        "--out",
+        str(tmp_path / "o"),
+        "--images",
+        "8",
+        "--val-images",
+        "8",
+        "--img-size",
+        "64",
+    ]
     with contextlib.redirect_stdout(io.StringIO()):
         assert main([*base, "--epochs", "1", "--threads", "1"]) == 0
     err = io.StringIO()

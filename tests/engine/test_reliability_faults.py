@@ -31,7 +31,20 @@ from nas.engine.worker import config_hash
 from tests.support.helpers import search_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--candidates", "60", "--epochs", "2", "--images", "8", "--img-size", "64", "--workers", "2"]
+TINY = [
+    "--candidates",
+    "60",
+    "--epochs",
+    "2",
+    "--images",
+    "8",
+    "--val-images",
+    "8",
+    "--img-size",
+    "64",
+    "--workers",
+    "2",
+]
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None, timeout: int = 600) -> subprocess.CompletedProcess:

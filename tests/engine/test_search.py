@@ -25,7 +25,20 @@ from nas.engine.storage import open_storage
 from search_spaces import parse_yaml
 from tests.support.helpers import search_cmd
 
-TINY = ["--candidates", "120", "--trials", "2", "--epochs", "2", "--images", "32", "--img-size", "64"]
+TINY = [
+    "--candidates",
+    "120",
+    "--trials",
+    "2",
+    "--epochs",
+    "2",
+    "--images",
+    "32",
+    "--val-images",
+    "16",
+    "--img-size",
+    "64",
+]
 
 
 @pytest.mark.parametrize(
@@ -306,7 +319,20 @@ def test_proxy_stage_killed_and_resumed_keeps_finished_and_duplicates_nothing(tm
 def test_tiny_adaptive_search_trains_more_candidates_than_trials_and_writes_the_ledger(tmp_path):
     """The issue's done-when check at test size: --trials 2 with 3 epochs is 3 trainings of one
     epoch and one of three; only the full-fidelity one reaches the front, best.yaml and export."""
-    tiny = ["--candidates", "120", "--trials", "2", "--epochs", "3", "--images", "32", "--img-size", "64"]
+    tiny = [
+        "--candidates",
+        "120",
+        "--trials",
+        "2",
+        "--epochs",
+        "3",
+        "--images",
+        "32",
+        "--val-images",
+        "16",
+        "--img-size",
+        "64",
+    ]
     proc = subprocess.run(search_cmd(tmp_path, "ad", *tiny), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = tmp_path / "ad"

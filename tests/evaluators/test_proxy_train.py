@@ -155,7 +155,7 @@ def test_train_from_config_uses_the_builder(tmp_path: Path) -> None:
 
     result = train_from_config(
         "yolor-elan-2-1",
-        Recipe(epochs=1, img_size=64, width_mult=0.25, images=8),
+        Recipe(epochs=1, img_size=64, width_mult=0.25, images=8, val_images=8),
         val_images=4,
         data_root=tmp_path,
         out_dir=tmp_path / "run",

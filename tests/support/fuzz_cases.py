@@ -42,7 +42,7 @@ from search_spaces.config import FUSIONS, STOP_GRADIENTS
 ROOT = Path(__file__).resolve().parents[2]
 
 COMMANDS = ("show", "train", "checkpoint", "export", "analyze", "search", "dashboard")
-TRAIN_TINY = ["--epochs", "1", "--images", "8", "--img-size", "64", "--threads", "1"]
+TRAIN_TINY = ["--epochs", "1", "--images", "8", "--val-images", "8", "--img-size", "64", "--threads", "1"]
 
 
 # -- cases and outcomes ------------------------------------------------------------------------
