@@ -495,7 +495,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
                 x = e["median_cpu_s"]
                 ax.errorbar([x], [v["icc"]], yerr=[[v["icc"] - ci[0]], [ci[1] - v["icc"]]], fmt="o", capsize=3)
                 ax.annotate(
-                    f"{scale}/{arm}\n{variant}", (x, v["icc"]), fontsize=7, xytext=(4, 4), textcoords="offset points"
+                    f"{scale}/{arm}\n{variant}, {v['designs']} designs",
+                    (x, v["icc"]),
+                    fontsize=7,
+                    xytext=(4, 4),
+                    textcoords="offset points",
                 )
     ax.axhline(0.8, ls="--", lw=0.8, color="grey")
     ax.set_xlabel("median CPU-seconds per training (1 thread)")
