@@ -90,8 +90,10 @@ def official(arm: str) -> str:
     return "AP.large.ema" if arm == "fresh-linear" else OFFICIAL[ARMS[arm][0]]
 
 
-#: the study's large val set, the same for every arm (the v2 draft's set: 2,000 images, drawn with its pool)
+#: the study's large val set, the same for every arm (the v2 draft's set: 2,000 images, drawn with
+#: its pool; 64 at the plumbing scale)
 LARGE_VAL = {"val_images": 2000, "fresh_images": True}
+LARGE_VAL_SMOKE = {"val_images": 64}
 BN_IMAGES = 512
 
 
@@ -258,7 +260,9 @@ def score_checkpoint(
 
     runtime = resolve_runtime("fp32", torch.device("cpu"))
     own = recipe_data("shapes", recipe)
-    large = recipe_data("shapes", Recipe.named("v2", **{**SCALES[scale], **LARGE_VAL}))
+    large = recipe_data(
+        "shapes", Recipe.named("v2", **{**SCALES[scale], **LARGE_VAL, **(LARGE_VAL_SMOKE if scale == "smoke" else {})})
+    )
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     out: dict[str, Any] = {}
     for weights in ("last", "ema"):
@@ -268,8 +272,8 @@ def score_checkpoint(
         net = build(graph)
         net.load_state_dict(state["model"] if weights == "last" else state["ema"]["model"])
         prepare_model(net, runtime)
-        if weights == "ema":  # v2 scores the average so; v1 never recomputed (its bn_images is 0)
-            recompute_batchnorm(net, large, recipe.bn_images or BN_IMAGES, runtime=runtime)
+        if weights == "ema":  # as the recipe's trainer does; v1 never recomputed: on the large set's pool
+            recompute_batchnorm(net, own if recipe.bn_images else large, recipe.bn_images or BN_IMAGES, runtime=runtime)
         for split, data in (("own", own), ("large", large)):
             if split == "own" and own.val.gt == large.val.gt:
                 continue  # the fresh-linear draft's own split is the large one
