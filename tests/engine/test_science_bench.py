@@ -63,7 +63,7 @@ def test_fidelity_reports_tau_against_the_full_ap_and_the_cost(tmp_path: Path, m
     """On fabricated runs with known APs, the report's τ equals scipy's and the cost ratio is
     the median of the per-candidate wall-time ratios."""
     monkeypatch.chdir(tmp_path)  # BENCH_DIR is relative: the study lives under tmp_path
-    full = rs.RECIPES["reduced"]
+    full = rs.study_recipe("reduced", "v2")  # the trainer's default named recipe, as main() builds it
     cands = rs.candidates(6, 0, "yolor")
     ap_full = [0.10, 0.14, 0.08, 0.20, 0.16, 0.12]
     ap_low = [0.05, 0.09, 0.06, 0.07, 0.11, 0.04]

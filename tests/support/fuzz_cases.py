@@ -716,7 +716,12 @@ def _ckpt_state(**over: Any) -> dict[str, Any]:
     """The keys a proxy checkpoint has; its fingerprint is of no real run (resuming it: exit 2)."""
     import torch
 
-    base = {"fingerprint": {"data": "elsewhere"}, "epoch": 1, "model": {"w": torch.zeros(2)}, "history": []}
+    base = {
+        "fingerprint": {"data": "elsewhere", "recipe": "v2"},
+        "epoch": 1,
+        "model": {"w": torch.zeros(2)},
+        "history": [],
+    }
     return {**base, **over}
 
 
