@@ -27,22 +27,7 @@ from nas.core.cost import parse_flops
 from nas.engine import select_candidates
 from nas.engine.export import read_only
 from nas.engine.storage import open_storage
-from tests.support.helpers import search_cmd
-
-TINY = [
-    "--candidates",
-    "120",
-    "--trials",
-    "2",
-    "--epochs",
-    "2",
-    "--images",
-    "32",
-    "--val-images",
-    "16",
-    "--img-size",
-    "64",
-]
+from tests.support.helpers import TINY, search_cmd
 
 
 def postgres_bin() -> Path | None:

@@ -23,22 +23,7 @@ from nas.engine.objectives import config_of, flops_of, metrics_of
 from nas.engine.stats import pareto_fronts
 from nas.engine.storage import open_storage
 from search_spaces import parse_yaml
-from tests.support.helpers import search_cmd
-
-TINY = [
-    "--candidates",
-    "120",
-    "--trials",
-    "2",
-    "--epochs",
-    "2",
-    "--images",
-    "32",
-    "--val-images",
-    "16",
-    "--img-size",
-    "64",
-]
+from tests.support.helpers import TINY, search_cmd
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,22 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+#: the smallest search the end-to-end tests run: a few cheap candidates, two short trainings on tiny images
+TINY = [
+    "--candidates",
+    "120",
+    "--trials",
+    "2",
+    "--epochs",
+    "2",
+    "--images",
+    "32",
+    "--val-images",
+    "16",
+    "--img-size",
+    "64",
+]
+
 
 def search_cmd(runs_dir: Path, name: str, *extra: str, budget: str = "45G") -> list[str]:
     """``nas search`` as a subprocess command line, in this interpreter, writing under ``runs_dir``."""
