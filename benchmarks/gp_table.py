@@ -218,6 +218,7 @@ def run_job(
         "AP": result["AP"],
         "history_AP": [e["AP"] for e in result["history"]],
         "history_loss": [e["loss"] for e in result["history"]],
+        "val_loss": result["history"][-1].get("val_loss"),
         **seconds,
     }
     if fit_commit:
