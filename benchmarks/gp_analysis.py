@@ -1,0 +1,469 @@
+"""The gradient-path table's analysis, as docs/gp-features.md fixed it before the table was read.
+
+Three parts, each reading only the committed table (``benchmarks.gp_table.load_table``):
+
+- **features** (fit set): for the 19 pre-registered features (the 6 network-level metrics and the
+  13 per-stage aggregates) Kendall τ-b with the 2-seed mean AP and the partial τ given FLOPs,
+  2000-resample bootstrap CIs (95 % and Bonferroni 1 − 0.05/19), two-sided permutation p-values
+  (10 000 permutations of the AP column, FLOPs fixed to the features) and Holm's correction over
+  the 19; the 40 per-part features as an exploratory family of their own;
+- **fit** (fit set): the candidate cheap scores of :data:`MODELS` (ridge on ranks, the shipped
+  score's model), each cross-validated on the very same folds as FLOPs; the best is written to
+  ``benchmarks/data/gp_fit.json`` and committed *before* the held-out set is trained;
+- **held-out**: τ on the 40 held-out designs of the committed fit, of FLOPs, of the shipped score
+  and of the best single feature (chosen on the fit set by |partial τ|), with bootstrap CIs.
+
+It also reports the table's own noise (seed τ and ICC(1) over the designs) and the low
+fidelity's τ with the full schedule.
+
+    .venv/bin/python -m benchmarks.gp_analysis            # features + fit (fit set) + noise
+    .venv/bin/python -m benchmarks.gp_analysis --write-fit   # and write gp_fit.json (commit it)
+    .venv/bin/python -m benchmarks.gp_analysis --heldout     # after the held-out set is trained
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks._common import write_result
+from benchmarks.gp_table import DESIGNS_FILE, RESULTS_FILE, SEEDS, load_table
+from benchmarks.rank_study import METRIC_KEYS
+from nas.engine.stats import bootstrap_ci, fit_rank_linear, kendall_tau, predict_rank_linear, transform
+
+ROOT = Path(__file__).resolve().parents[1]
+FIT_FILE = ROOT / "benchmarks" / "data" / "gp_fit.json"
+AGGREGATES = tuple(
+    f"{w}.{f}"
+    for f in ("max_shortest_gradient_path", "longest_gradient_path", "gradient_combinations", "gradient_overlap")
+    for w in ("flops_w", "res_w", "alpha")
+) + ("level.max_shortest_gradient_path",)
+#: the pre-registered family of k = 19 (docs/gp-features.md, "Analysis plan")
+FEATURES = tuple(f"gp.{k}" for k in METRIC_KEYS) + tuple(f"agg.{a}" for a in AGGREGATES)
+PART_FEATURES = ("max_shortest_gradient_path", "longest_gradient_path", "gradient_combinations", "gradient_overlap")
+#: heavy-tailed counts enter a fitted model as logs, as in the shipped score
+LOG_FEATURES = ("flops", "params", "gp.gradient_combinations", "gp.distinct_gradient_combinations") + tuple(
+    f"agg.{a}" for a in AGGREGATES if a.endswith("gradient_combinations")
+)
+#: the candidate cheap scores, fixed before the table is read. ``best`` stands for the single
+#: feature of the 19 with the largest |partial τ| given FLOPs, chosen inside each training fold
+MODELS: dict[str, tuple[str, ...]] = {
+    "flops": ("flops",),
+    "gradpath+flops": ("gp.gradient_combinations", "gp.max_shortest_gradient_path", "flops"),
+    "best+flops": ("best", "flops"),
+    "gp_all+flops": (*(f"gp.{k}" for k in METRIC_KEYS), "flops"),
+    "agg_all+flops": (*(f"agg.{a}" for a in AGGREGATES), "flops"),
+    "all19+flops+params": (*FEATURES, "flops", "params"),
+}
+N_BOOT, N_PERM, ALPHA = 2000, 10_000, 0.05
+
+
+# -- the table as columns ---------------------------------------------------------------------------
+def feature_value(design: dict[str, Any], name: str) -> float:
+    """One feature of a table design by its analysis name (``flops``, ``gp.*``, ``agg.*``,
+    ``part.<scope>.<feature>``); a missing value (a part without gradient) counts as 0."""
+    if name in ("flops", "params"):
+        return float(design[name])
+    kind, _, rest = name.partition(".")
+    if kind == "gp":
+        v = design["metrics"][rest]
+    elif kind == "agg":
+        v = design["aggregates"][rest]
+    elif kind == "part":
+        scope, _, feat = rest.rpartition(".")
+        v = next(s[feat] for s in design["stages"] if s["scope"] == scope)
+    else:
+        raise KeyError(name)
+    return float(v or 0.0)
+
+
+def part_feature_names(design: dict[str, Any]) -> list[str]:
+    """The exploratory family: every part's four features (10 parts × 4 = 40)."""
+    return [f"part.{s['scope']}.{f}" for s in design["stages"] for f in PART_FEATURES]
+
+
+def column(designs: Sequence[dict[str, Any]], name: str) -> np.ndarray:
+    return np.array([feature_value(d, name) for d in designs])
+
+
+def model_matrix(designs: Sequence[dict[str, Any]], names: Sequence[str]) -> np.ndarray:
+    return np.array([[transform_feature(n, feature_value(d, n)) for n in names] for d in designs])
+
+
+def transform_feature(name: str, value: float) -> float:
+    return math.log(max(value, 1.0)) if name in LOG_FEATURES else transform(name, value)
+
+
+# -- statistics -----------------------------------------------------------------------------------
+def partial_tau(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> float:
+    """Kendall's partial τ of x and y given z:
+    (τ_xy − τ_xz τ_yz) / √((1 − τ_xz²)(1 − τ_yz²)); NaN when z orders x or y completely.
+
+    >>> x = [1, 2, 3, 4, 5, 6]; z = [1, 2, 3, 4, 5, 6]
+    >>> math.isnan(partial_tau(x, [6, 5, 4, 3, 2, 1], z))
+    True
+    >>> round(partial_tau([1, 3, 2, 5, 4, 6], [2, 1, 4, 3, 6, 5], [1, 2, 3, 4, 5, 6]), 3)
+    -0.196
+    """
+    txy, txz, tyz = kendall_tau(x, y), kendall_tau(x, z), kendall_tau(y, z)
+    den = (1 - txz**2) * (1 - tyz**2)
+    return (txy - txz * tyz) / math.sqrt(den) if den > 1e-12 else float("nan")
+
+
+def _pair_signs(a: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    return np.sign(a[..., i] - a[..., j]).astype(np.float32)
+
+
+def permutation_p(
+    x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None, n_perm: int = N_PERM, seed: int = 0
+) -> np.ndarray:
+    """Two-sided permutation p-values of τ(x_k, y) for each row x_k of ``x`` (k × n) — or, with
+    ``z``, of the partial τ given z — under permutations of ``y`` alone (x and z stay paired).
+    ``(1 + #{|stat_perm| ≥ |stat|}) / (1 + n_perm)``, all in one matrix product."""
+    x = np.atleast_2d(x)
+    n = x.shape[1]
+    i, j = np.triu_indices(n, 1)
+    sx = _pair_signs(x, i, j)
+    nx = np.count_nonzero(sx, axis=1).astype(float)
+    rng = np.random.default_rng(seed)
+    perms = np.vstack([y, *(y[rng.permutation(n)] for _ in range(n_perm))])
+    sy = _pair_signs(perms, i, j)
+    ny = float(np.count_nonzero(sy[0]))
+    txy = (sx @ sy.T) / np.sqrt(nx[:, None] * ny)  # k × (1 + n_perm); column 0 is the observed
+    if z is not None:
+        sz = _pair_signs(z, i, j)
+        nz = float(np.count_nonzero(sz))
+        txz = (sx @ sz) / np.sqrt(nx * nz)
+        tyz = (sy @ sz) / np.sqrt(ny * nz)
+        den = np.sqrt(np.clip((1 - txz[:, None] ** 2) * (1 - tyz[None, :] ** 2), 1e-12, None))
+        txy = (txy - txz[:, None] * tyz[None, :]) / den
+    stat = np.abs(txy)
+    return (1 + (stat[:, 1:] >= stat[:, :1] - 1e-12).sum(axis=1)) / (1 + n_perm)
+
+
+def holm(p: Sequence[float]) -> np.ndarray:
+    """Holm–Bonferroni adjusted p-values (step-down, monotone, capped at 1).
+
+    >>> holm([0.01, 0.04, 0.03]).round(3).tolist()
+    [0.03, 0.06, 0.06]
+    """
+    p = np.asarray(p, dtype=float)
+    m = len(p)
+    order = np.argsort(p)
+    adj = np.empty(m)
+    running = 0.0
+    for rank, k in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[k]))
+        adj[k] = running
+    return adj
+
+
+def feature_report(
+    designs: Sequence[dict[str, Any]], names: Sequence[str], n_boot: int = N_BOOT, n_perm: int = N_PERM
+) -> list[dict[str, Any]]:
+    """τ and partial τ given FLOPs of each feature with the 2-seed mean AP: bootstrap CIs (95 %
+    and Bonferroni over the family), permutation p-values and Holm over the family ``names``."""
+    y = np.array([d["AP"] for d in designs])
+    z = column(designs, "flops")
+    x = np.vstack([column(designs, n) for n in names])
+    level = 1 - ALPHA / len(names)
+    p_tau, p_partial = permutation_p(x, y, n_perm=n_perm), permutation_p(x, y, z, n_perm=n_perm)
+    holm_tau, holm_partial = holm(p_tau), holm(p_partial)
+    rows = []
+    for k, name in enumerate(names):
+        rows.append(
+            {
+                "feature": name,
+                "n": len(y),
+                "tau": kendall_tau(x[k], y),
+                "tau_ci95": bootstrap_ci(x[k], y, kendall_tau, n_boot),
+                "tau_ci_bonferroni": bootstrap_ci(x[k], y, kendall_tau, n_boot, level=level),
+                "partial_tau": partial_tau(x[k], y, z),
+                **_partial_cis(x[k], y, z, n_boot, level),
+                "p_tau": float(p_tau[k]),
+                "p_tau_holm": float(holm_tau[k]),
+                "p_partial": float(p_partial[k]),
+                "p_partial_holm": float(holm_partial[k]),
+            }
+        )
+    return rows
+
+
+def _partial_cis(x: np.ndarray, y: np.ndarray, z: np.ndarray, n_boot: int, level: float) -> dict[str, Any]:
+    """Percentile bootstrap CIs of the partial τ, resampling designs (x, y, z together)."""
+    rng = np.random.default_rng(0)
+    vals = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        v = partial_tau(x[idx], y[idx], z[idx])
+        if math.isfinite(v):
+            vals.append(v)
+    if not vals:
+        return {"partial_tau_ci95": (float("nan"),) * 2, "partial_tau_ci_bonferroni": (float("nan"),) * 2}
+    q = [0.025, 0.975, (1 - level) / 2, 1 - (1 - level) / 2]
+    lo, hi, blo, bhi = (float(v) for v in np.quantile(vals, q))
+    return {"partial_tau_ci95": (lo, hi), "partial_tau_ci_bonferroni": (blo, bhi)}
+
+
+# -- the fitted score -----------------------------------------------------------------------------
+def best_feature(designs: Sequence[dict[str, Any]], names: Sequence[str] = FEATURES) -> str:
+    """The feature with the largest |partial τ| given FLOPs with the AP (ties: the first)."""
+    y, z = [d["AP"] for d in designs], column(designs, "flops")
+    scored = [(abs(partial_tau(column(designs, n), y, z)), -i, n) for i, n in enumerate(names)]
+    return max((t for t in scored if math.isfinite(t[0])), default=(0.0, 0, names[0]))[2]
+
+
+def resolve(model: str, designs: Sequence[dict[str, Any]]) -> list[str]:
+    """The model's feature names, ``best`` replaced by the best feature of ``designs``."""
+    return [best_feature(designs) if n == "best" else n for n in MODELS[model]]
+
+
+def shipped_score(design: dict[str, Any]) -> float:
+    """The cheap score ``nas search`` ships today, of a table design."""
+    from nas.engine import cheap_score
+
+    return cheap_score("fitted", design["flops"], design["params"], design["metrics"])
+
+
+def cross_validate(
+    designs: Sequence[dict[str, Any]], folds: int = 3, repeats: int = 50, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """Every model of :data:`MODELS` refitted and scored within held-out folds (τ of its
+    predictions with the fold's AP), and the raw FLOPs and the shipped score on the very same
+    folds: mean τ, its 2.5–97.5 % range over folds and the share of folds each model beats FLOPs.
+    A ``best`` feature is chosen inside each training fold, so the estimate includes the choice."""
+    y = np.array([d["AP"] for d in designs])
+    raw = {"raw:flops": column(designs, "flops"), "raw:shipped": np.array([shipped_score(d) for d in designs])}
+    taus: dict[str, list[float]] = {m: [] for m in (*MODELS, *raw)}
+    rng = np.random.default_rng(seed)
+    for _ in range(repeats):
+        perm = rng.permutation(len(y))
+        for f in range(folds):
+            test = np.sort(perm[f::folds])
+            train = np.setdiff1d(perm, test)
+            tr = [designs[i] for i in train]
+            for m in MODELS:
+                names = resolve(m, tr)
+                x = model_matrix(designs, names)
+                w = fit_rank_linear(x[train], y[train])
+                taus[m].append(kendall_tau(predict_rank_linear(x[train], w, x[test]), y[test]))
+            for name, v in raw.items():
+                taus[name].append(kendall_tau(v[test], y[test]))
+    flops = np.nan_to_num(np.array(taus["raw:flops"]))
+    out = {}
+    for m, v in taus.items():
+        a = np.nan_to_num(np.array(v))
+        out[m] = {
+            "cv_tau": float(a.mean()),
+            "cv_tau_range95": [float(q) for q in np.quantile(a, [0.025, 0.975])],
+            "wins_vs_flops": float(np.mean(a > flops)),
+            "losses_vs_flops": float(np.mean(a < flops)),
+        }
+    return out
+
+
+def fit_model(designs: Sequence[dict[str, Any]], model: str) -> dict[str, dict[str, float]]:
+    """The model fitted on all of ``designs``: feature -> weight, and the mean and std the
+    feature (log where marked) was standardised with: the shipped score's file format."""
+    names = resolve(model, designs)
+    y = np.array([d["AP"] for d in designs])
+    x = model_matrix(designs, names)
+    w = fit_rank_linear(x, y)
+    return {
+        n: {"weight": float(w[k]), "mean": float(x[:, k].mean()), "std": float(x[:, k].std() or 1.0)}
+        for k, n in enumerate(names)
+    }
+
+
+def apply_fit(design: dict[str, Any], fit: dict[str, dict[str, float]]) -> float:
+    """A fitted model's score of one design (as :func:`nas.engine.scores.linear_rank_score`)."""
+    return sum(
+        f["weight"] * (transform_feature(n, feature_value(design, n)) - f["mean"]) / f["std"] for n, f in fit.items()
+    )
+
+
+# -- the table's own noise and its low fidelity ----------------------------------------------------
+def noise_report(table: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Seed τ and ICC(1) of the full-fidelity AP over the designs with both seeds; the low
+    fidelity's τ with the full 2-seed mean and its own seed τ; the val loss's τ with the AP."""
+    from benchmarks.proxy_noise import icc1
+
+    both = [d for d in table if d["AP"] is not None]
+    full = [[d["trainings"]["full"][s]["AP"] for s in SEEDS] for d in both]
+    out: dict[str, Any] = {"designs": len(both)}
+    if len(both) >= 3:
+        out.update(icc1(full))
+        out["seed_tau"] = kendall_tau([g[0] for g in full], [g[1] for g in full])
+    low = [d for d in both if all(s in d["trainings"].get("low", {}) for s in SEEDS)]
+    if len(low) >= 3:
+        low_mean = [sum(d["trainings"]["low"][s]["AP"] for s in SEEDS) / len(SEEDS) for d in low]
+        out["low"] = {
+            "designs": len(low),
+            "tau_with_full": kendall_tau(low_mean, [d["AP"] for d in low]),
+            "tau_with_full_ci95": bootstrap_ci(low_mean, [d["AP"] for d in low], kendall_tau),
+            "seed_tau": kendall_tau(*([d["trainings"]["low"][s]["AP"] for d in low] for s in SEEDS)),
+            "one_seed_tau_with_full": kendall_tau(
+                [d["trainings"]["low"][0]["AP"] for d in low], [d["AP"] for d in low]
+            ),
+        }
+    losses = [d for d in both if all(d["trainings"]["full"][s].get("val_loss") is not None for s in SEEDS)]
+    if len(losses) >= 3:
+        vl = [-sum(d["trainings"]["full"][s]["val_loss"] for s in SEEDS) for d in losses]
+        out["minus_val_loss_tau_with_AP"] = kendall_tau(vl, [d["AP"] for d in losses])
+    return out
+
+
+# -- held-out -------------------------------------------------------------------------------------
+def heldout_report(table: Sequence[dict[str, Any]], fit_doc: dict[str, Any], n_boot: int = N_BOOT) -> dict[str, Any]:
+    """τ on the held-out designs of the committed fit, FLOPs, the shipped score and the best
+    single feature (chosen on the fit set), with bootstrap CIs, and paired differences."""
+    held = [d for d in table if d["split"] == "heldout" and d["AP"] is not None]
+    y = np.array([d["AP"] for d in held])
+    best = fit_doc["best_feature"]
+    sign = 1.0 if fit_doc["best_feature_partial_tau"] >= 0 else -1.0
+    scores = {
+        f"committed:{fit_doc['model']}": np.array([apply_fit(d, fit_doc["features"]) for d in held]),
+        "flops": column(held, "flops"),
+        "shipped": np.array([shipped_score(d) for d in held]),
+        f"best feature ({best}, oriented)": sign * column(held, best),
+    }
+    out: dict[str, Any] = {"designs": len(held)}
+    for name, v in scores.items():
+        out[name] = {
+            "tau": kendall_tau(v, y),
+            "tau_ci95": bootstrap_ci(v, y, kendall_tau, n_boot),
+            "partial_tau_given_flops": partial_tau(v, y, scores["flops"]),
+        }
+    committed = next(iter(scores))
+    rng = np.random.default_rng(0)
+    diffs = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        diffs.append(kendall_tau(scores[committed][idx], y[idx]) - kendall_tau(scores["flops"][idx], y[idx]))
+    diffs = [v for v in diffs if math.isfinite(v)]
+    out["committed_minus_flops_tau"] = {
+        "mean": out[committed]["tau"] - out["flops"]["tau"],
+        "ci95": [float(q) for q in np.quantile(diffs, [0.025, 0.975])],
+    }
+    return out
+
+
+# -- the command ----------------------------------------------------------------------------------
+def fit_set(table: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in table if d["split"] == "fit" and d["AP"] is not None]
+
+
+def analyze(table: Sequence[dict[str, Any]], n_boot: int = N_BOOT, n_perm: int = N_PERM) -> dict[str, Any]:
+    fit = fit_set(table)
+    if len(fit) < 10:
+        raise SystemExit(
+            f"error: {len(fit)} fit designs have both seeds; accepted: at least 10 (train the table first)"
+        )
+    features = feature_report(fit, FEATURES, n_boot, n_perm)
+    parts = feature_report(fit, part_feature_names(fit[0]), n_boot, n_perm)
+    cv = cross_validate(fit)
+    best = best_feature(fit)
+    chosen = max(MODELS, key=lambda m: cv[m]["cv_tau"])
+    return {
+        "fit_designs": len(fit),
+        "features": features,
+        "exploratory_parts": parts,
+        "cv": cv,
+        "best_feature": best,
+        "best_feature_partial_tau": partial_tau(column(fit, best), [d["AP"] for d in fit], column(fit, "flops")),
+        "chosen_model": chosen,
+        "noise": noise_report(table),
+    }
+
+
+def fit_document(table: Sequence[dict[str, Any]], report: dict[str, Any]) -> dict[str, Any]:
+    """What is committed before the held-out set trains: the chosen model fitted on the whole
+    fit set, in the shipped score's format, with the facts the held-out test reads."""
+    fit = fit_set(table)
+    model = report["chosen_model"]
+    return {
+        "format": 1,
+        "name": "fitted",
+        "model": model,
+        "source": f"benchmarks/gp_analysis.py on the {len(fit)} fit designs of benchmarks/data/gp_table_results.jsonl",
+        "cv": report["cv"][model],
+        "cv_flops": report["cv"]["flops"],
+        "best_feature": report["best_feature"],
+        "best_feature_partial_tau": report["best_feature_partial_tau"],
+        "log": [n for n in resolve(model, fit) if n in LOG_FEATURES],
+        "features": fit_model(fit, model),
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    from nas.core.table import format_table
+
+    def ci(v: Sequence[float]) -> str:
+        return f"[{v[0]:+.2f}, {v[1]:+.2f}]"
+
+    print(f"fit set: {report['fit_designs']} designs (2-seed mean AP)")
+    rows = [
+        [
+            r["feature"],
+            f"{r['tau']:+.2f}",
+            ci(r["tau_ci95"]),
+            f"{r['partial_tau']:+.2f}",
+            ci(r["partial_tau_ci95"]),
+            f"{r['p_partial']:.4f}",
+            f"{r['p_partial_holm']:.4f}",
+        ]
+        for r in sorted(
+            report["features"], key=lambda r: -abs(r["partial_tau"] if math.isfinite(r["partial_tau"]) else 0)
+        )
+    ]
+    print(
+        format_table(["feature", "τ", "95 % CI", "partial τ | FLOPs", "95 % CI", "p", "p Holm (19)"], rows, "<>>>>>>")
+    )
+    print("\ncross-validated cheap scores (3-fold × 50, τ within folds):")
+    rows = [
+        [m, f"{v['cv_tau']:+.3f}", ci(v["cv_tau_range95"]), f"{v['wins_vs_flops']:.2f}"]
+        for m, v in sorted(report["cv"].items(), key=lambda kv: -kv[1]["cv_tau"])
+    ]
+    print(format_table(["model", "cv τ", "fold range", "wins vs FLOPs"], rows, "<>>>"))
+    print(f"chosen: {report['chosen_model']}; best single feature: {report['best_feature']}")
+    print("noise:", json.dumps(report["noise"], default=float))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--write-fit", action="store_true", help=f"write {FIT_FILE.name} (commit it before the held-out set)"
+    )
+    p.add_argument("--heldout", action="store_true", help=f"test the committed {FIT_FILE.name} on the held-out set")
+    p.add_argument("--bootstrap", type=int, default=N_BOOT)
+    p.add_argument("--permutations", type=int, default=N_PERM)
+    p.add_argument("--scale", default="reduced")
+    p.add_argument("--designs-file", type=Path, default=DESIGNS_FILE, help=argparse.SUPPRESS)
+    p.add_argument("--results-file", type=Path, default=RESULTS_FILE, help=argparse.SUPPRESS)
+    p.add_argument("--fit-file", type=Path, default=FIT_FILE, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    table = load_table(args.designs_file, args.results_file, args.scale)
+    report = analyze(table, args.bootstrap, args.permutations)
+    print_report(report)
+    if args.write_fit:
+        if args.fit_file.exists():
+            p.exit(2, f"error: {args.fit_file} exists; accepted: the fit is written once, before the held-out set\n")
+        args.fit_file.write_text(json.dumps(fit_document(table, report), indent=1) + "\n")
+        print(f"wrote {args.fit_file}: commit it, then train the held-out set with --fit-commit")
+    if args.heldout:
+        if not args.fit_file.exists():
+            p.exit(2, f"error: {args.fit_file} is missing; accepted: --write-fit and commit it first\n")
+        report["heldout"] = heldout_report(table, json.loads(args.fit_file.read_text()), args.bootstrap)
+        print("held-out:", json.dumps(report["heldout"], indent=1, default=float))
+    write_result("gp_analysis", report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
