@@ -164,12 +164,12 @@ def preset_ranking(
     return {k: correlation(v, ap) for k, v in predictors.items()}
 
 
-def rank_study_spreads(recipe_name: str) -> list[float]:
+def rank_study_spreads(recipe_name: str, version: str = "v1") -> list[float]:
     """Seed-to-seed AP variances of the rank studies' repeated candidates at the same recipe
     (the uniform-space and the per-stage study, whichever have been analysed)."""
     out = []
     for stem in sorted(set(STUDY_NAMES.values())):
-        path = BENCH_DIR / f"{result_name(stem, recipe_name)}.json"
+        path = BENCH_DIR / f"{result_name(stem, recipe_name, version)}.json"
         if path.exists():
             rows = json.loads(path.read_text())["rows"]
             out += [float(np.var([r["AP"], r["AP_seed1"]], ddof=1)) for r in rows if r["AP_seed1"] is not None]
@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard", default=None, help="i/n: train only jobs j with j mod n == i, no analysis")
     p.add_argument("--deadline", default=None, help="UTC HH:MM: start no training after it")
     p.add_argument("--analyze-only", action="store_true")
+    p.add_argument("--models", nargs="+", default=None, help="train only these presets (default: all)")
     p.add_argument(
         "--match-flops", action="store_true", help="CSP/ELAN/PRN widened to v3 FLOPs at 640 px (within 2 %%)"
     )
@@ -199,10 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     from evaluators.train import train_from_config
 
     recipe = study_recipe(args.recipe, args.version)
-    name_out = result_name("paper_ablation_matched" if args.match_flops else "paper_ablation", args.recipe)
+    name_out = result_name(
+        "paper_ablation_matched" if args.match_flops else "paper_ablation", args.recipe, args.version
+    )
     out = BENCH_DIR / name_out
     shard, of = (int(v) for v in args.shard.split("/")) if args.shard else (0, 1)
     configs = matched_configs(recipe) if args.match_flops else {n: config(n) for n in list(PRESETS) + list(STOP)}
+    if args.models:
+        unknown = sorted(set(args.models) - set(configs))
+        if unknown:
+            p.exit(2, f"error: --models {' '.join(unknown)}: not accepted; accepted: {', '.join(configs)}\n")
+        configs = {n: c for n, c in configs.items() if n in args.models}
     names = list(configs)
     claims_table = MATCHED_CLAIMS if args.match_flops else CLAIMS
     results: dict[str, dict[int, dict[str, Any]]] = {n: {} for n in names}
@@ -224,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     # seed-to-seed sd of one model's AP, pooled over models with >= 2 seeds; sd of a difference of
     # two seed means = sd * sqrt(2 / n_seeds)
     spreads = [np.var([v["AP"] for v in r.values()], ddof=1) for r in results.values() if len(r) >= 2]
-    spreads += rank_study_spreads(args.recipe)  # same recipe, other models: more pairs, same noise
+    spreads += rank_study_spreads(args.recipe, args.version)  # same recipe, other models: more pairs, same noise
     sd = math.sqrt(float(np.mean(spreads))) if spreads else float("nan")
     claims = []
     for table, better, worse, ap_b, ap_w in claims_table:

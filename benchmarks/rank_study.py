@@ -101,9 +101,16 @@ def deadline_passed(deadline: str | None, now: float | None = None) -> bool:
     return ahead > 43200 or ahead == 0
 
 
-def result_name(stem: str, recipe_name: str) -> str:
-    """``rank_study`` for the reduced recipe (the first study), ``rank_study_default`` etc."""
-    return stem if recipe_name == "reduced" else f"{stem}_{recipe_name}"
+def result_name(stem: str, recipe_name: str, version: str = "v1") -> str:
+    """``rank_study`` for the reduced recipe (the first study), ``rank_study_default`` etc.; a
+    recipe version other than v1 is appended (``paper_ablation_v2``), so that a study under one
+    version never reads another's finished trainings.
+
+    >>> result_name("paper_ablation", "reduced"), result_name("paper_ablation", "default", "v2")
+    ('paper_ablation', 'paper_ablation_default_v2')
+    """
+    name = stem if recipe_name == "reduced" else f"{stem}_{recipe_name}"
+    return name if version == "v1" else f"{name}_{version}"
 
 
 METRIC_KEYS = (
@@ -543,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         "reports": reports,
         "rows": rows,
     }
-    name = result_name(STUDY_NAMES[args.space], args.recipe)
+    name = result_name(STUDY_NAMES[args.space], args.recipe, args.version)
     write_result(name, result)
     plot(reports["AP"], rows, BENCH_DIR / f"{name}.png")
     corr = reports["AP"]["correlations"]

@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{a['hypervolume_sem']:.4f}  share of the known front {a['hypervolume_share']:.2f}  "
             f"patterns {a['distinct_patterns']:.1f}"
         )
-    write_result(result_name("search_efficiency_live", args.recipe), result)
+    write_result(result_name("search_efficiency_live", args.recipe, args.version), result)
     return 0
 
 
