@@ -165,11 +165,13 @@ def arm_recipe(arm: str, scale: str, seed: int) -> Any:
     )
 
 
-def jobs(designs: list[dict[str, Any]], arms: list[str]) -> list[tuple[str, dict[str, Any], int]]:
-    """Every (arm, design, seed), seed-major: a study cut short still has whole seed pairs of
-    the first designs in every arm."""
+def jobs(
+    designs: list[dict[str, Any]], arms: list[str], seeds: tuple[int, ...] = (0, 1, 2)
+) -> list[tuple[str, dict[str, Any], int]]:
+    """Every (arm, design, registered seed among ``seeds``), seed-major: a study cut short still
+    has whole seed pairs of the first designs in every arm."""
     out = []
-    for seed in (0, 1, 2):
+    for seed in seeds:
         for d in designs:
             if seed in d["seeds"]:
                 out += [(arm, d, seed) for arm in arms]
@@ -522,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scale", choices=sorted(SCALES), default="reduced")
     p.add_argument("--designs", type=int, default=DESIGNS, help="train the first N registered designs")
     p.add_argument("--shard", default="0/1", help="i/n: train only jobs j with j mod n == i")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="train only these registered seeds")
     p.add_argument("--deadline", default=None, help="UTC HH:MM: start no training after it")
     p.add_argument(
         "--scoring",
@@ -551,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not (args.collect or args.analyze):
         designs = load_designs(args.designs_file)[: args.designs]
-        todo = jobs(designs, arms)
+        todo = jobs(designs, arms, tuple(args.seeds))
         for j, (arm, d, seed) in enumerate(todo):
             if j % of != shard or (job_dir(args.scale, arm, d, seed, args.study_dir) / "scores.json").exists():
                 continue
