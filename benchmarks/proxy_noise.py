@@ -408,6 +408,75 @@ def analyze(rows: list[dict[str, Any]], n_boot: int = 1000, seed: int = 0) -> di
     return report
 
 
+#: issue 27, item 4: each default's score against the 3x-steps reference (label, arm, variant)
+FIDELITY_ARMS = (
+    ("v1 (the old default)", "v1", "AP.own.last"),
+    ("v2 (the new default: the same trainings scored its way)", "v1", "AP.large.ema"),
+    ("v2 (its own trainings)", "v2", "AP.own.ema"),
+)
+
+
+def fidelity_to_reference(
+    rows: list[dict[str, Any]], reference: str = "v2-ref3x", n_boot: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """Kendall τ of each default's score with the reference (3x the steps), per scale, on the
+    designs both have with seeds 0 and 1: of the 2-seed means, and of seed 0 alone (what one
+    run sees), with bootstrap CIs over designs and the paired difference new − old."""
+    from nas.engine.stats import bootstrap_ci, kendall_tau
+
+    def means(arm: str, variant: str, scale: str) -> dict[str, dict[int, float]]:
+        out: dict[str, dict[int, float]] = {}
+        for r in rows:
+            v = score(r, variant) if r["scale"] == scale and r["arm"] == arm and r["status"] == "ok" else None
+            if v is not None and r["seed"] in (0, 1):
+                out.setdefault(r["design"], {})[r["seed"]] = v
+        return {d: s for d, s in out.items() if len(s) == 2}
+
+    report: dict[str, Any] = {}
+    for scale in sorted({r["scale"] for r in rows if r["arm"] == reference}):
+        ref = means(reference, official(reference), scale)
+        entry: dict[str, Any] = {"reference": reference, "reference_designs": len(ref)}
+        if len(ref) >= 3:
+            names = sorted(ref)
+            entry["reference_seed_tau"] = kendall_tau([ref[d][0] for d in names], [ref[d][1] for d in names])
+        per: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
+        for label, arm, variant in FIDELITY_ARMS:
+            got = means(arm, variant, scale)
+            names = sorted(set(got) & set(ref))
+            if len(names) < 3:
+                continue
+            target = np.array([(ref[d][0] + ref[d][1]) / 2 for d in names])
+            mean = np.array([(got[d][0] + got[d][1]) / 2 for d in names])
+            one = np.array([got[d][0] for d in names])
+            per[label] = (names, mean, target)
+            entry[label] = {
+                "arm": arm,
+                "variant": variant,
+                "designs": len(names),
+                "tau_2seed_mean": kendall_tau(mean, target),
+                "tau_2seed_mean_ci95": bootstrap_ci(mean, target, kendall_tau, n_boot, seed),
+                "tau_one_seed": kendall_tau(one, target),
+                "tau_one_seed_ci95": bootstrap_ci(one, target, kendall_tau, n_boot, seed),
+            }
+        old, new = (label for label, _, _ in FIDELITY_ARMS[:2])
+        if old in per and new in per and per[old][0] == per[new][0]:
+            _, a, target = per[old]
+            _, b, _ = per[new]
+            rng = np.random.default_rng(seed)
+            diffs = []
+            for _ in range(n_boot):
+                i = rng.integers(0, len(target), len(target))
+                d = kendall_tau(b[i], target[i]) - kendall_tau(a[i], target[i])
+                if math.isfinite(d):
+                    diffs.append(d)
+            entry["new_minus_old_tau"] = {
+                "mean": entry[new]["tau_2seed_mean"] - entry[old]["tau_2seed_mean"],
+                "ci95": [float(q) for q in np.quantile(diffs, [0.025, 0.975])] if diffs else None,
+            }
+        report[scale] = entry
+    return report
+
+
 def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
@@ -574,9 +643,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.results_file}: {len(rows)} trainings")
         return 0
     report = analyze(rows, args.bootstrap)
-    write_result("proxy_noise", {"designs_file": str(args.designs_file.name), "report": report, "rows": len(rows)})
+    fidelity = fidelity_to_reference(rows, n_boot=args.bootstrap)
+    write_result(
+        "proxy_noise",
+        {"designs_file": str(args.designs_file.name), "report": report, "fidelity": fidelity, "rows": len(rows)},
+    )
     plot(report, BENCH_DIR / "proxy_noise.png")
     print_report(report)
+    for scale, entry in fidelity.items():
+        print(f"\n{scale}: τ with {entry['reference']} (3x the steps, {entry['reference_designs']} designs)")
+        for label, _, _ in FIDELITY_ARMS:
+            if label in entry:
+                e = entry[label]
+                lo, hi = e["tau_2seed_mean_ci95"]
+                print(
+                    f"  {label:58s} 2-seed mean {e['tau_2seed_mean']:+.2f} [{lo:+.2f}, {hi:+.2f}]  "
+                    f"one seed {e['tau_one_seed']:+.2f}  ({e['designs']} designs)"
+                )
+        if "new_minus_old_tau" in entry:
+            d = entry["new_minus_old_tau"]
+            print(f"  new − old: {d['mean']:+.2f} {np.round(d['ci95'], 2).tolist() if d['ci95'] else ''}")
     return 0
 
 

@@ -69,3 +69,29 @@ def test_bad_arms_and_shards_are_one_line(capsys):
     with pytest.raises(SystemExit) as e:
         pn.main(["--shard", "3/2"])
     assert e.value.code == 2 and "--shard '3/2' is not accepted" in capsys.readouterr().err
+
+
+def test_fidelity_to_the_reference_ranks_each_default_against_the_3x_training():
+    from scipy.stats import kendalltau
+
+    from benchmarks.proxy_noise import FIDELITY_ARMS, fidelity_to_reference
+
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=10)
+    rows = []
+    for k, t in enumerate(truth):
+        for seed in (0, 1):
+            base = {"scale": "reduced", "design": f"d{k:02d}", "seed": seed, "status": "ok"}
+            rows.append({**base, "arm": "v2-ref3x", "AP.own.ema": t + 0.01 * seed})
+            # the old score is noisy, the new one (the same training scored v2's way) is not
+            rows.append({**base, "arm": "v1", "AP.own.last": t + rng.normal(0, 1.0), "AP.large.ema": t})
+    entry = fidelity_to_reference(rows, n_boot=50)["reduced"]
+    old, new = (label for label, _, _ in FIDELITY_ARMS[:2])
+    ref = [t + 0.005 for t in truth]
+    got_old = [
+        np.mean([r["AP.own.last"] for r in rows if r["arm"] == "v1" and r["design"] == f"d{k:02d}"]) for k in range(10)
+    ]
+    assert entry[old]["tau_2seed_mean"] == pytest.approx(kendalltau(got_old, ref)[0])
+    assert entry[new]["tau_2seed_mean"] == pytest.approx(1.0) and entry["reference_designs"] == 10
+    assert entry["new_minus_old_tau"]["mean"] == pytest.approx(1.0 - entry[old]["tau_2seed_mean"])
+    assert FIDELITY_ARMS[2][0] not in entry  # no v2-arm trainings here: not reported
