@@ -192,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard", default=None, help="i/n: train only jobs j with j mod n == i, no analysis")
     p.add_argument("--deadline", default=None, help="UTC HH:MM: start no training after it")
     p.add_argument("--analyze-only", action="store_true")
-    p.add_argument("--models", nargs="+", default=None, help="train only these presets (default: all)")
+    p.add_argument(
+        "--models", nargs="+", default=None, help="train only these models (any preset; default: the ablation's)"
+    )
     p.add_argument(
         "--match-flops", action="store_true", help="CSP/ELAN/PRN widened to v3 FLOPs at 640 px (within 2 %%)"
     )
@@ -207,10 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     shard, of = (int(v) for v in args.shard.split("/")) if args.shard else (0, 1)
     configs = matched_configs(recipe) if args.match_flops else {n: config(n) for n in list(PRESETS) + list(STOP)}
     if args.models:
-        unknown = sorted(set(args.models) - set(configs))
+        from search_spaces.config import preset_names
+
+        known = list(configs) + [n for n in preset_names() if n not in configs and not args.match_flops]
+        unknown = sorted(set(args.models) - set(known))
         if unknown:
-            p.exit(2, f"error: --models {' '.join(unknown)}: not accepted; accepted: {', '.join(configs)}\n")
-        configs = {n: c for n, c in configs.items() if n in args.models}
+            p.exit(2, f"error: --models {' '.join(unknown)}: not accepted; accepted: {', '.join(known)}\n")
+        configs = {n: configs.get(n) or config(n) for n in known if n in args.models}
     names = list(configs)
     claims_table = MATCHED_CLAIMS if args.match_flops else CLAIMS
     results: dict[str, dict[int, dict[str, Any]]] = {n: {} for n in names}
@@ -236,8 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     sd = math.sqrt(float(np.mean(spreads))) if spreads else float("nan")
     claims = []
     for table, better, worse, ap_b, ap_w in claims_table:
-        b = [v["AP"] for v in results[better].values()]
-        w = [v["AP"] for v in results[worse].values()]
+        b = [v["AP"] for v in results.get(better, {}).values()]
+        w = [v["AP"] for v in results.get(worse, {}).values()]
         if not b or not w:
             claims.append({"table": table, "claim": f"{better} > {worse}", "verdict": "not measured"})
             continue
