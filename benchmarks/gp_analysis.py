@@ -314,8 +314,33 @@ def noise_report(table: Sequence[dict[str, Any]]) -> dict[str, Any]:
         }
     losses = [d for d in both if all(d["trainings"]["full"][s].get("val_loss") is not None for s in SEEDS)]
     if len(losses) >= 3:
-        vl = [-sum(d["trainings"]["full"][s]["val_loss"] for s in SEEDS) for d in losses]
-        out["minus_val_loss_tau_with_AP"] = kendall_tau(vl, [d["AP"] for d in losses])
+        out["by_score"] = score_reliability(losses)
+    return out
+
+
+def score_reliability(designs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """ICC(1) and seed τ of the scores a proxy stage could rank one training by: AP, minus the
+    val loss, and their rank average (per seed, ranks among the designs scaled to [0, 1]); and
+    the τ of each's 2-seed mean with the 2-seed mean AP."""
+    from benchmarks.proxy_noise import icc1
+    from nas.engine.stats import ranks
+
+    per_seed = {
+        "AP": [[d["trainings"]["full"][s]["AP"] for s in SEEDS] for d in designs],
+        "-val_loss": [[-d["trainings"]["full"][s]["val_loss"] for s in SEEDS] for d in designs],
+    }
+    scaled = {
+        k: np.array([ranks([g[i] for g in v]) / (len(v) - 1) for i in range(len(SEEDS))]).T for k, v in per_seed.items()
+    }
+    per_seed["rankavg(AP,-val_loss)"] = ((scaled["AP"] + scaled["-val_loss"]) / 2).tolist()
+    ap = [d["AP"] for d in designs]
+    out = {}
+    for name, groups in per_seed.items():
+        out[name] = {
+            **icc1(groups),
+            "seed_tau": kendall_tau([g[0] for g in groups], [g[1] for g in groups]),
+            "tau_mean_with_AP": kendall_tau([sum(g) / len(g) for g in groups], ap),
+        }
     return out
 
 

@@ -135,3 +135,17 @@ def test_the_docstring_examples_run() -> None:
     import doctest
 
     assert doctest.testmod(ga).failed == 0
+
+
+def test_a_loss_that_mirrors_the_ap_is_as_reliable_and_its_rank_average_agrees() -> None:
+    rng = np.random.default_rng(1)
+    designs = []
+    for k in range(20):
+        seeds = {s: rng.normal(k, 3.0) for s in (0, 1)}
+        full = {s: {"AP": a, "val_loss": 5.0 - 2 * a} for s, a in seeds.items()}  # a monotone image of AP
+        designs.append({"AP": (seeds[0] + seeds[1]) / 2, "trainings": {"full": full}})
+    out = ga.score_reliability(designs)
+    assert out["-val_loss"]["seed_tau"] == pytest.approx(out["AP"]["seed_tau"])
+    assert out["rankavg(AP,-val_loss)"]["seed_tau"] == pytest.approx(out["AP"]["seed_tau"])
+    assert out["AP"]["tau_mean_with_AP"] == pytest.approx(1.0)
+    assert out["AP"]["icc"] == pytest.approx(out["-val_loss"]["icc"])  # ICC is scale-free
