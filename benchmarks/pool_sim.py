@@ -64,8 +64,10 @@ def tpe_picks(
     observe: Callable[[int], tuple[float, float]],
 ) -> list[int]:
     """Optuna's TPE on (AP ↑, FLOPs ↓), ``n_startup_trials = max(1, k // 2)``: each of ``k``
-    proposals of ``space`` is snapped to the nearest (:func:`knob_distance`, then lowest index)
-    design not yet picked, and told what ``observe(index)`` returns, ``(AP, FLOPs)``."""
+    proposals of ``space`` is snapped to the design not yet picked that matches the most of the
+    proposal's knobs (then the lowest index), and told what ``observe(index)`` returns,
+    ``(AP, FLOPs)``. The proposal's knobs only, not :func:`knob_distance`: a design's knobs of
+    another block are not a second mismatch (as ``benchmarks/search_efficiency.py`` always did)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -79,7 +81,10 @@ def tpe_picks(
         space.suggest(trial)
         want = trial.params
         taken = set(picked)
-        best = min((i for i in range(len(knobs)) if i not in taken), key=lambda i: (knob_distance(want, knobs[i]), i))
+        best = min(
+            (i for i in range(len(knobs)) if i not in taken),
+            key=lambda i: (sum(knobs[i].get(n) != v for n, v in want.items()), i),
+        )
         picked.append(best)
         study.tell(trial, list(observe(best)))
     return picked
