@@ -446,7 +446,12 @@ def main(argv: list[str] | None = None, scores: dict[str, ScoreFn] | None = None
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--k", nargs="+", default=["4", "8", "16", "32"], help="budgets, in units of full trainings")
     p.add_argument("--seeds", default="200", help="simulation seeds")
-    p.add_argument("--arms", nargs="+", default=None, help="a subset of the arms (default: all)")
+    p.add_argument(
+        "--arms",
+        nargs="+",
+        default=None,
+        help=f"a subset of the arms (default: all; {REFERENCE_ARM}, the reference, always runs)",
+    )
     p.add_argument(
         "--pool",
         choices=("full", "low"),
