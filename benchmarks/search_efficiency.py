@@ -35,15 +35,14 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import BENCH_DIR, write_result
+from benchmarks.pool_sim import hypervolume, select_indices, stand_in_trial, tpe_picks
 from benchmarks.rank_study import (
-    BUDGET,
     FITTED,
     RECIPES,
     fit_rank_linear,
     result_name,
     transform,
 )
-from nas.engine import stats
 from nas.engine.stats import predict_rank_linear, sem
 
 SCORES = ("gradpath", "flops", "params", "synflow", "naswot")
@@ -54,11 +53,6 @@ PREDICTOR = {
     "synflow": "synflow",
     "naswot": "naswot",
 }
-
-
-def hypervolume(points: list[tuple[float, float]], budget: float = BUDGET) -> float:
-    """The shared 2-D hypervolume (:func:`nas.engine.stats.hypervolume`) w.r.t. the study's budget."""
-    return stats.hypervolume(points, budget)
 
 
 def out_of_fold(rows: list[dict[str, Any]], cols: list[str], folds: int = 5, seed: int = 0) -> np.ndarray:
@@ -77,19 +71,11 @@ def out_of_fold(rows: list[dict[str, Any]], cols: list[str], folds: int = 5, see
 
 def _trial(i: int, row: dict[str, Any], score: float) -> SimpleNamespace:
     """A stand-in for a cheap-stage Optuna trial, as ``select_candidates`` reads one."""
-    return SimpleNamespace(
-        number=i,
-        state=SimpleNamespace(name="COMPLETE"),
-        values=[float(score), float(row["predictors"]["flops"])],
-        user_attrs={"key": row["key"], "config": row["config"]},
-    )
+    return stand_in_trial(i, score, row["predictors"]["flops"], row["key"], row["config"])
 
 
 def two_stage(rows: list[dict[str, Any]], scores: list[float], k: int) -> list[int]:
-    from nas.engine import select_candidates
-
-    trials = [_trial(i, r, s) for i, (r, s) in enumerate(zip(rows, scores, strict=True))]
-    return [t.number for t in select_candidates(trials, k, int(BUDGET))]
+    return select_indices([_trial(i, r, s) for i, (r, s) in enumerate(zip(rows, scores, strict=True))], k)
 
 
 def _knobs(row: dict[str, Any]) -> dict[str, Any]:
@@ -100,27 +86,12 @@ def _knobs(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def optuna_arm(rows: list[dict[str, Any]], k: int, seed: int) -> list[int]:
-    import optuna
-
     from search_spaces.space import SearchSpace
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    knobs = [_knobs(r) for r in rows]
-    space = SearchSpace()
-    study = optuna.create_study(
-        directions=["maximize", "minimize"],
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, k // 2)),
-    )
-    picked: list[int] = []
-    for _ in range(k):
-        trial = study.ask()
-        space.suggest(trial)
-        want = trial.params
-        free = [i for i in range(len(rows)) if i not in picked]
-        best = min(free, key=lambda i: (sum(knobs[i].get(n) != v for n, v in want.items()), i))
-        picked.append(best)
-        study.tell(trial, [rows[best]["AP"], float(rows[best]["predictors"]["flops"])])
-    return picked
+    def observe(i: int) -> tuple[float, float]:
+        return rows[i]["AP"], float(rows[i]["predictors"]["flops"])
+
+    return tpe_picks([_knobs(r) for r in rows], SearchSpace(), k, seed, observe)
 
 
 def evaluate(rows: list[dict[str, Any]], picks: list[int]) -> dict[str, float]:

@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import BENCH_DIR, write_result
+from benchmarks.pool_sim import hypervolume
 from benchmarks.rank_study import (
     BUDGET,
     RECIPES,
@@ -63,7 +64,7 @@ from benchmarks.rank_study import (
     study_recipe,
     train,
 )
-from benchmarks.search_efficiency import hypervolume, sem
+from nas.engine.stats import sem
 
 ARMS = ("adaptive", "fixed-k", "optuna-tpe", "random", "evolution")
 #: regularised evolution: tournament size, and the expected genes a mutation redraws
