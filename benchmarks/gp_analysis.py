@@ -288,6 +288,24 @@ def apply_fit(design: dict[str, Any], fit: dict[str, dict[str, float]]) -> float
     )
 
 
+def table_scores(
+    table: Sequence[dict[str, Any]], fit_doc: dict[str, Any], folds: int = 5, seed: int = 0
+) -> dict[str, float]:
+    """The committed model's score of every table design that a simulation may read without
+    leaking its own AP: out-of-fold for the fit designs (the model refitted on the other folds,
+    its ``best`` feature chosen there), the committed fit for all others (the held-out set)."""
+    fit = fit_set(table)
+    model = fit_doc["model"]
+    out = {d["id"]: apply_fit(d, fit_doc["features"]) for d in table if d["split"] != "fit"}
+    perm = np.random.default_rng(seed).permutation(len(fit))
+    for f in range(folds):
+        test = set(perm[f::folds].tolist())
+        train = [d for i, d in enumerate(fit) if i not in test]
+        weights = fit_model(train, model)
+        out.update({fit[i]["id"]: apply_fit(fit[i], weights) for i in sorted(test)})
+    return out
+
+
 # -- the table's own noise and its low fidelity ----------------------------------------------------
 def noise_report(table: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Seed τ and ICC(1) of the full-fidelity AP over the designs with both seeds; the low

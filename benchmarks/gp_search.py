@@ -439,6 +439,17 @@ def _positive(text: str) -> int:
     return v
 
 
+def gp_fit_score(fit_file: Path, designs: Path, results: Path, scale: str) -> ScoreFn:
+    """The committed gradient-path fit as a cheap score of a table row (``gp_analysis.table_scores``:
+    out of fold on the fit designs, so no arm reads a score fitted on its own AP)."""
+    import json
+
+    from benchmarks.gp_analysis import table_scores
+
+    by_id = table_scores(load_table(designs, results, scale), json.loads(fit_file.read_text()))
+    return lambda row: by_id[row["id"]]
+
+
 def main(argv: list[str] | None = None, scores: dict[str, ScoreFn] | None = None) -> int:
     """The CLI. ``scores`` adds cheap scores, ``{name: function(table_row) -> float}`` (e.g. the
     gradient-path score): each gives every score-guided arm as ``arm:name``."""
@@ -459,9 +470,19 @@ def main(argv: list[str] | None = None, scores: dict[str, ScoreFn] | None = None
         help="full: designs with both full seeds; low: only those with low rows too (every arm on the halving arms' pool)",
     )
     p.add_argument("--scale", choices=sorted(SCALES), default="reduced")
+    p.add_argument(
+        "--gp-fit",
+        type=Path,
+        default=None,
+        help="also the committed fit of benchmarks.gp_analysis as the score 'gp' (out of fold on the fit designs)",
+    )
     p.add_argument("--designs-file", type=Path, default=DESIGNS_FILE, help=argparse.SUPPRESS)
     p.add_argument("--results-file", type=Path, default=RESULTS_FILE, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.gp_fit is not None:
+        if not args.gp_fit.exists():
+            p.exit(2, f"error: --gp-fit {args.gp_fit} is missing; accepted: the file gp_analysis --write-fit wrote\n")
+        all_scores["gp"] = gp_fit_score(args.gp_fit, args.designs_file, args.results_file, args.scale)
     try:
         ks = [_positive(v) for v in args.k]
     except ValueError:

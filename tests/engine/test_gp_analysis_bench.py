@@ -149,3 +149,16 @@ def test_a_loss_that_mirrors_the_ap_is_as_reliable_and_its_rank_average_agrees()
     assert out["rankavg(AP,-val_loss)"]["seed_tau"] == pytest.approx(out["AP"]["seed_tau"])
     assert out["AP"]["tau_mean_with_AP"] == pytest.approx(1.0)
     assert out["AP"]["icc"] == pytest.approx(out["-val_loss"]["icc"])  # ICC is scale-free
+
+
+def test_a_fit_designs_simulation_score_never_saw_its_own_ap() -> None:
+    table = _table("gp.max_shortest_gradient_path", noise=0.002)
+    doc = ga.fit_document(table, ga.analyze(table, n_boot=10, n_perm=50))
+    before = ga.table_scores(table, doc)
+    fit_ids = [d["id"] for d in table if d["split"] == "fit"]
+    changed = [dict(d, AP=-1.0) if d["id"] == fit_ids[3] else d for d in table]
+    after = ga.table_scores(changed, doc)
+    assert after[fit_ids[3]] == pytest.approx(before[fit_ids[3]])  # out of fold: its own AP is unseen
+    assert any(after[i] != pytest.approx(before[i]) for i in fit_ids if i != fit_ids[3])  # others' folds saw it
+    held = [d for d in table if d["split"] == "heldout"]
+    assert before[held[0]["id"]] == pytest.approx(ga.apply_fit(held[0], doc["features"]))
