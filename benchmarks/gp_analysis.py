@@ -397,6 +397,32 @@ def heldout_report(table: Sequence[dict[str, Any]], fit_doc: dict[str, Any], n_b
     return out
 
 
+def ship(fit_doc: dict[str, Any], heldout: dict[str, Any], path: Path | None = None) -> str:
+    """Write the committed fit as the search's ``fitted`` score if, and only if, its held-out τ
+    exceeds that of FLOPs (issue 28); returns what was done, in one line."""
+    from nas.engine.scores import FITTED_SCORE_FILE, fitted_weights, save_fitted_weights
+
+    path = path or FITTED_SCORE_FILE
+    mine, flops = heldout[f"committed:{fit_doc['model']}"]["tau"], heldout["flops"]["tau"]
+    if not mine > flops:
+        return f"not shipped: held-out τ {mine:+.3f} does not exceed FLOPs' {flops:+.3f}; {path.name} unchanged"
+    replaced = fitted_weights(path)["version"] if path.exists() else None
+    n = len(fit_doc["features"])
+    saved = save_fitted_weights(
+        path,
+        fit_doc["features"],
+        version=f"gp-table-{fit_doc['model']}-{n}f",
+        source=f"{fit_doc['source']}, model {fit_doc['model']} (benchmarks/data/gp_fit.json)",
+        log_features=tuple(fit_doc["log"]),
+        cv_kendall_tau=round(fit_doc["cv"]["cv_tau"], 4),
+        heldout_kendall_tau=round(mine, 4),
+        heldout_flops_kendall_tau=round(flops, 4),
+        heldout_designs=heldout["designs"],
+        replaces=replaced,
+    )
+    return f"shipped {fit_doc['model']} as {path} (version {saved['version']}; held-out τ {mine:+.3f} > FLOPs {flops:+.3f})"
+
+
 # -- the command ----------------------------------------------------------------------------------
 def fit_set(table: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [d for d in table if d["split"] == "fit" and d["AP"] is not None]
@@ -484,6 +510,11 @@ def main(argv: list[str] | None = None) -> int:
         "--write-fit", action="store_true", help=f"write {FIT_FILE.name} (commit it before the held-out set)"
     )
     p.add_argument("--heldout", action="store_true", help=f"test the committed {FIT_FILE.name} on the held-out set")
+    p.add_argument(
+        "--ship",
+        action="store_true",
+        help="with --heldout: write the committed fit as the search's `fitted` score if its held-out τ beats FLOPs'",
+    )
     p.add_argument("--bootstrap", type=int, default=N_BOOT)
     p.add_argument("--permutations", type=int, default=N_PERM)
     p.add_argument("--scale", default="reduced")
@@ -502,8 +533,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.heldout:
         if not args.fit_file.exists():
             p.exit(2, f"error: {args.fit_file} is missing; accepted: --write-fit and commit it first\n")
-        report["heldout"] = heldout_report(table, json.loads(args.fit_file.read_text()), args.bootstrap)
+        fit_doc = json.loads(args.fit_file.read_text())
+        report["heldout"] = heldout_report(table, fit_doc, args.bootstrap)
         print("held-out:", json.dumps(report["heldout"], indent=1, default=float))
+        if args.ship:
+            print(ship(fit_doc, report["heldout"]))
+    elif args.ship:
+        p.exit(2, "error: --ship needs --heldout; accepted: a fit ships only on its held-out test\n")
     write_result("gp_analysis", report)
     return 0
 

@@ -162,3 +162,21 @@ def test_a_fit_designs_simulation_score_never_saw_its_own_ap() -> None:
     assert any(after[i] != pytest.approx(before[i]) for i in fit_ids if i != fit_ids[3])  # others' folds saw it
     held = [d for d in table if d["split"] == "heldout"]
     assert before[held[0]["id"]] == pytest.approx(ga.apply_fit(held[0], doc["features"]))
+
+
+def test_a_fit_ships_only_past_flops_and_the_search_then_scores_as_the_analysis_did(tmp_path) -> None:
+    from nas.engine.scores import Candidate, fitted_weights, linear_rank_score
+
+    table = _table("gp.longest_gradient_path", noise=0.002)
+    doc = ga.fit_document(table, ga.analyze(table, n_boot=10, n_perm=50))
+    path = tmp_path / "fitted_score.json"
+    held = {f"committed:{doc['model']}": {"tau": 0.3}, "flops": {"tau": 0.3}, "designs": 40}
+    assert ga.ship(doc, held, path).startswith("not shipped") and not path.exists()  # a tie is not a win
+    held[f"committed:{doc['model']}"]["tau"] = 0.5
+    assert ga.ship(doc, held, path).startswith("shipped")
+    features = fitted_weights(path)["features"]
+    for d in table[:10]:  # the cheap stage's reading of the shipped file = the analysis's score
+        c = Candidate(d["flops"], d["params"], d["metrics"])
+        assert linear_rank_score(c, features) == pytest.approx(
+            ga.apply_fit(d, doc["features"]), abs=1e-4
+        )  # 6 decimals kept
