@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -42,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import write_result
+from benchmarks.gp_analysis import FIT_FILE as GP_FIT_FILE
 from benchmarks.gp_table import DESIGNS_FILE, RESULTS_FILE, SEEDS, load_table
 from benchmarks.pool_sim import hypervolume, knob_distance, select_indices, stand_in_trial, tpe_picks
 from benchmarks.proxy_noise import SCALES
@@ -439,11 +441,28 @@ def _positive(text: str) -> int:
     return v
 
 
+def is_shipped(fit_file: Path) -> bool:
+    """Whether the committed fit is the search's shipped ``fitted`` score (same features and weights)."""
+    from nas.engine.scores import FITTED_SCORE_FILE
+
+    fit = json.loads(fit_file.read_text())["features"]
+    shipped = json.loads(FITTED_SCORE_FILE.read_text())["features"]
+    return {k.removeprefix("gp."): round(v["weight"], 4) for k, v in fit.items()} == {
+        k: round(v["weight"], 4) for k, v in shipped.items()
+    }
+
+
+def file_score(path: Path) -> ScoreFn:
+    """A fitted-score file (``nas.engine.scores`` format) as a score of a table row."""
+    from nas.engine.scores import Candidate, fitted_weights, linear_rank_score
+
+    features = fitted_weights(path)["features"]
+    return lambda row: linear_rank_score(Candidate(row["flops"], row["params"], row["metrics"]), features)
+
+
 def gp_fit_score(fit_file: Path, designs: Path, results: Path, scale: str) -> ScoreFn:
     """The committed gradient-path fit as a cheap score of a table row (``gp_analysis.table_scores``:
     out of fold on the fit designs, so no arm reads a score fitted on its own AP)."""
-    import json
-
     from benchmarks.gp_analysis import table_scores
 
     by_id = table_scores(load_table(designs, results, scale), json.loads(fit_file.read_text()))
@@ -474,15 +493,33 @@ def main(argv: list[str] | None = None, scores: dict[str, ScoreFn] | None = None
         "--gp-fit",
         type=Path,
         default=None,
-        help="also the committed fit of benchmarks.gp_analysis as the score 'gp' (out of fold on the fit designs)",
+        help="the committed fit of benchmarks.gp_analysis, read out of fold on the fit designs: as 'fitted' when it "
+        f"is the shipped score, else as the score 'gp' (default on the committed table: {GP_FIT_FILE.name})",
+    )
+    p.add_argument(
+        "--score",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="also a fitted-score file (nas.engine.scores format) as the score NAME, e.g. the rank study's earlier one",
     )
     p.add_argument("--designs-file", type=Path, default=DESIGNS_FILE, help=argparse.SUPPRESS)
     p.add_argument("--results-file", type=Path, default=RESULTS_FILE, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.gp_fit is None and args.results_file == RESULTS_FILE and GP_FIT_FILE.exists():
+        args.gp_fit = GP_FIT_FILE  # the committed table: its shipped score must be read out of fold
     if args.gp_fit is not None:
         if not args.gp_fit.exists():
             p.exit(2, f"error: --gp-fit {args.gp_fit} is missing; accepted: the file gp_analysis --write-fit wrote\n")
-        all_scores["gp"] = gp_fit_score(args.gp_fit, args.designs_file, args.results_file, args.scale)
+        name = "fitted" if is_shipped(args.gp_fit) else "gp"  # the shipped score, read without leaking
+        all_scores[name] = gp_fit_score(args.gp_fit, args.designs_file, args.results_file, args.scale)
+    for spec in args.score:
+        name, _, file = spec.partition("=")
+        if not name or name in all_scores or not Path(file).is_file():
+            p.exit(
+                2, f"error: --score {spec!r} is not accepted; accepted: NAME=FILE, a new name and a fitted-score file\n"
+            )
+        all_scores[name] = file_score(Path(file))
     try:
         ks = [_positive(v) for v in args.k]
     except ValueError:

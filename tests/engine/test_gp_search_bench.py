@@ -274,6 +274,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys)
         ([*ok, "--arms", "select:gp"], "error: arm 'select:gp' is not accepted"),
         (["--results-file", str(tmp_path / "none.jsonl")], "error: "),
         ([*ok, "--scale", "huge"], "usage: "),
+        ([*ok, "--score", "flops=nope.json"], "error: --score 'flops=nope.json' is not accepted"),
+        ([*ok, "--gp-fit", str(tmp_path / "none.json")], "is missing; accepted: the file gp_analysis --write-fit"),
     ):
         with pytest.raises(SystemExit) as e:
             gs.main(argv)
@@ -284,3 +286,24 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys)
         gs.main(ok)
     assert e.value.code == 2 and "has 0 designs with both full seeds" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_fitted_score_file_is_a_score_and_the_committed_fit_is_the_shipped_one(tmp_path, monkeypatch) -> None:
+    from benchmarks.gp_analysis import FIT_FILE
+    from nas.engine.scores import FITTED_SCORE_FILE, cheap_score
+
+    monkeypatch.chdir(tmp_path)
+    results = noisy_results(tmp_path / "results.jsonl")
+    argv = ["--results-file", str(results), "--seeds", "3", "--k", "4", "--arms", "select:mine", "select:fitted"]
+    assert gs.main([*argv, "--score", f"mine={FITTED_SCORE_FILE}"]) == 0
+    out = json.loads((tmp_path / "runs" / "bench" / "gp_search.json").read_text())
+    for r in out["results"]["K=4"]["per_seed"]:  # the shipped file read as a file: the same picks
+        assert r["select:mine"] == r["select:fitted"]
+    row = {
+        "flops": 1e11,
+        "params": 4e7,
+        "metrics": json.loads(DESIGNS_FILE.read_text())["fit"]["designs"][0]["metrics"],
+    }
+    assert gs.file_score(FITTED_SCORE_FILE)(row) == pytest.approx(cheap_score("fitted", **row))
+    # the simulation reads the shipped score out of fold on the real table because it is this fit
+    assert gs.is_shipped(FIT_FILE)
