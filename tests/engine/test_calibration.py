@@ -98,10 +98,13 @@ def test_prior_weights_reproduce_the_shipped_fitted_score():
     rng = np.random.default_rng(4)
     cands = []
     for _ in range(6):
-        metrics = {
+        metrics = {  # every network-level metric a shipped score may read
             "max_shortest_gradient_path": int(rng.integers(4, 16)),
+            "longest_gradient_path": int(rng.integers(30, 120)),
             "gradient_combinations": float(math.exp(rng.normal(13, 0.8))),
-            "distinct_gradient_combinations": 10,
+            "distinct_gradient_combinations": int(rng.integers(40, 120)),
+            "duplicate_gradient_ratio": float(rng.uniform(0, 0.3)),
+            "gradient_overlap": float(rng.uniform(0, 0.4)),
         }
         cands.append((int(math.exp(rng.normal(24.7, 0.6))), int(rng.integers(10**6, 10**8)), metrics))
     from nas.engine.calibration import features_of
