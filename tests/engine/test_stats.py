@@ -78,13 +78,16 @@ def test_candidates_are_feasible_deterministic_and_stratified() -> None:
 
 
 def test_fitted_cheap_score_directions() -> None:
-    from nas.engine import SCORES, cheap_score
+    from nas.engine import SCORES, cheap_score, score_candidate
 
     assert "fitted" in SCORES
-    m = {"gradient_combinations": 600_000, "max_shortest_gradient_path": 10}
+    from search_spaces import load_config
+
+    m = score_candidate(load_config("yolor-csp"), "flops")["metrics"]
     base = cheap_score("fitted", 5e10, 0, m)
     assert cheap_score("fitted", 1e11, 0, m) > base  # more FLOPs: higher
-    assert cheap_score("fitted", 5e10, 0, {**m, "max_shortest_gradient_path": 6}) > base  # shorter path
+    assert cheap_score("fitted", 5e10, 0, {**m, "max_shortest_gradient_path": 6}) > base  # shorter paths
+    assert cheap_score("fitted", 5e10, 0, {**m, "longest_gradient_path": m["longest_gradient_path"] - 10}) > base
 
 
 def test_a_shipped_fit_is_the_score_the_search_uses(tmp_path) -> None:  # noqa: ANN001
