@@ -19,7 +19,8 @@ zero-cost features ``<hash>/features.json``; a re-run reuses both.
     .venv/bin/python -m benchmarks.rank_study --shard 1/2 --threads 1 &
     .venv/bin/python -m benchmarks.rank_study --analyze-only             # tables + plot
 
-Results: ``runs/bench/rank_study.json``/``.png`` (reduced recipe), ``rank_study_default.*``.
+Results: ``runs/bench/rank_study.json``/``.png`` (reduced recipe), ``rank_study_default.*``; a
+recipe version other than v1 adds its name (``rank_study_v2.json``).
 
 ``--space yolor`` (the default since the per-stage space) samples per-stage designs stratified
 over the 16 (backbone majority block × neck majority block) pairs: 3 of the 5 stages (nodes) of

@@ -135,7 +135,7 @@ def test_trained_flops_agree_with_torch_flop_counter() -> None:
 def test_perstage_rank_study_and_fidelity_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert rs.main(["--recipe", "smoke", "--candidates", "3", "--repeat-seeds", "1", "--bootstrap", "20"]) == 0
-    out = json.loads((tmp_path / "runs/bench/rank_study_perstage_smoke.json").read_text())
+    out = json.loads((tmp_path / "runs/bench/rank_study_perstage_smoke_v2.json").read_text())  # recipe v2: its own name
     assert out["space"] == "yolor" and out["candidates_finished"] == 3 and out["second_seed_finished"] == 1
     assert all(len(r["pattern"].split(",")) == 10 for r in out["rows"])
     args = ["--recipe", "smoke", "--candidates", "3", "--options", "images240", "--bootstrap", "20"]
