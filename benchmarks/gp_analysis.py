@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,14 @@ import numpy as np
 from benchmarks._common import write_result
 from benchmarks.gp_table import DESIGNS_FILE, RESULTS_FILE, SEEDS, load_table
 from benchmarks.rank_study import METRIC_KEYS
-from nas.engine.stats import bootstrap_ci, fit_rank_linear, kendall_tau, predict_rank_linear, transform
+from nas.engine.stats import (
+    bootstrap_ci,
+    bootstrap_tau_difference,
+    fit_rank_linear,
+    kendall_tau,
+    predict_rank_linear,
+    transform,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FIT_FILE = ROOT / "benchmarks" / "data" / "gp_fit.json"
@@ -182,10 +189,9 @@ def feature_report(
                 "feature": name,
                 "n": len(y),
                 "tau": kendall_tau(x[k], y),
-                "tau_ci95": bootstrap_ci(x[k], y, kendall_tau, n_boot),
-                "tau_ci_bonferroni": bootstrap_ci(x[k], y, kendall_tau, n_boot, level=level),
+                **_cis("tau", lambda i, _x=x[k]: kendall_tau(_x[i], y[i]), len(y), n_boot, level),
                 "partial_tau": partial_tau(x[k], y, z),
-                **_partial_cis(x[k], y, z, n_boot, level),
+                **_cis("partial_tau", lambda i, _x=x[k]: partial_tau(_x[i], y[i], z[i]), len(y), n_boot, level),
                 "p_tau": float(p_tau[k]),
                 "p_tau_holm": float(holm_tau[k]),
                 "p_partial": float(p_partial[k]),
@@ -195,20 +201,15 @@ def feature_report(
     return rows
 
 
-def _partial_cis(x: np.ndarray, y: np.ndarray, z: np.ndarray, n_boot: int, level: float) -> dict[str, Any]:
-    """Percentile bootstrap CIs of the partial τ, resampling designs (x, y, z together)."""
+def _cis(name: str, stat: Callable[[np.ndarray], float], n: int, n_boot: int, level: float) -> dict[str, Any]:
+    """Percentile bootstrap CIs of ``stat`` (of the resampled design indices), 95 % and at
+    ``level``, from one set of resamples (the resamples of ``nas.engine.stats.bootstrap_ci``)."""
     rng = np.random.default_rng(0)
-    vals = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        v = partial_tau(x[idx], y[idx], z[idx])
-        if math.isfinite(v):
-            vals.append(v)
+    vals = [v for v in (stat(rng.integers(0, n, n)) for _ in range(n_boot)) if math.isfinite(v)]
     if not vals:
-        return {"partial_tau_ci95": (float("nan"),) * 2, "partial_tau_ci_bonferroni": (float("nan"),) * 2}
-    q = [0.025, 0.975, (1 - level) / 2, 1 - (1 - level) / 2]
-    lo, hi, blo, bhi = (float(v) for v in np.quantile(vals, q))
-    return {"partial_tau_ci95": (lo, hi), "partial_tau_ci_bonferroni": (blo, bhi)}
+        return {f"{name}_ci95": (float("nan"),) * 2, f"{name}_ci_bonferroni": (float("nan"),) * 2}
+    lo, hi, blo, bhi = (float(v) for v in np.quantile(vals, [0.025, 0.975, (1 - level) / 2, 1 - (1 - level) / 2]))
+    return {f"{name}_ci95": (lo, hi), f"{name}_ci_bonferroni": (blo, bhi)}
 
 
 # -- the fitted score -----------------------------------------------------------------------------
@@ -384,15 +385,9 @@ def heldout_report(table: Sequence[dict[str, Any]], fit_doc: dict[str, Any], n_b
             "partial_tau_given_flops": partial_tau(v, y, scores["flops"]),
         }
     committed = next(iter(scores))
-    rng = np.random.default_rng(0)
-    diffs = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        diffs.append(kendall_tau(scores[committed][idx], y[idx]) - kendall_tau(scores["flops"][idx], y[idx]))
-    diffs = [v for v in diffs if math.isfinite(v)]
     out["committed_minus_flops_tau"] = {
         "mean": out[committed]["tau"] - out["flops"]["tau"],
-        "ci95": [float(q) for q in np.quantile(diffs, [0.025, 0.975])],
+        "ci95": bootstrap_tau_difference(scores["flops"], scores[committed], y, n_boot),
     }
     return out
 

@@ -422,7 +422,7 @@ def fidelity_to_reference(
     """Kendall τ of each default's score with the reference (3x the steps), per scale, on the
     designs both have with seeds 0 and 1: of the 2-seed means, and of seed 0 alone (what one
     run sees), with bootstrap CIs over designs and the paired difference new − old."""
-    from nas.engine.stats import bootstrap_ci, kendall_tau
+    from nas.engine.stats import bootstrap_ci, bootstrap_tau_difference, kendall_tau
 
     def means(arm: str, variant: str, scale: str) -> dict[str, dict[int, float]]:
         out: dict[str, dict[int, float]] = {}
@@ -462,16 +462,9 @@ def fidelity_to_reference(
         if old in per and new in per and per[old][0] == per[new][0]:
             _, a, target = per[old]
             _, b, _ = per[new]
-            rng = np.random.default_rng(seed)
-            diffs = []
-            for _ in range(n_boot):
-                i = rng.integers(0, len(target), len(target))
-                d = kendall_tau(b[i], target[i]) - kendall_tau(a[i], target[i])
-                if math.isfinite(d):
-                    diffs.append(d)
             entry["new_minus_old_tau"] = {
                 "mean": entry[new]["tau_2seed_mean"] - entry[old]["tau_2seed_mean"],
-                "ci95": [float(q) for q in np.quantile(diffs, [0.025, 0.975])] if diffs else None,
+                "ci95": bootstrap_tau_difference(a, b, target, n_boot, seed),
             }
         report[scale] = entry
     return report

@@ -78,6 +78,22 @@ def bootstrap_ci(
     return (float(lo), float(hi))
 
 
+def bootstrap_tau_difference(
+    a: Sequence[float], b: Sequence[float], y: Sequence[float], n_boot: int = 1000, seed: int = 0
+) -> list[float] | None:
+    """Percentile 95 % CI of τ(b, y) − τ(a, y), resampling designs (a, b and y together): the
+    paired comparison of two scores on the same designs; None when no resample is defined."""
+    a, b, y = (np.asarray(v, dtype=float) for v in (a, b, y))
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(y), len(y))
+        d = kendall_tau(b[i], y[i]) - kendall_tau(a[i], y[i])
+        if math.isfinite(d):
+            diffs.append(d)
+    return [float(q) for q in np.quantile(diffs, [0.025, 0.975])] if diffs else None
+
+
 def correlation(x: Sequence[float], y: Sequence[float], n_boot: int = 1000) -> dict[str, Any]:
     """τ and ρ with their bootstrap 95 % CIs (one dict per predictor in the report)."""
     return {
