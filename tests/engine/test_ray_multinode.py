@@ -27,7 +27,7 @@ import pytest
 
 from nas.engine.objectives import config_of
 from nas.engine.storage import open_storage
-from tests.support.helpers import search_cmd
+from tests.support.helpers import search_cmd, tiny_search
 from tests.support.ray_nodes import can_hide_folders, clean_env, ray_head, ray_worker, stop_group
 
 pytestmark = [
@@ -36,20 +36,7 @@ pytestmark = [
 ]
 
 #: 3 one-epoch trainings, then one of 3 epochs (the one killed and resumed)
-TINY = [
-    "--candidates",
-    "120",
-    "--trials",
-    "2",
-    "--epochs",
-    "3",
-    "--images",
-    "48",
-    "--val-images",
-    "16",
-    "--img-size",
-    "64",
-]
+TINY = tiny_search(epochs=3, images=48)
 
 
 @pytest.fixture(scope="module")

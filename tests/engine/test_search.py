@@ -23,7 +23,7 @@ from nas.engine.objectives import config_of, flops_of, metrics_of
 from nas.engine.stats import pareto_fronts
 from nas.engine.storage import open_storage
 from search_spaces import parse_yaml
-from tests.support.helpers import TINY, search_cmd
+from tests.support.helpers import TINY, search_cmd, tiny_search
 
 
 @pytest.mark.parametrize(
@@ -304,20 +304,7 @@ def test_proxy_stage_killed_and_resumed_keeps_finished_and_duplicates_nothing(tm
 def test_tiny_adaptive_search_trains_more_candidates_than_trials_and_writes_the_ledger(tmp_path):
     """The issue's done-when check at test size: --trials 2 with 3 epochs is 3 trainings of one
     epoch and one of three; only the full-fidelity one reaches the front, best.yaml and export."""
-    tiny = [
-        "--candidates",
-        "120",
-        "--trials",
-        "2",
-        "--epochs",
-        "3",
-        "--images",
-        "32",
-        "--val-images",
-        "16",
-        "--img-size",
-        "64",
-    ]
+    tiny = tiny_search(epochs=3)
     proc = subprocess.run(search_cmd(tmp_path, "ad", *tiny), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = tmp_path / "ad"

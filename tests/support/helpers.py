@@ -5,21 +5,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-#: the smallest search the end-to-end tests run: a few cheap candidates, two short trainings on tiny images
-TINY = [
-    "--candidates",
-    "120",
-    "--trials",
-    "2",
-    "--epochs",
-    "2",
-    "--images",
-    "32",
-    "--val-images",
-    "16",
-    "--img-size",
-    "64",
-]
+
+def tiny_search(epochs: int = 2, images: int = 32) -> list[str]:
+    """The smallest search the end-to-end tests run: a few cheap candidates, two units of
+    trainings of ``epochs`` on ``images`` tiny images (``--images`` onward are also ``nas train``'s)."""
+    cheap = ["--candidates", "120", "--trials", "2", "--epochs", str(epochs)]
+    return [*cheap, "--images", str(images), "--val-images", "16", "--img-size", "64"]
+
+
+TINY = tiny_search()
 
 
 def search_cmd(runs_dir: Path, name: str, *extra: str, budget: str = "45G") -> list[str]:
