@@ -1,18 +1,16 @@
 """Search efficiency with real trainings on the per-stage space: five ways to spend the compute
 of the same K full proxy trainings.
 
-Unlike ``benchmarks/search_efficiency.py`` (a table-lookup simulation over the rank study's
-pool), every arm here proposes configs from the whole per-stage space (``SPACES["yolor"]``) and
-everything it trains is trained. Per seed, with the compute of K full trainings each (the
-default search's K = 4):
+Unlike ``benchmarks/gp_search.py`` (a simulation over the gradient-path table's pool), every arm
+here proposes configs from the whole per-stage space (``SPACES["yolor"]``) and everything it
+trains is trained. Per seed, with the compute of K full trainings each (the default search's K = 4):
 
-* ``adaptive`` — the search itself (``nas.engine.search``): the cheap stage, then the proxy stage
-  by successive halving (``nas.engine.fidelity.plan_rungs``: with 5 epochs, 5 candidates × 2
-  epochs, then the best 2 × 5) with the fidelity ledger's live recalibration. Only its
-  full-fidelity trainings count as its results; its seed is the search's ``--seed`` (cheap stage
-  and trainings).
-* ``fixed-k`` — the search before issue 13: the same cheap stage and ``select_candidates``; its
-  K picks are trained at full fidelity.
+* ``search`` — ``nas search`` as it runs by default (``nas.engine.search``, ``--proxy-stage
+  select``): the cheap stage, the selection, its K picks trained in full, the ledger recorded.
+  Its seed is the search's ``--seed`` (cheap stage and trainings).
+* ``halving`` — the same search with ``--proxy-stage halving`` (the default before issue 28):
+  with 5 epochs, 5 candidates × 2 epochs, then the best 2 × 5, recalibrating between the rungs.
+  Only its full-fidelity trainings count as its results.
 * ``optuna-tpe`` — Optuna's TPE sampler on (AP ↑, FLOPs ↓) driven by the proxy alone, no cheap
   stage: proposals over budget are told infeasible without training (a free FLOPs check, as
   any search would do), the rest trained one after another, each result told before the next
@@ -23,19 +21,24 @@ default search's K = 4):
   (``nas.engine.evolution.mutate``, about two genes) the best of a tournament of 2, is trained
   and replaces the oldest member.
 
-Trainings outside ``adaptive`` use the rank study's recipe and folders
+(Under ``--version v1`` the arms are the ones of the v1 study: ``adaptive`` = the search with
+halving, ``fixed-k`` = its picks trained outside the search.)
+
+Trainings outside the searches use the rank study's recipe and folders
 (``runs/bench/rank_study/<hash>/seed0``), so a config trained by any of those arms is trained
-once; ``adaptive`` runs real searches under ``runs/bench/search_efficiency_live/<recipe>/searches/``.
+once; the searches run under ``runs/bench/search_efficiency_live/<recipe>[_<version>]/searches/``.
 Reported per arm (mean and sem over seeds): best AP, the hypervolume of (AP ↑, FLOPs ↓)
-against (0, budget), also as a share of the front of every config trained at this recipe, and
-the distinct designs (block patterns) trained. Resumable; ``--shard i/n`` splits the
-(arm, seed) tasks between n workers, and a run without ``--shard`` then reports.
+against (0, budget), also as a share of the front of every config trained at this recipe (for
+v2 at the reduced scale: with the gradient-path table's seed-0 trainings, the same recipe), and
+the distinct designs (block patterns) trained; and the default's paired difference to every
+other arm (mean ± sem over seeds). Resumable; ``--shard i/n`` splits the (arm, seed) tasks
+between n workers, and a run without ``--shard`` then reports.
 
-The README's table (25 min with 2 workers on 2 CPU cores):
+Issue 28's confirmation (5 seeds; about 35 min with 2 workers on 2 idle CPU cores):
 
-    .venv/bin/python -m benchmarks.search_efficiency_live --recipe live --candidates 2000 --shard 0/2 &
-    .venv/bin/python -m benchmarks.search_efficiency_live --recipe live --candidates 2000 --shard 1/2 &
-    wait; .venv/bin/python -m benchmarks.search_efficiency_live --recipe live --candidates 2000  # report
+    .venv/bin/python -m benchmarks.search_efficiency_live --seeds 5 --shard 0/2 &
+    .venv/bin/python -m benchmarks.search_efficiency_live --seeds 5 --shard 1/2 &
+    wait; .venv/bin/python -m benchmarks.search_efficiency_live --seeds 5  # report
 """
 
 from __future__ import annotations
@@ -47,11 +50,14 @@ import json
 import random
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks._common import BENCH_DIR, write_result
+from benchmarks.gp_table import RECIPE_VERSION as TABLE_VERSION
+from benchmarks.gp_table import load_table
 from benchmarks.pool_sim import hypervolume
 from benchmarks.rank_study import (
     BUDGET,
@@ -66,7 +72,11 @@ from benchmarks.rank_study import (
 )
 from nas.engine.stats import sem
 
-ARMS = ("adaptive", "fixed-k", "optuna-tpe", "random", "evolution")
+ARMS = ("search", "halving", "optuna-tpe", "random", "evolution")
+#: the arms of the v1 study (the search halved then; ``fixed-k`` was the search before halving)
+ARMS_V1 = ("adaptive", "fixed-k", "optuna-tpe", "random", "evolution")
+#: the search arms: arm -> --proxy-stage
+SEARCH_ARMS = {"search": "select", "halving": "halving", "adaptive": "halving"}
 #: regularised evolution: tournament size, and the expected genes a mutation redraws
 TOURNAMENT, MUTATED_GENES = 2, 2.0
 PICKS_DIR = BENCH_DIR / "search_efficiency_live"
@@ -185,10 +195,20 @@ def evolution_run(seed: int, k: int, recipe: dict[str, Any], threads: int) -> li
     return picks
 
 
-def adaptive_run(
-    seed: int, k: int, candidates: int, recipe_name: str, threads: int, version: str = "v2"
+def arms_of(version: str) -> tuple[str, ...]:
+    return ARMS_V1 if version == "v1" else ARMS
+
+
+def task_dir(recipe_name: str, version: str) -> Path:
+    """Where the (arm, seed) picks and the searches of one recipe and version live."""
+    return PICKS_DIR / (recipe_name if version == "v1" else f"{recipe_name}_{version}")
+
+
+def search_run(
+    seed: int, k: int, candidates: int, recipe_name: str, threads: int, version: str = "v2", stage: str = "select"
 ) -> list[dict[str, Any]]:
-    """The real search on a private local Ray of ``threads`` CPUs; its full-fidelity trainings."""
+    """The real search (``--proxy-stage stage``) on a private local Ray of ``threads`` CPUs;
+    its full-fidelity trainings."""
     import ray
 
     from nas.engine import SearchOptions, search
@@ -200,12 +220,13 @@ def adaptive_run(
         name=f"seed{seed}",
         candidates=candidates,
         trials=k,
+        proxy_stage=stage,
         recipe=make_recipe(study_recipe(recipe_name, version), seed),
-        runs_dir=str(PICKS_DIR / recipe_name / ("searches" if version == "v1" else f"searches-{version}")),
+        runs_dir=str(task_dir(recipe_name, version) / "searches" / stage),
     )
     started = start_or_join(None, threads)  # one CPU per training, like the other arms
     try:
-        summary = search(opts, progress=False, log=lambda line: print(f"[adaptive seed {seed}] {line}", flush=True))
+        summary = search(opts, progress=False, log=lambda line: print(f"[{stage} seed {seed}] {line}", flush=True))
     finally:
         if started:
             ray.shutdown()
@@ -216,7 +237,7 @@ def adaptive_run(
         if r["state"] == "COMPLETE"
     ]
     low = sum(1 for r in summary["trials"] if r["state"] == "PRUNED")
-    print(f"[adaptive seed {seed}] {len(picks)} full + {low} low-fidelity trainings", flush=True)
+    print(f"[{stage} seed {seed}] {len(picks)} full + {low} low-fidelity trainings", flush=True)
     return picks
 
 
@@ -231,12 +252,12 @@ def pattern_of(pick: dict[str, Any]) -> str:
 
 
 def run_task(arm: str, seed: int, args: argparse.Namespace, recipe: dict[str, Any]) -> list[dict[str, Any]]:
-    path = PICKS_DIR / args.recipe / f"{arm}-seed{seed}.json"
+    path = task_dir(args.recipe, args.version) / f"{arm}-seed{seed}.json"
     if path.exists():
         return json.loads(path.read_text())["picks"]
     tick = time.perf_counter()
-    if arm == "adaptive":
-        picks = adaptive_run(seed, args.k, args.candidates, args.recipe, args.threads, args.version)
+    if arm in SEARCH_ARMS:
+        picks = search_run(seed, args.k, args.candidates, args.recipe, args.threads, args.version, SEARCH_ARMS[arm])
     elif arm == "optuna-tpe":
         picks = tpe_run(seed, args.k, recipe, args.threads)
     elif arm == "evolution":
@@ -254,13 +275,39 @@ def run_task(arm: str, seed: int, args: argparse.Namespace, recipe: dict[str, An
     return picks
 
 
-def known_front(recipe_name: str, runs: dict[str, list[dict[str, Any]]]) -> float:
-    """Hypervolume of everything trained at this recipe: the rank study's pool and all picks."""
+def known_front(recipe_name: str, runs: dict[str, list[dict[str, Any]]], version: str = "v1") -> float:
+    """Hypervolume of everything trained at this recipe: all picks, and the rank study's pool
+    (v1) or the gradient-path table's seed-0 trainings (v2 at the reduced scale, its recipe)."""
     pts = [(p["AP"], p["flops"]) for picks in runs.values() for p in picks]
-    study = BENCH_DIR / f"{result_name('rank_study', recipe_name)}.json"
+    study = BENCH_DIR / f"{result_name('rank_study', recipe_name, version)}.json"
     if study.exists():
         pts += [(r["AP"], r["predictors"]["flops"]) for r in json.loads(study.read_text())["rows"]]
+    if version == TABLE_VERSION and recipe_name == "reduced":
+        for d in load_table():
+            if (row := d["trainings"].get("full", {}).get(0)) is not None:
+                pts.append((row["AP"], d["flops"]))
     return hypervolume(pts)
+
+
+def paired_gaps(per_seed: dict[str, dict[str, list[float]]], default: str) -> dict[str, dict[str, float]]:
+    """The default arm minus each other arm, seed by seed: mean and sem of the difference of best
+    AP and of hypervolume (the seed noise the live run is judged against).
+
+    >>> gaps = paired_gaps({"a": {"best_AP": [0.2, 0.3], "hypervolume": [1.0, 1.0]},
+    ...                     "b": {"best_AP": [0.1, 0.1], "hypervolume": [1.0, 2.0]}}, "a")
+    >>> round(gaps["b"]["best_AP"], 3), round(gaps["b"]["hypervolume"], 3), round(gaps["b"]["hypervolume_sem"], 3)
+    (0.15, -0.5, 0.5)
+    """
+    out = {}
+    for arm, values in per_seed.items():
+        if arm == default:
+            continue
+        out[arm] = {}
+        for metric in ("best_AP", "hypervolume"):
+            diff = np.subtract(per_seed[default][metric], values[metric])
+            out[arm][metric] = float(diff.mean())
+            out[arm][f"{metric}_sem"] = sem(diff)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,18 +321,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard", default=None, help="i/n: run only tasks j with j mod n == i, no report")
     args = p.parse_args(argv)
     recipe = study_recipe(args.recipe, args.version)
-    tasks = [(arm, seed) for seed in range(args.seeds) for arm in ARMS]
+    arms = arms_of(args.version)
+    tasks = [(arm, seed) for seed in range(args.seeds) for arm in arms]
     shard, of = (int(v) for v in args.shard.split("/")) if args.shard else (0, 1)
     runs = {
         f"{arm}-seed{seed}": run_task(arm, seed, args, recipe) for j, (arm, seed) in enumerate(tasks) if j % of == shard
     }
     if args.shard:
         return 0
-    ideal = known_front(args.recipe, runs)
+    ideal = known_front(args.recipe, runs, args.version)
     result: dict[str, Any] = {"recipe": {"name": args.recipe, **recipe}, "k": args.k, "seeds": args.seeds}
     result["reference_hypervolume"] = ideal
     result["arms"] = {}
-    for arm in ARMS:
+    for arm in arms:
         per_seed = [runs[f"{arm}-seed{s}"] for s in range(args.seeds)]
         best = np.array([max(p["AP"] for p in picks) for picks in per_seed])
         hv = np.array([hypervolume([(p["AP"], p["flops"]) for p in picks]) for picks in per_seed])
@@ -305,6 +353,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{arm:12s} best AP {a['best_AP']:.3f} ± {a['best_AP_sem']:.3f}  HV {a['hypervolume']:.4f} ± "
             f"{a['hypervolume_sem']:.4f}  share of the known front {a['hypervolume_share']:.2f}  "
             f"patterns {a['distinct_patterns']:.1f}"
+        )
+    default = arms[0]
+    gaps = paired_gaps(
+        {a: {m: result["arms"][a][f"per_seed_{m}"] for m in ("best_AP", "hypervolume")} for a in arms}, default
+    )
+    result["default_minus_arm"] = gaps
+    for arm, g in gaps.items():
+        print(
+            f"{default} − {arm:10s} best AP {g['best_AP']:+.3f} ± {g['best_AP_sem']:.3f}  "
+            f"HV {g['hypervolume']:+.4f} ± {g['hypervolume_sem']:.4f}"
         )
     write_result(result_name("search_efficiency_live", args.recipe, args.version), result)
     return 0

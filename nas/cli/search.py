@@ -30,9 +30,14 @@ def add_search_parsers(sub: Any) -> None:
         "--trials",
         type=int,
         default=D.trials,
-        help="proxy training budget: the compute of K full trainings, spent by successive halving over more "
-        "candidates on shorter schedules; 0: the cheap stage and the selection only, print the picks "
-        "(default: %(default)s)",
+        help="proxy training budget: the compute of K full trainings (see --proxy-stage); 0: the cheap stage "
+        "and the selection only, print the picks (default: %(default)s)",
+    )
+    p.add_argument(
+        "--proxy-stage",
+        default=D.proxy_stage,
+        help="select (train the K best picks in full) | halving (the same compute by successive halving over "
+        "more candidates on shorter schedules); docs/gp-features.md has the comparison (default: %(default)s)",
     )
     p.add_argument("--data", default=D.data, help="shapes (embedded) or a COCO-format annotation file/folder")
     p.add_argument("--workers", type=int, default=D.workers, help="concurrent proxy trainings (default: %(default)s)")
@@ -120,6 +125,7 @@ def run_search(args: argparse.Namespace) -> int:
         space=args.space,
         candidates=args.candidates,
         trials=args.trials,
+        proxy_stage=args.proxy_stage,
         data=args.data,
         recipe=recipe_flags(args),  # validated with the other options
         workers=args.workers,

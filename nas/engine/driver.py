@@ -5,12 +5,13 @@
    are recorded infeasible.
 2. Selection (:mod:`nas.engine.select`) — feasible, deduplicated, the best cheap score in each
    of N FLOPs bands up to the budget, diverse in block pattern: N is the bottom rung of the
-   training plan (:func:`nas.engine.fidelity.plan_rungs`: ``--trials K`` = the compute of K
-   full trainings, spent by successive halving), with a reserve of 3N behind it.
+   training plan (:func:`nas.engine.fidelity.plan_proxy`: ``--trials K`` = the compute of K
+   full trainings; by default K picks trained in full, with ``--proxy-stage halving`` spent by
+   successive halving over more), with a reserve of 3N behind it.
 3. Proxy stage (:mod:`nas.engine.proxy`) — one Ray Tune run per rung trains its candidates on the
    COCO proxy (``evaluators.train``, the one training code path) on a complete short schedule;
    after each rung the cheap score is recalibrated on the measured APs (the ledger, summary
-   ``calibration``) and the best go on. The driver owns Optuna study ``<name>`` (AP ↑, FLOPs ↓)
+   ``calibration``) and, when halving, the best go on. The driver owns Optuna study ``<name>`` (AP ↑, FLOPs ↓)
    through ask/tell: full fidelity → COMPLETE, low fidelity → PRUNED (``AP_low``, ``fidelity``),
    failed → FAIL with the reason. The search goes on past failures.
 
@@ -31,7 +32,7 @@ from typing import Any
 from nas.core.runio import RunLock, atomic_write_json
 from nas.core.table import format_table
 from nas.engine.cheap import cheap_stage, mark_dashboard_view
-from nas.engine.fidelity import Rung, plan_rungs
+from nas.engine.fidelity import Rung, plan_proxy
 from nas.engine.objectives import config_of, flops_of, format_pattern, latency_of, params_of
 from nas.engine.options import SearchError, SearchOptions, validate_options
 from nas.engine.proxy import proxy_stage
@@ -160,7 +161,7 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
             f"cheap stage: {len(trials)} candidates, {feasible} within {opts.budget / 1e9:g} GFLOPs{lat} ({time.perf_counter() - t0:.1f} s)"
         )
         pool = feasible_pool(trials, opts.budget)
-        plan = plan_rungs(opts.trials, opts.recipe.epochs, pool=len(pool))
+        plan = plan_proxy(opts.proxy_stage, opts.trials, opts.recipe.epochs, pool=len(pool))
         chosen = select_candidates(trials, plan[0].n if plan else PICKS_WITHOUT_TRAINING, opts.budget)
         if not chosen:
             raise SearchError(f"no candidate fits the budget of {opts.budget / 1e9:g} GFLOPs; raise --budget")

@@ -36,6 +36,9 @@ class SearchOptions:
     #: the proxy budget: the compute of this many full trainings (nas.engine.fidelity.plan_rungs
     #: spends it on more candidates at lower fidelity); 0 = the cheap stage and the selection only
     trials: int = 4
+    #: how the proxy stage spends ``trials`` (nas.engine.fidelity.PROXY_STAGES): ``select`` trains
+    #: the K best picks at full fidelity, ``halving`` spends the same compute by successive halving
+    proxy_stage: str = "select"
     data: str = "shapes"
     recipe: Recipe = DEFAULT_RECIPE
     workers: int = 1
@@ -89,6 +92,7 @@ class SearchOptions:
         fields = {k: v for k, v in identity.items() if k != "channels"}
         names = cls.RECIPE_FIELDS + cls.OPTIONAL_RECIPE_FIELDS
         version = fields.pop("recipe", "v1")  # search.json files before recipe versions were v1
+        fields.setdefault("proxy_stage", "halving")  # and before --proxy-stage, halving
         recipe = Recipe.named(version, **{k: fields.pop(k) for k in names if k in fields})
         return cls(**fields, recipe=recipe, **runtime)
 
@@ -96,7 +100,12 @@ class SearchOptions:
         """The options that define the run, as a flat JSON object (the format of ``search.json``),
         with the space's channel rule (:data:`search_spaces.blocks.CHANNEL_RULE`).
         The cost options appear only when they differ from a FLOPs-only search (and ``device``
-        only when latency is used)."""
+        only when latency is used); ``proxy_stage`` only when not ``halving``, which every run
+        before the option was.
+
+        >>> SearchOptions(budget=1).identity()["proxy_stage"], "proxy_stage" in SearchOptions(budget=1, proxy_stage="halving").identity()
+        ('select', False)
+        """
         out: dict[str, Any] = {"channels": CHANNEL_RULE}  # the same knobs compile to other models under another rule
         latency = self.cost == "latency" or self.latency_budget_ms is not None
         for f in dataclasses.fields(self):
@@ -106,6 +115,7 @@ class SearchOptions:
                 (f.name == "cost" and self.cost == "flops")
                 or (f.name == "latency_budget_ms" and self.latency_budget_ms is None)
                 or (f.name == "device" and not latency)
+                or (f.name == "proxy_stage" and self.proxy_stage == "halving")
             ):
                 continue
             if f.name == "recipe":
@@ -143,6 +153,10 @@ def validate_options(opts: SearchOptions) -> None:
         )
     if opts.space not in SPACES:
         raise SearchError(f"--space: {opts.space!r} is unknown; accepted: {', '.join(SPACES)}")
+    from nas.engine.fidelity import PROXY_STAGES
+
+    if opts.proxy_stage not in PROXY_STAGES:
+        raise SearchError(f"--proxy-stage: {opts.proxy_stage!r} is unknown; accepted: {', '.join(PROXY_STAGES)}")
     if opts.cheap_score not in SCORES:
         raise SearchError(f"--cheap-score: {opts.cheap_score!r} is unknown; accepted: {', '.join(SCORES)}")
     from nas.engine.objectives import COSTS

@@ -1,5 +1,6 @@
-"""The proxy stage on Ray Tune, driver side: a training budget spent by successive halving over a
-diverse pool (rungs of complete short schedules, :mod:`nas.engine.fidelity`), the cheap score
+"""The proxy stage on Ray Tune, driver side: a training budget spent on the selection's picks in
+full, or by successive halving over a diverse pool (rungs of complete short schedules,
+:mod:`nas.engine.fidelity`), the cheap score
 recalibrated on the measured APs after every rung (:mod:`nas.engine.calibration`), while the
 driver owns the Optuna study through ask/tell. What runs inside the Ray workers is
 :mod:`nas.engine.worker`."""
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nas.engine.fidelity import Rung, plan_rungs
+from nas.engine.fidelity import Rung, plan_proxy
 from nas.engine.objectives import (
     CONFIG_ATTR,
     config_of,
@@ -180,8 +181,8 @@ def proxy_stage(  # noqa: ANN201
     reserve: list | tuple = (),
     log: Callable[[str], None] = print,
 ):
-    """Spend ``opts.trials`` full trainings by successive halving (:func:`nas.engine.fidelity.plan_rungs`)
-    over ``chosen`` (the bottom rung's picks, in order) and ``reserve`` (the rest of the pool):
+    """Spend ``opts.trials`` full trainings as ``opts.proxy_stage`` plans (:func:`nas.engine.fidelity.plan_proxy`:
+    the picks in full, or successive halving) over ``chosen`` (the bottom rung's picks, in order) and ``reserve`` (the rest of the pool):
     one Ray Tune run per rung; after each, the cheap score is recalibrated on the rung's APs
     (:mod:`nas.engine.calibration`), the ledger entry recorded (study attribute ``calibration``)
     and printed, and the next rung promoted. Every training is a proxy-study trial with user
@@ -201,7 +202,7 @@ def proxy_stage(  # noqa: ANN201
         study.set_user_attr(k, v)
     fail_interrupted(study)
     full = opts.recipe.epochs
-    plan = plan_rungs(opts.trials, full, pool=len(chosen) + len(reserve))
+    plan = plan_proxy(opts.proxy_stage, opts.trials, full, pool=len(chosen) + len(reserve))
     if not plan:
         return study
     candidates = list(chosen[: plan[0].n])
