@@ -1,5 +1,6 @@
 """The adaptive proxy stage without Ray: the rung plan executed, every training recorded with its
-fidelity, the ledger, promotion, and resume. Tune is replaced by a fake that tells each training
+fidelity, the ledger, promotion, and resume — under ``--proxy-stage halving``, whose plan has
+rungs to promote between; the default ``select`` is its one-rung case (the last test). Tune is replaced by a fake that tells each training
 through the stage's own Tune callback, with an AP that is a known function of the config."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from evaluators.recipe import Recipe
 from nas.core.cost import parse_flops
 from nas.engine import SearchOptions, cheap_stage, select_candidates
 from nas.engine.calibration import MISLEADING_MIN_N
-from nas.engine.fidelity import Rung, plan_rungs
+from nas.engine.fidelity import Rung, plan_proxy, plan_rungs
 from nas.engine.objectives import flops_of
 from nas.engine.storage import open_storage
 
@@ -46,7 +47,13 @@ class FakeTune:
 @pytest.fixture()
 def cheap(tmp_path):
     opts = SearchOptions(
-        budget=parse_flops("150G"), name="a", candidates=80, trials=4, recipe=Recipe(epochs=6), runs_dir=str(tmp_path)
+        budget=parse_flops("150G"),
+        name="a",
+        candidates=80,
+        trials=4,
+        proxy_stage="halving",
+        recipe=Recipe(epochs=6),
+        runs_dir=str(tmp_path),
     )
     storage = open_storage(None, opts.run_dir)
     trials = cheap_stage(storage, opts, progress=False).get_trials(deepcopy=False)
@@ -56,7 +63,7 @@ def cheap(tmp_path):
 def _run(opts, storage, trials, fake, monkeypatch, lines=None):
     monkeypatch.setattr(P, "_run_tune", fake)
     monkeypatch.setattr(P, "_start_ray", lambda opts: False)
-    plan = plan_rungs(opts.trials, opts.recipe.epochs, pool=200)
+    plan = plan_proxy(opts.proxy_stage, opts.trials, opts.recipe.epochs, pool=200)
     chosen = select_candidates(trials, plan[0].n, opts.budget)
     reserve = select_candidates(trials, 3 * len(chosen), opts.budget)
     return P.proxy_stage(
@@ -94,6 +101,22 @@ def test_rungs_train_more_distinct_candidates_than_trials_and_write_the_ledger(c
     for e in ledger:
         assert {"rung", "n", "kendall_tau", "kendall_tau_calibrated", "weights"} <= set(e)
     assert sum(line.startswith("calibration rung") for line in lines) == 2
+
+
+def test_the_default_select_stage_trains_the_k_picks_in_full_and_keeps_the_ledger(cheap, monkeypatch):
+    import dataclasses
+
+    opts, storage, trials = cheap
+    opts = dataclasses.replace(opts, proxy_stage="select")
+    fake, lines = FakeTune(), []
+    study, chosen = _run(opts, storage, trials, fake, monkeypatch, lines)
+    proxy = study.get_trials()
+    assert [e for _, e, _ in fake.launched] == [6] * opts.trials  # K trainings, every one the full schedule
+    assert all(t.state.name == "COMPLETE" and t.values[0] == _ap(t.user_attrs["key"], 6) for t in proxy)
+    assert [t.user_attrs["cheap_trial"] for t in proxy] == [t.number for t in chosen[: opts.trials]]
+    ledger = study.user_attrs["calibration"]
+    assert len(ledger) == 1 and ledger[0]["n"] == opts.trials and "promoted" not in ledger[0]
+    assert sum(line.startswith("calibration rung") for line in lines) == 1
 
 
 def test_the_same_command_again_trains_nothing(cheap, monkeypatch):

@@ -8,7 +8,7 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nas.engine.fidelity import ETA, ladder, plan_cost, plan_rungs
+from nas.engine.fidelity import ETA, ladder, plan_cost, plan_proxy, plan_rungs
 
 
 def test_the_lead_and_issue_examples():
@@ -73,3 +73,12 @@ def test_more_distinct_candidates_than_trials_whenever_the_epochs_allow(units, e
         assert plan[0].n > units
     else:
         assert plan[0].n == units
+
+
+@given(units=st.integers(1, 40), epochs=st.integers(1, 30), pool=st.one_of(st.none(), st.integers(1, 60)))
+def test_select_is_one_full_rung_of_the_picks_and_halving_is_plan_rungs(units, epochs, pool):
+    """``--proxy-stage select`` trains min(K, pool) picks in full, nothing below full fidelity;
+    ``halving`` is :func:`plan_rungs` unchanged."""
+    (rung,) = plan_proxy("select", units, epochs, pool=pool)
+    assert (rung.epochs, rung.of, rung.n) == (epochs, epochs, min(units, pool or units))
+    assert plan_proxy("halving", units, epochs, pool=pool) == plan_rungs(units, epochs, pool=pool)

@@ -156,6 +156,16 @@ def test_identity_records_the_cost_options_only_when_used():
     assert SearchOptions.from_identity(ident) == lat
 
 
+def test_identity_records_the_proxy_stage_and_reads_older_runs_as_halving():
+    """``select`` is the default since issue 28; a search.json from before the option halved."""
+    select = SearchOptions(budget=10**11)
+    assert select.identity()["proxy_stage"] == "select"
+    halving = SearchOptions(budget=10**11, proxy_stage="halving")
+    assert "proxy_stage" not in halving.identity()  # old search.json files still match
+    assert SearchOptions.from_identity(halving.identity()) == halving
+    assert SearchOptions.from_identity(select.identity()) == select
+
+
 def test_identity_records_the_precision_only_when_set():
     """A resumed run must train at the precision it started with; ``auto`` runs' search.json is unchanged."""
     from evaluators.recipe import Recipe
@@ -174,6 +184,7 @@ def test_identity_records_the_precision_only_when_set():
         ({"latency_budget_ms": math.inf}, "--latency-budget"),
         ({"device": "tpu", "cost": "latency"}, "--device: 'tpu' is not known"),
         ({"device": "tpu"}, "--device: 'tpu' is not known"),
+        ({"proxy_stage": "hyperband"}, "--proxy-stage: 'hyperband' is unknown; accepted: select, halving"),
     ],
 )
 def test_bad_cost_options_are_refused(kw, needle):

@@ -35,7 +35,7 @@ pytestmark = [
     pytest.mark.skipif(not can_hide_folders(), reason="needs a mount namespace (root or CAP_SYS_ADMIN)"),
 ]
 
-#: 3 one-epoch trainings, then one of 3 epochs (the one killed and resumed)
+#: with --proxy-stage halving: 3 one-epoch trainings, then one of 3 epochs (the one killed and resumed)
 TINY = tiny_search(epochs=3, images=48)
 
 
@@ -55,7 +55,9 @@ def cluster() -> Iterator[dict]:
 
 
 def _search(cluster: dict, name: str, *extra: str, storage: Path | None = None) -> list[str]:
-    cmd = search_cmd(cluster["runs"], name, *TINY, "--workers", "2", "--no-progress", *extra)
+    cmd = search_cmd(
+        cluster["runs"], name, *TINY, "--proxy-stage", "halving", "--workers", "2", "--no-progress", *extra
+    )
     return [*cmd, "--ray-address", cluster["address"], "--ray-storage", str(storage or cluster["storage"])]
 
 

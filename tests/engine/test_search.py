@@ -4,6 +4,7 @@ the dashboard's view of the storage."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from benchmarks.kill_resume import dashboard_api
 from nas.core.cost import parse_flops
 from nas.engine import SearchOptions, cheap_stage, score_candidate, select_candidates
 from nas.engine.objectives import config_of, flops_of, metrics_of
+from nas.engine.options import SearchError
 from nas.engine.stats import pareto_fronts
 from nas.engine.storage import open_storage
 from search_spaces import parse_yaml
@@ -207,6 +209,20 @@ def test_rerun_with_other_options_refuses(tmp_path):
     assert proc.returncode == 2 and "was started with budget=50000000000" in proc.stderr
 
 
+def test_a_run_made_before_the_proxy_stage_option_resumes_only_as_halving(tmp_path):
+    """Such a search.json has no ``proxy_stage``: it halved. Resumed with the new default it is
+    refused, naming the option to pass; with ``--proxy-stage halving`` it is the same run."""
+    from nas.engine.driver import _check_identity
+
+    old = SearchOptions(budget=parse_flops("50G"), name="r", runs_dir=str(tmp_path), proxy_stage="halving")
+    meta = tmp_path / "search.json"
+    meta.write_text(json.dumps(old.identity()))
+    assert "proxy_stage" not in json.loads(meta.read_text())
+    with pytest.raises(SearchError, match="was started with proxy_stage='halving'"):
+        _check_identity(meta, dataclasses.replace(old, proxy_stage="select"))
+    _check_identity(meta, old)  # no error
+
+
 def test_a_run_made_before_the_channel_rule_is_refused_on_resume(tmp_path):
     """A search.json without the channel rule is a run whose knobs compiled to other models."""
     (tmp_path / "r").mkdir()
@@ -302,9 +318,10 @@ def test_proxy_stage_killed_and_resumed_keeps_finished_and_duplicates_nothing(tm
 
 @pytest.mark.slow
 def test_tiny_adaptive_search_trains_more_candidates_than_trials_and_writes_the_ledger(tmp_path):
-    """The issue's done-when check at test size: --trials 2 with 3 epochs is 3 trainings of one
-    epoch and one of three; only the full-fidelity one reaches the front, best.yaml and export."""
-    tiny = tiny_search(epochs=3)
+    """The issue's done-when check at test size: with ``--proxy-stage halving``, --trials 2 with 3
+    epochs is 3 trainings of one epoch and one of three; only the full-fidelity one reaches the
+    front, best.yaml and export."""
+    tiny = [*tiny_search(epochs=3), "--proxy-stage", "halving"]
     proc = subprocess.run(search_cmd(tmp_path, "ad", *tiny), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = tmp_path / "ad"
