@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scipy import stats
 
@@ -189,3 +190,22 @@ def test_evolution_arm_trains_k_distinct_feasible_children_of_its_best(monkeypat
     for child in cfgs[3:]:
         closest = min(sum(a != b for a, b in zip(child.pattern(), c.pattern(), strict=True)) for c in cfgs[:3])
         assert closest <= 3
+
+
+def test_winner_vs_presets_counts_only_the_fresh_seeds_and_compares_with_the_best_preset() -> None:
+    """The winner's selection AP (biased: chosen on it) is reported but never averaged; the best
+    preset is the best 2-seed mean among the presets within budget."""
+    from benchmarks import winner_vs_presets as wp
+
+    cfg = wp.config("yolor-csp").to_yaml()
+    live = {"arms": {"search": {"picks": [[{"AP": 0.9, "flops": 1e11, "config": cfg}, {"AP": 0.1, "config": cfg}]]}}}
+    presets = wp.presets_in_budget()
+    assert "yolor-v3" not in presets and "yolor-csp" in presets  # v3 is at 170 GFLOPs
+    aps = {("search seed 0", s): a for s, a in zip(wp.FRESH_SEEDS, (0.20, 0.22), strict=True)}
+    aps |= {(n, s): 0.1 + 0.01 * i for i, n in enumerate(presets) for s in wp.PRESET_SEEDS}
+    out = wp.report(live, aps)
+    assert out["winners_mean_AP"] == pytest.approx(0.21)
+    assert out["best_preset"] == presets[-1] and out["best_preset_AP"] == pytest.approx(0.1 + 0.01 * (len(presets) - 1))
+    assert out["winners_above_best_preset"] == 1
+    # pooled seed sd: only the winner's two seeds differ (0.02 apart)
+    assert out["seed_sd_AP"] == pytest.approx(np.sqrt(np.var([0.20, 0.22], ddof=1) / (1 + len(presets))))
