@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 NAME = "kr"
 OPTIONS = ["--budget", "45G", "--candidates", "300", "--trials", "3", "--epochs", "2", "--images", "32"]
-OPTIONS += ["--img-size", "64"]
+# halving: kills land in a bottom rung and between rungs too, the harder resume of the two proxy stages
+OPTIONS += ["--img-size", "64", "--proxy-stage", "halving"]
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 TRIALS, EPOCHS = int(OPTIONS[OPTIONS.index("--trials") + 1]), int(OPTIONS[OPTIONS.index("--epochs") + 1])
 

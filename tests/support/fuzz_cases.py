@@ -886,6 +886,7 @@ SEARCH_VALID: dict[str, st.SearchStrategy[str]] = {
     "--img-size": st.integers(2, 64).map(lambda k: str(32 * k)),
     "--width-mult": st.floats(0.03, 4).map(repr),
     "--cheap-score": st.sampled_from(("gradpath", "flops", "params")),
+    "--proxy-stage": st.sampled_from(("select", "halving")),
     "--data": st.just("shapes"),
     "--storage": st.sampled_from(("{tmp}/other.journal", "sqlite:///{tmp}/s.db")),
 }
@@ -907,6 +908,7 @@ SEARCH_INVALID: dict[str, st.SearchStrategy[str]] = {
     "--cheap-score": st.text(max_size=10).filter(
         lambda s: s not in ("gradpath", "flops", "params") and not s.startswith("-")
     ),
+    "--proxy-stage": st.text(max_size=10).filter(lambda s: s not in ("select", "halving") and not s.startswith("-")),
     "--data": st.sampled_from(("{tmp}/missing", "{tmp}/adir", "{tmp}/afile", "{tmp}/ann.json")),
     "--storage": st.sampled_from(("bogus://x", "{tmp}/adir", "postgresql+nodriver://u@127.0.0.1:1/db")),
 }
