@@ -189,10 +189,6 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
             _remove_unstarted(created)
 
 
-#: what a ``search.json`` without a key meant when it was written (the key is omitted at that value)
-LEGACY_IDENTITY = {"proxy_stage": "halving"}
-
-
 def _check_identity(meta: Path, opts: SearchOptions) -> None:
     """A resumed run must have the options it was started with. An unreadable ``search.json``
     (written atomically, so only damaged from outside) is not trusted: the search stops."""
@@ -213,7 +209,7 @@ def _check_identity(meta: Path, opts: SearchOptions) -> None:
             f"{meta.parent} was made under another channel rule ({before.get('channels') or 'exact shares'};"
             f" now {ident['channels']}): its designs compile to other models now; accepted: a new --name"
         )
-    before, ident = {**LEGACY_IDENTITY, **before}, {**LEGACY_IDENTITY, **ident}
+    before, ident = {**SearchOptions.LEGACY, **before}, {**SearchOptions.LEGACY, **ident}  # absent = the old value
     if before != ident:
         diff = ", ".join(f"{k}={before.get(k)!r}" for k in ident if before.get(k) != ident[k])
         raise SearchError(f"{meta.parent} was started with {diff}; re-run with the same options or use another --name")

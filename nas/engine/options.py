@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from evaluators.recipe import DEFAULT as DEFAULT_RECIPE
 from evaluators.recipe import RECIPES, Recipe, RecipeError
@@ -33,8 +33,8 @@ class SearchOptions:
     #: unique cheap-stage candidates: about 40 s on 2 idle cores, and a run nas dashboard opens in
     #: about 7 s (journal replay + its view of 1,500 trials); 30,000 took 10.7 s (benchmarks/cheap_stage.py)
     candidates: int = 20000
-    #: the proxy budget: the compute of this many full trainings (nas.engine.fidelity.plan_rungs
-    #: spends it on more candidates at lower fidelity); 0 = the cheap stage and the selection only
+    #: the proxy budget: the compute of this many full trainings (nas.engine.fidelity.plan_proxy);
+    #: 0 = the cheap stage and the selection only
     trials: int = 4
     #: how the proxy stage spends ``trials`` (nas.engine.fidelity.PROXY_STAGES): ``select`` trains
     #: the K best picks at full fidelity, ``halving`` spends the same compute by successive halving
@@ -62,6 +62,8 @@ class SearchOptions:
     RECIPE_FIELDS = ("epochs", "img_size", "width_mult", "images", "seed")
     #: recipe fields recorded only when not at their named recipe's value, so older ``search.json`` files still match
     OPTIONAL_RECIPE_FIELDS = ("precision", "val_images")
+    #: options added later, recorded only when not at the value every run before them had
+    LEGACY: ClassVar[dict[str, Any]] = {"proxy_stage": "halving"}
 
     @property
     def seed(self) -> int:
@@ -92,7 +94,7 @@ class SearchOptions:
         fields = {k: v for k, v in identity.items() if k != "channels"}
         names = cls.RECIPE_FIELDS + cls.OPTIONAL_RECIPE_FIELDS
         version = fields.pop("recipe", "v1")  # search.json files before recipe versions were v1
-        fields.setdefault("proxy_stage", "halving")  # and before --proxy-stage, halving
+        fields = {**cls.LEGACY, **fields}
         recipe = Recipe.named(version, **{k: fields.pop(k) for k in names if k in fields})
         return cls(**fields, recipe=recipe, **runtime)
 
@@ -115,7 +117,7 @@ class SearchOptions:
                 (f.name == "cost" and self.cost == "flops")
                 or (f.name == "latency_budget_ms" and self.latency_budget_ms is None)
                 or (f.name == "device" and not latency)
-                or (f.name == "proxy_stage" and self.proxy_stage == "halving")
+                or (f.name in self.LEGACY and getattr(self, f.name) == self.LEGACY[f.name])
             ):
                 continue
             if f.name == "recipe":
