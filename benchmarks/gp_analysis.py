@@ -38,6 +38,7 @@ from benchmarks.rank_study import METRIC_KEYS
 from nas.engine.stats import (
     bootstrap_ci,
     bootstrap_tau_difference,
+    correlation,
     fit_rank_linear,
     kendall_tau,
     predict_rank_linear,
@@ -337,6 +338,44 @@ def noise_report(table: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+#: the scale check's designs: round 0 of the fit rule (every block pair once), registered in
+#: docs/gp-features.md before any training at the other scale
+SCALE_CHECK_DESIGNS = 16
+
+
+def scale_report(
+    table: Sequence[dict[str, Any]], other: Sequence[dict[str, Any]], n_boot: int = N_BOOT
+) -> dict[str, Any]:
+    """Does the table's scale rank designs as another scale does (``nas search``'s own)? Kendall τ
+    between the 2-seed mean APs of the two, and with the other scale's seed 0 alone, on the first
+    :data:`SCALE_CHECK_DESIGNS` fit designs; each scale's own seed τ on them for the noise.
+
+    >>> mk = lambda ap, s0, s1: {"split": "fit", "AP": ap, "trainings": {"full": {0: {"AP": s0}, 1: {"AP": s1}}}}
+    >>> t = [mk(a, a, a) for a in (0.1, 0.2, 0.3)]
+    >>> r = scale_report(t, [mk(a, a + 0.01, a - 0.01) for a in (0.3, 0.5, 0.4)], n_boot=10)
+    >>> r["both_seeds"]["n"], r["both_seeds"]["kendall_tau"], r["other_seed_tau"]
+    (3, 0.3333333333333333, 1.0)
+    """
+    fit = [(d, o) for d, o in zip(table, other, strict=True) if d["split"] == "fit"][:SCALE_CHECK_DESIGNS]
+    pairs = [(d, o) for d, o in fit if d["AP"] is not None]  # load_table's order is the registered one
+
+    def seed_tau(rows: list[dict[str, Any]]) -> float | None:
+        both = [r for r in rows if all(s in r["trainings"].get("full", {}) for s in SEEDS)]
+        if len(both) < 3:
+            return None
+        return kendall_tau(*([r["trainings"]["full"][s]["AP"] for r in both] for s in SEEDS))
+
+    out: dict[str, Any] = {"designs": [d.get("id") for d, _ in pairs]}
+    both = [(d["AP"], o["AP"]) for d, o in pairs if o["AP"] is not None]
+    seed0 = [(d["AP"], o["trainings"]["full"][0]["AP"]) for d, o in pairs if 0 in o["trainings"].get("full", {})]
+    for name, xy in (("both_seeds", both), ("other_seed0", seed0)):
+        if len(xy) >= 3:
+            out[name] = correlation([a for a, _ in xy], [b for _, b in xy], n_boot)
+    out["table_seed_tau"] = seed_tau([d for d, _ in pairs])
+    out["other_seed_tau"] = seed_tau([o for _, o in pairs])
+    return out
+
+
 def score_reliability(designs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """ICC(1) and seed τ of the scores a proxy stage could rank one training by: AP, minus the
     val loss, and their rank average (per seed, ranks among the designs scaled to [0, 1]); and
@@ -513,6 +552,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bootstrap", type=int, default=N_BOOT)
     p.add_argument("--permutations", type=int, default=N_PERM)
     p.add_argument("--scale", default="reduced")
+    p.add_argument(
+        "--scale-check",
+        metavar="SCALE",
+        default=None,
+        help=f"also τ between --scale and SCALE (e.g. default) on the first {SCALE_CHECK_DESIGNS} fit designs",
+    )
     p.add_argument("--designs-file", type=Path, default=DESIGNS_FILE, help=argparse.SUPPRESS)
     p.add_argument("--results-file", type=Path, default=RESULTS_FILE, help=argparse.SUPPRESS)
     p.add_argument("--fit-file", type=Path, default=FIT_FILE, help=argparse.SUPPRESS)
@@ -535,6 +580,10 @@ def main(argv: list[str] | None = None) -> int:
             print(ship(fit_doc, report["heldout"]))
     elif args.ship:
         p.exit(2, "error: --ship needs --heldout; accepted: a fit ships only on its held-out test\n")
+    if args.scale_check:
+        other = load_table(args.designs_file, args.results_file, args.scale_check)
+        report["scale_check"] = {"scales": [args.scale, args.scale_check], **scale_report(table, other, args.bootstrap)}
+        print("scale check:", json.dumps(report["scale_check"], indent=1, default=float))
     write_result("gp_analysis", report)
     return 0
 
