@@ -80,6 +80,7 @@ SEARCH_ARMS = {"search": "select", "halving": "halving", "adaptive": "halving"}
 #: regularised evolution: tournament size, and the expected genes a mutation redraws
 TOURNAMENT, MUTATED_GENES = 2, 2.0
 PICKS_DIR = BENCH_DIR / "search_efficiency_live"
+DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
 def _flops(cfg: Any) -> int:
@@ -310,6 +311,35 @@ def paired_gaps(per_seed: dict[str, dict[str, list[float]]], default: str) -> di
     return out
 
 
+def score_check(runs: dict[str, list[dict[str, Any]]], n_boot: int = 1000) -> dict[str, Any]:
+    """The shipped ``fitted`` score against FLOPs on every distinct design the arms trained: a test
+    outside the gradient-path table, on the designs searches actually propose (the search's picks
+    sit at the score's extremes, the other arms' anywhere in the space). One training each."""
+    from benchmarks.gp_analysis import partial_tau
+    from nas.engine import cheap_score, score_candidate
+    from nas.engine.stats import bootstrap_ci, bootstrap_tau_difference, kendall_tau
+    from search_spaces import parse_yaml
+
+    seen = {p["key"]: p for picks in runs.values() for p in picks}
+    scored = [score_candidate(parse_yaml(p["config"])) for p in seen.values()]
+    fitted = [cheap_score("fitted", c["flops"], c["params"], c["metrics"]) for c in scored]
+    flops = [float(c["flops"]) for c in scored]
+    ap = [p["AP"] for p in seen.values()]
+    return {
+        "designs": len(ap),
+        "fitted_tau": kendall_tau(fitted, ap),
+        "fitted_tau_ci95": bootstrap_ci(fitted, ap, kendall_tau, n_boot),
+        "flops_tau": kendall_tau(flops, ap),
+        "flops_tau_ci95": bootstrap_ci(flops, ap, kendall_tau, n_boot),
+        "fitted_minus_flops_ci95": bootstrap_tau_difference(flops, fitted, ap, n_boot),
+        "fitted_partial_tau_given_flops": partial_tau(fitted, ap, flops),
+    }
+
+
+def _ci(ci: Any) -> str:
+    return f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci else "[n/a]"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--k", type=int, default=4, help="trained configs per arm and seed")
@@ -319,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     add_version_flag(p)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--shard", default=None, help="i/n: run only tasks j with j mod n == i, no report")
+    p.add_argument("--data", action="store_true", help="also write the result into benchmarks/data/ (committed)")
     args = p.parse_args(argv)
     recipe = study_recipe(args.recipe, args.version)
     arms = arms_of(args.version)
@@ -364,7 +395,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{default} − {arm:10s} best AP {g['best_AP']:+.3f} ± {g['best_AP_sem']:.3f}  "
             f"HV {g['hypervolume']:+.4f} ± {g['hypervolume_sem']:.4f}"
         )
-    write_result(result_name("search_efficiency_live", args.recipe, args.version), result)
+    result["score_check"] = check = score_check(runs)
+    print(
+        f"on the {check['designs']} designs trained: fitted τ {check['fitted_tau']:.2f} {_ci(check['fitted_tau_ci95'])}, "
+        f"FLOPs τ {check['flops_tau']:.2f} {_ci(check['flops_tau_ci95'])}, fitted − FLOPs "
+        f"{_ci(check['fitted_minus_flops_ci95'])}, partial τ given FLOPs {check['fitted_partial_tau_given_flops']:.2f}"
+    )
+    name = result_name("search_efficiency_live", args.recipe, args.version)
+    write_result(name, result)
+    if args.data:
+        (DATA_DIR / f"{name}.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
     return 0
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import BENCH_DIR, write_result
-from benchmarks.paper_ablation import PRESETS, config, full_scale_flops
+from benchmarks.paper_ablation import config, full_scale_flops
 from benchmarks.rank_study import BUDGET, cand_dir, finished_metrics, make_recipe, result_name, study_recipe
 from nas.engine.stats import sem
 
@@ -36,8 +36,9 @@ RECIPE, VERSION = "reduced", "v2"
 #: seeds no search selected on (the searches trained with seeds 0, 1, ...)
 FRESH_SEEDS = (10, 11)
 PRESET_SEEDS = (0, 1)
-LIVE = BENCH_DIR / f"{result_name('search_efficiency_live', RECIPE, VERSION)}.json"
 DATA = Path(__file__).resolve().parent / "data" / "winner_vs_presets.json"
+#: the live confirmation's committed result (``search_efficiency_live --data``)
+LIVE = DATA.parent / f"{result_name('search_efficiency_live', RECIPE, VERSION)}.json"
 
 
 def winners(live: dict[str, Any]) -> list[dict[str, Any]]:
@@ -51,7 +52,10 @@ def winners(live: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def presets_in_budget() -> list[str]:
-    return [n for n in PRESETS if full_scale_flops(config(n)) < BUDGET]
+    """The detector presets (``yolor-*``; the darknets are backbones alone) under the budget."""
+    from search_spaces.config import preset_names
+
+    return [n for n in preset_names() if n.startswith("yolor-") and full_scale_flops(config(n)) < BUDGET]
 
 
 def jobs(live: dict[str, Any]) -> list[tuple[str, Any, int, Path]]:

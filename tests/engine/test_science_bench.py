@@ -209,3 +209,21 @@ def test_winner_vs_presets_counts_only_the_fresh_seeds_and_compares_with_the_bes
     assert out["winners_above_best_preset"] == 1
     # pooled seed sd: only the winner's two seeds differ (0.02 apart)
     assert out["seed_sd_AP"] == pytest.approx(np.sqrt(np.var([0.20, 0.22], ddof=1) / (1 + len(presets))))
+
+
+def test_live_score_check_scores_every_distinct_trained_design_once() -> None:
+    """An AP planted as FLOPs order: FLOPs ranks it perfectly, the fitted score is compared with it
+    on the same designs, and a design two arms trained counts once."""
+    from benchmarks import search_efficiency_live as sel
+    from nas.core.cost import cost
+    from search_spaces import compile_config, load_config
+
+    names = ("yolor-elan-1-1", "yolor-elan-hetero", "yolor-elan-2-1", "yolor-csp", "yolor-elan-2-2")
+    picks = []
+    for n in names:
+        cfg = load_config(n)
+        flops = cost(compile_config(cfg)).flops
+        picks.append({"key": cfg.key(), "config": cfg.to_yaml(), "AP": flops / 1e12, "flops": flops})
+    out = sel.score_check({"a": picks, "b": picks[:2]}, n_boot=50)
+    assert out["designs"] == len(names) and out["flops_tau"] == pytest.approx(1.0)
+    assert -1.0 <= out["fitted_tau"] <= 1.0 and len(out["fitted_minus_flops_ci95"]) == 2
