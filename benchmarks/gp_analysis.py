@@ -37,6 +37,7 @@ from benchmarks.gp_table import DESIGNS_FILE, RESULTS_FILE, SEEDS, load_table
 from benchmarks.rank_study import METRIC_KEYS
 from nas.engine.stats import (
     bootstrap_ci,
+    bootstrap_quantiles,
     bootstrap_tau_difference,
     correlation,
     fit_rank_linear,
@@ -204,16 +205,12 @@ def feature_report(
 
 def _cis(name: str, stat: Callable[[np.ndarray], float], n: int, n_boot: int, level: float) -> dict[str, Any]:
     """Percentile bootstrap CIs of ``stat`` (of the resampled design indices), 95 % and at
-    ``level``, from one set of resamples (the resamples of ``nas.engine.stats.bootstrap_ci``)."""
-    rng = np.random.default_rng(0)
-    vals = [v for v in (stat(rng.integers(0, n, n)) for _ in range(n_boot)) if math.isfinite(v)]
-    if not vals:
-        return {f"{name}_ci95": (float("nan"),) * 2, f"{name}_ci_bonferroni": (float("nan"),) * 2}
-    lo, hi, blo, bhi = (float(v) for v in np.quantile(vals, [0.025, 0.975, (1 - level) / 2, 1 - (1 - level) / 2]))
+    ``level``, from one set of resamples (those of ``nas.engine.stats.bootstrap_ci``)."""
+    q = bootstrap_quantiles(stat, n, [0.025, 0.975, (1 - level) / 2, 1 - (1 - level) / 2], n_boot)
+    lo, hi, blo, bhi = q if q is not None else (float("nan"),) * 4
     return {f"{name}_ci95": (lo, hi), f"{name}_ci_bonferroni": (blo, bhi)}
 
 
-# -- the fitted score -----------------------------------------------------------------------------
 def best_feature(designs: Sequence[dict[str, Any]], names: Sequence[str] = FEATURES) -> str:
     """The feature with the largest |partial τ| given FLOPs with the AP (ties: the first)."""
     y, z = [d["AP"] for d in designs], column(designs, "flops")
