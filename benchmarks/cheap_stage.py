@@ -1,4 +1,4 @@
-"""How good and how fast is the cheap stage's optimiser (``nas.engine.evolution``)?
+"""How good and how fast is the cheap stage's optimiser (``nas.engine.cheap.evolution``)?
 
     .venv/bin/python -m benchmarks.cheap_stage [--parts exhaustive,quality,timing,dashboard]
         [--counts 1000,10000,100000] [--quality-candidates 2000] [--seeds 3]
@@ -18,7 +18,7 @@
   room for 10^5 unique candidates until the per-stage space lands.
 - **dashboard** — seconds for optuna-dashboard's API (its WSGI app, as the browser calls it) to
   list the studies and load the cheap study of the default ``--candidates`` (``--dashboard-counts``)
-  as ``nas dashboard`` serves it (the view of :func:`nas.engine.cheap.mark_dashboard_view`), the
+  as ``nas dashboard`` serves it (the view of :func:`nas.engine.cheap.stage.mark_dashboard_view`), the
   journal's replay alone, and with ``--dashboard-whole`` the whole study.
 
 Writes ``runs/bench/cheap_stage.json``.
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import BENCH_DIR, write_result
-from nas.engine.objectives import flops_of
+from nas.engine.record.trials import flops_of
 
 BUDGET = 150e9
 K = 4
@@ -133,7 +133,7 @@ def random_trials(n: int, seed: int, name: str) -> list[Any]:
     """``n`` unique uniformly sampled configs, scored like the cheap stage scores them."""
     from types import SimpleNamespace
 
-    from nas.engine.cheap import evaluate_batch
+    from nas.engine.cheap.stage import evaluate_batch
     from search_spaces.space import SPACES
 
     space, rng, cfgs, seen = SPACES[name], random.Random(seed), [], set()
@@ -219,7 +219,7 @@ def _cpu_seconds() -> float:
 
 
 def part_timing(counts: list[int], space: str) -> dict[str, Any]:
-    from nas.engine.storage import open_storage
+    from nas.engine.record.storage import open_storage
 
     rows = []
     for n in counts:
@@ -265,13 +265,13 @@ def _api_load(open_: Any) -> tuple[float, int]:
 
 def part_dashboard(counts: list[int], whole: bool) -> dict[str, Any]:
     """For each count: the load of what ``nas dashboard`` serves (the cheap study's view,
-    :func:`nas.engine.cheap.mark_dashboard_view`), the journal's replay alone, and with
+    :func:`nas.engine.cheap.stage.mark_dashboard_view`), the journal's replay alone, and with
     ``whole`` the whole study as plain ``optuna-dashboard`` loads it."""
     import optuna
 
-    from nas.engine.cheap import mark_dashboard_view
-    from nas.engine.export import dashboard_view
-    from nas.engine.storage import open_storage
+    from nas.engine.cheap.stage import mark_dashboard_view
+    from nas.engine.record.dashboard import dashboard_view
+    from nas.engine.record.storage import open_storage
 
     rows = []
     for n in counts:

@@ -281,7 +281,7 @@ def fit_model(designs: Sequence[dict[str, Any]], model: str) -> dict[str, dict[s
 
 
 def apply_fit(design: dict[str, Any], fit: dict[str, dict[str, float]]) -> float:
-    """A fitted model's score of one design (as :func:`nas.engine.scores.linear_rank_score`)."""
+    """A fitted model's score of one design (as :func:`nas.engine.scores.registry.linear_rank_score`)."""
     return sum(
         f["weight"] * (transform_feature(n, feature_value(design, n)) - f["mean"]) / f["std"] for n, f in fit.items()
     )
@@ -431,7 +431,7 @@ def heldout_report(table: Sequence[dict[str, Any]], fit_doc: dict[str, Any], n_b
 def ship(fit_doc: dict[str, Any], heldout: dict[str, Any], path: Path | None = None) -> str:
     """Write the committed fit as the search's ``fitted`` score if, and only if, its held-out τ
     exceeds that of FLOPs (issue 28); returns what was done, in one line."""
-    from nas.engine.scores import FITTED_SCORE_FILE, fitted_weights, save_fitted_weights
+    from nas.engine.scores.registry import FITTED_SCORE_FILE, fitted_weights, save_fitted_weights
 
     path = path or FITTED_SCORE_FILE
     mine, flops = heldout[f"committed:{fit_doc['model']}"]["tau"], heldout["flops"]["tau"]

@@ -18,7 +18,7 @@ designs of the table:
   are also given as a share of the offered set's ideal.
 
 Arms (each ``(offered, K, rng) -> trainings``): ``today[:score]`` (the search as it runs: rung plan
-of ``nas.engine.fidelity.plan_rungs``, bottom rung by ``select_candidates``, best observed promoted),
+of ``nas.engine.proxy.fidelity.plan_rungs``, bottom rung by ``select_candidates``, best observed promoted),
 ``select:<score>`` (K picks of ``select_candidates``, all full), ``random``, ``optuna-tpe``,
 ``evolution`` (regularised evolution on a pool) and its hybrids with the cheap score,
 ``evolution+front``, ``evolution+screen`` and ``evolution+front+screen``. An unqualified
@@ -66,9 +66,9 @@ ScoreFn = Callable[[dict[str, Any]], float]
 
 
 def shipped_score(kind: str) -> ScoreFn:
-    """A registered cheap score (``nas.engine.scores``) of a table row: from its FLOPs, params and
+    """A registered cheap score (``nas.engine.scores.registry``) of a table row: from its FLOPs, params and
     network-level metrics, as the cheap stage computes it."""
-    from nas.engine.scores import cheap_score
+    from nas.engine.scores.registry import cheap_score
 
     return lambda row: cheap_score(kind, row["flops"], row["params"], row["metrics"])
 
@@ -193,7 +193,7 @@ def today(pool: Pool, offered: list[Design], k: int, rng: random.Random, score: 
     is redone for that many when they are fewer than it asks, and is full trainings only when none
     is offered); each rung promotes its best
     observed APs to the next, retrained from scratch (a fresh seed draw)."""
-    from nas.engine.fidelity import plan_rungs
+    from nas.engine.proxy.fidelity import plan_rungs
 
     lab = Lab(pool, rng)
     plan, eligible = plan_rungs(k, pool.epochs, pool=len(offered)), offered
@@ -443,7 +443,7 @@ def _positive(text: str) -> int:
 
 def is_shipped(fit_file: Path) -> bool:
     """Whether the committed fit is the search's shipped ``fitted`` score (same features and weights)."""
-    from nas.engine.scores import FITTED_SCORE_FILE
+    from nas.engine.scores.registry import FITTED_SCORE_FILE
 
     fit = json.loads(fit_file.read_text())["features"]
     shipped = json.loads(FITTED_SCORE_FILE.read_text())["features"]
@@ -453,8 +453,8 @@ def is_shipped(fit_file: Path) -> bool:
 
 
 def file_score(path: Path) -> ScoreFn:
-    """A fitted-score file (``nas.engine.scores`` format) as a score of a table row."""
-    from nas.engine.scores import Candidate, fitted_weights, linear_rank_score
+    """A fitted-score file (``nas.engine.scores.registry`` format) as a score of a table row."""
+    from nas.engine.scores.registry import Candidate, fitted_weights, linear_rank_score
 
     features = fitted_weights(path)["features"]
     return lambda row: linear_rank_score(Candidate(row["flops"], row["params"], row["metrics"]), features)
@@ -501,7 +501,7 @@ def main(argv: list[str] | None = None, scores: dict[str, ScoreFn] | None = None
         action="append",
         default=[],
         metavar="NAME=FILE",
-        help="also a fitted-score file (nas.engine.scores format) as the score NAME, e.g. the rank study's earlier one",
+        help="also a fitted-score file (nas.engine.scores.registry format) as the score NAME, e.g. the rank study's earlier one",
     )
     p.add_argument("--designs-file", type=Path, default=DESIGNS_FILE, help=argparse.SUPPRESS)
     p.add_argument("--results-file", type=Path, default=RESULTS_FILE, help=argparse.SUPPRESS)

@@ -97,7 +97,7 @@ def design_record(cfg: Any, design_id: str, band: int) -> dict[str, Any]:
     from nas.core.cost import cost
     from nas.core.memory import peak_memory_bytes
     from nas.core.metrics import gradient_path_metrics
-    from nas.engine.stage_features import stage_path_features
+    from nas.engine.scores.features import stage_path_features
     from search_spaces import compile_config
 
     graph = compile_config(cfg)
@@ -157,12 +157,12 @@ def load_designs(path: Path = DESIGNS_FILE, split: str = "fit") -> list[dict[str
 # -- one training ---------------------------------------------------------------------------------
 def low_epochs(epochs: int) -> int:
     """The proxy stage's low fidelity for a recipe of ``epochs``: the bottom rung of the longest
-    ladder of :func:`nas.engine.fidelity.ladder` (a complete schedule of that many epochs).
+    ladder of :func:`nas.engine.proxy.fidelity.ladder` (a complete schedule of that many epochs).
 
     >>> low_epochs(6), low_epochs(2)
     (2, 1)
     """
-    from nas.engine.fidelity import ladder
+    from nas.engine.proxy.fidelity import ladder
 
     return ladder(epochs)[-1][0]
 

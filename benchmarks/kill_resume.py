@@ -303,8 +303,8 @@ def verify(
 ) -> dict[str, Any]:
     from nas.core.cost import parse_flops
     from nas.engine import select_candidates
-    from nas.engine.fidelity import plan_rungs
-    from nas.engine.select import feasible_pool
+    from nas.engine.cheap.select import feasible_pool
+    from nas.engine.proxy.fidelity import plan_rungs
 
     lost_cheap = lost_proxy = 0
     for snap in snapshots:
@@ -371,7 +371,7 @@ def storage_opens(run: Path) -> dict[str, Any]:
     import optuna
     from optuna_dashboard import wsgi
 
-    from nas.engine.storage import open_storage
+    from nas.engine.record.storage import open_storage
 
     out: dict[str, Any] = {"ok": False}
     storage = open_storage(None, run)

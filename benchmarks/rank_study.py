@@ -48,7 +48,7 @@ import numpy as np
 
 from benchmarks._common import BENCH_DIR, write_result
 from evaluators.recipe import DEFAULT as RECIPE_DEFAULT
-from nas.engine.scores import FITTED_SCORE_FILE, save_fitted_weights
+from nas.engine.scores.registry import FITTED_SCORE_FILE, save_fitted_weights
 from nas.engine.stats import (
     LOG_FEATURES,
     correlation,
@@ -536,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"only {len(rows)} finished candidates: nothing to analyse yet")
         return 0
     reports = {t: analyze(rows, t, args.bootstrap) for t in ("AP", "AP50")}
-    from nas.engine.scores import fitted_weights
+    from nas.engine.scores.registry import fitted_weights
 
     result = {
         "space": args.space,

@@ -1,5 +1,5 @@
 """Draw ``docs/img/pareto.png``, the figure the README shows, with the search's own report code
-(:func:`nas.engine.report.plot_pareto`): the paper's detector presets at their exact FLOPs and
+(:func:`nas.engine.record.report.plot_pareto`): the paper's detector presets at their exact FLOPs and
 the proxy APs they measured at the default recipe (docs/results.md, "The paper at proxy scale",
 one H200, seed 0) — real numbers, drawn as a ``make search`` run draws its trained trials.
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from nas.core.cost import cost, parse_flops
 from nas.engine.options import SearchOptions
-from nas.engine.report import pareto_rows, plot_pareto
+from nas.engine.record.report import pareto_rows, plot_pareto
 from search_spaces import compile_config, load_config
 
 #: default-recipe proxy AP per preset, seed 0 (docs/results.md, the paper-ablation table)

@@ -18,7 +18,7 @@ trains is trained. Per seed, with the compute of K full trainings each (the defa
 * ``random`` — K uniformly random feasible configs, trained.
 * ``evolution`` — regularised (aging) evolution (Real et al. 2019) on measured AP, no cheap
   score: a population of ``max(2, K // 2)`` random feasible configs, then each child mutates
-  (``nas.engine.evolution.mutate``, about two genes) the best of a tournament of 2, is trained
+  (``nas.engine.cheap.evolution.mutate``, about two genes) the best of a tournament of 2, is trained
   and replaces the oldest member.
 
 (Under ``--version v1`` the arms are the ones of the v1 study: ``adaptive`` = the search with
@@ -111,7 +111,7 @@ def two_stage_picks(seed: int, k: int, candidates: int) -> list[Any]:
 
     from evaluators.recipe import Recipe
     from nas.engine import SearchOptions, cheap_stage, select_candidates
-    from nas.engine.objectives import config_of
+    from nas.engine.record.trials import config_of
     from search_spaces import parse_yaml
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -165,7 +165,7 @@ def evolution_run(seed: int, k: int, recipe: dict[str, Any], threads: int) -> li
     """Aging evolution on measured AP: tournament, mutate, train, drop the oldest."""
     from collections import deque
 
-    from nas.engine.evolution import mutate, random_genome
+    from nas.engine.cheap.evolution import mutate, random_genome
     from search_spaces.space import SPACES
 
     space, rng = SPACES["yolor"], random.Random(f"evolution-arm-{seed}")
@@ -213,7 +213,7 @@ def search_run(
     import ray
 
     from nas.engine import SearchOptions, search
-    from nas.engine.ray_cluster import start_or_join
+    from nas.engine.proxy.ray_cluster import start_or_join
     from search_spaces import from_dict
 
     opts = SearchOptions(

@@ -12,15 +12,23 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("nas", "search_spaces", "evaluators")
-#: (module prefix, layer): lower layers never import higher ones; the longest prefix wins
+#: (module prefix, layer): lower layers never import higher ones; the longest prefix wins. The
+#: engine's sub-packages are layers of their own, in the order a search runs through them.
 LAYERS = (
     ("nas.core", 0),
-    ("search_spaces", 1),
-    ("evaluators", 2),
-    ("nas.engine", 3),
-    ("nas", 4),  # the facade: nas/__init__.py, nas/api.py
-    ("nas.cli", 5),
-    ("nas.__main__", 5),  # `python -m nas` is the CLI
+    ("search_spaces", 10),
+    ("evaluators", 20),
+    ("nas.engine.options", 30),  # what every stage reads: the options, the search's statistics,
+    ("nas.engine.stats", 30),  # the latency model
+    ("nas.engine.latency", 30),
+    ("nas.engine.record", 31),  # the trial attributes, the storage, the report, the dashboard
+    ("nas.engine.scores", 32),  # the registry, one candidate scored, calibration, features
+    ("nas.engine.cheap", 33),  # the two stages, side by side: neither imports the other
+    ("nas.engine.proxy", 33),
+    ("nas.engine", 34),  # validate, driver, export, and the package's re-exports
+    ("nas", 40),  # the facade: nas/__init__.py, nas/api.py
+    ("nas.cli", 50),
+    ("nas.__main__", 50),  # `python -m nas` is the CLI
 )
 
 
@@ -81,6 +89,23 @@ def test_no_import_points_up() -> None:
         f"{a} (layer {layer(a)}) imports {b} (layer {layer(b)})" for a, b in import_graph().edges if layer(b) > layer(a)
     ]
     assert not up, "\n".join(up)
+
+
+def test_the_two_stages_do_not_import_each_other() -> None:
+    """The cheap and the proxy stage share a layer: what both need lives below them."""
+    across = [
+        (a, b)
+        for a, b in import_graph().edges
+        for x, y in (("nas.engine.cheap", "nas.engine.proxy"), ("nas.engine.proxy", "nas.engine.cheap"))
+        if a.startswith(x) and b.startswith(y)
+    ]
+    assert not across, across
+
+
+def test_every_engine_module_has_its_sub_layer() -> None:
+    """A module added straight under nas/engine/ lands on the top layer unless it is named here."""
+    top = {m for m in modules() if m.startswith("nas.engine") and layer(m) == 34}
+    assert top == {"nas.engine", "nas.engine.validate", "nas.engine.driver", "nas.engine.export"}, top
 
 
 def test_no_circle_of_files() -> None:

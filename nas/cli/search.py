@@ -13,8 +13,9 @@ from nas.cli.train import add_recipe_flags, recipe_flags
 from nas.core.cost import parse_flops
 from nas.core.errors import UsageError
 from nas.engine import SCORES, SearchOptions, search
-from nas.engine.export import dashboard, export, export_config, export_onnx
-from nas.engine.objectives import parse_ms
+from nas.engine.export import export, export_config, export_onnx
+from nas.engine.record.dashboard import dashboard
+from nas.engine.record.trials import parse_ms
 from search_spaces import load_config
 
 D = SearchOptions(budget=1)

@@ -1,14 +1,14 @@
 """``nas search``: the two-stage search, end to end (docs/architecture.md).
 
-1. Cheap stage (:mod:`nas.engine.cheap`) — Optuna study ``<name>-cheap``: every candidate is
+1. Cheap stage (:mod:`nas.engine.cheap.stage`) — Optuna study ``<name>-cheap``: every candidate is
    compiled, costed and scored by its gradient-path metrics in milliseconds; over-budget ones
    are recorded infeasible.
-2. Selection (:mod:`nas.engine.select`) — feasible, deduplicated, the best cheap score in each
+2. Selection (:mod:`nas.engine.cheap.select`) — feasible, deduplicated, the best cheap score in each
    of N FLOPs bands up to the budget, diverse in block pattern: N is the bottom rung of the
-   training plan (:func:`nas.engine.fidelity.plan_proxy`: ``--trials K`` = the compute of K
+   training plan (:func:`nas.engine.proxy.fidelity.plan_proxy`: ``--trials K`` = the compute of K
    full trainings; by default K picks trained in full, with ``--proxy-stage halving`` spent by
    successive halving over more), with a reserve of 3N behind it.
-3. Proxy stage (:mod:`nas.engine.proxy`) — one Ray Tune run per rung trains its candidates on the
+3. Proxy stage (:mod:`nas.engine.proxy.stage`) — one Ray Tune run per rung trains its candidates on the
    COCO proxy (``evaluators.train``, the one training code path) on a complete short schedule;
    after each rung the cheap score is recalibrated on the measured APs (the ledger, summary
    ``calibration``) and, when halving, the best go on. The driver owns Optuna study ``<name>`` (AP ↑, FLOPs ↓)
@@ -31,14 +31,15 @@ from typing import Any
 
 from nas.core.runio import RunLock, atomic_write_json
 from nas.core.table import format_table
-from nas.engine.cheap import cheap_stage, mark_dashboard_view
-from nas.engine.fidelity import Rung, plan_proxy
-from nas.engine.objectives import config_of, flops_of, format_pattern, latency_of, params_of
-from nas.engine.options import SearchError, SearchOptions, validate_options
-from nas.engine.proxy import proxy_stage
-from nas.engine.report import format_front, write_outputs
-from nas.engine.select import feasible_pool, pattern_of, select_candidates
-from nas.engine.storage import open_storage, prepare_journal
+from nas.engine.cheap.select import feasible_pool, pattern_of, select_candidates
+from nas.engine.cheap.stage import cheap_stage, mark_dashboard_view
+from nas.engine.options import SearchError, SearchOptions
+from nas.engine.proxy.fidelity import Rung, plan_proxy
+from nas.engine.proxy.stage import proxy_stage
+from nas.engine.record.report import format_front, write_outputs
+from nas.engine.record.storage import open_storage, prepare_journal
+from nas.engine.record.trials import config_of, flops_of, format_pattern, latency_of, params_of
+from nas.engine.validate import validate_options
 
 __all__ = ["SearchError", "SearchOptions", "search"]
 
@@ -173,7 +174,7 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
             log(format_picks(summary["picks"]))
             return summary
         log(f"proxy stage: {format_plan(plan)} (the compute of {opts.trials} full trainings)")
-        study = proxy_stage(storage, opts, chosen, progress, reserve=reserve, log=log)
+        study = proxy_stage(storage, opts, chosen, plan, progress, reserve=reserve, log=log)
         summary = write_outputs(study, opts)
         summary["calibration"] = study.user_attrs.get("calibration") or []
         summary["plan"] = [{"epochs": r.epochs, "of": r.of, "n": r.n} for r in plan]

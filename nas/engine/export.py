@@ -1,4 +1,5 @@
-"""``nas export`` and ``nas dashboard``: read a finished (or running) search's storage."""
+"""``nas export``: a finished (or running) search's chosen design, recompiled, checked against what
+was recorded and written as a config, YOLO YAML, torch source or ONNX (with its proxy weights)."""
 
 from __future__ import annotations
 
@@ -10,45 +11,13 @@ from nas.core.extras import require
 from nas.core.runio import atomic_write_bytes, atomic_write_text
 from nas.core.torch_source import to_source
 from nas.core.yolo_yaml import FLAVOURS, to_yaml
-from nas.engine.cheap import DASHBOARD_ATTR, score_candidate
-from nas.engine.objectives import config_of, feasible_front, flops_of, latency_of, metrics_of
 from nas.engine.options import SearchError, SearchOptions
-from nas.engine.proxy import fidelity_of
-from nas.engine.storage import open_storage
-from nas.engine.worker import storage_fs, stored_checkpoints, trial_folder
+from nas.engine.proxy.stage import fidelity_of
+from nas.engine.proxy.worker import storage_fs, stored_checkpoints, trial_folder
+from nas.engine.record.storage import open_run
+from nas.engine.record.trials import config_of, flops_of, latency_of, metrics_of
+from nas.engine.scores.candidate import score_candidate
 from search_spaces import compile_config, load_config, parse_yaml
-
-
-def _run_storage(run_dir: str | Path) -> tuple[Any, str]:
-    """(journal storage, search name) of a run folder, checked: one clear error if it is not one."""
-    run_dir = Path(run_dir)
-    meta = run_dir / "search.json"
-    if not meta.is_file():
-        raise SearchError(
-            f"{run_dir}: not a search run (no search.json); accepted: a runs/<name> folder made by nas search"
-        )
-    try:
-        options = json.loads(meta.read_text(encoding="utf-8"))
-        name, _ = options["name"], int(options["budget"])
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-        raise SearchError(
-            f"{meta}: unreadable or not made by nas search ({type(e).__name__}); it is not trusted, nothing was read"
-        ) from None
-    storage = open_storage(None, run_dir) if (run_dir / "optuna.journal").is_file() else None
-    if storage is None:
-        raise SearchError(f"{run_dir}: no optuna.journal (searches with --storage URL: open that storage directly)")
-    return storage, name
-
-
-def _open_run(run_dir: str | Path):  # noqa: ANN202
-    import optuna
-
-    storage, name = _run_storage(run_dir)
-    try:
-        return optuna.load_study(study_name=name, storage=storage), name
-    except KeyError:
-        raise SearchError(f"{run_dir}: the proxy study {name!r} has no trials yet") from None
-
 
 FORMATS = ("yaml", "yolov7", "yolov9", "torch", "onnx")
 
@@ -114,7 +83,7 @@ def export(
         _check_weights(out, fmt, weights)
     if onnx is not None or fmt == "onnx":  # before anything is written: a missing extra leaves nothing half-written
         require("onnx", "nas export --onnx")
-    study, _ = _open_run(run_dir)
+    study, _ = open_run(run_dir)
     done = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if trial is not None:
         match = [t for t in done if t.number == trial]
@@ -176,13 +145,13 @@ def _options(run_dir: str | Path) -> SearchOptions:
     try:
         identity = json.loads((Path(run_dir) / "search.json").read_text(encoding="utf-8"))
         return SearchOptions.from_identity(identity, runs_dir=str(Path(run_dir).parent))
-    except Exception as e:  # noqa: BLE001 - read once already by _run_storage: only an unknown field is left
+    except Exception as e:  # noqa: BLE001 - read once already by run_storage: only an unknown field is left
         raise SearchError(f"{run_dir}/search.json: its options no longer load ({type(e).__name__}: {e})") from None
 
 
 def trial_checkpoint(run_dir: str | Path, trial: Any) -> Path | None:
     """The checkpoint of ``trial``'s training, or None: its working folder ``runs/NAME/trials/<folder>``
-    (:func:`~nas.engine.worker.trial_folder`), else the newest the run's default Tune storage
+    (:func:`~nas.engine.proxy.worker.trial_folder`), else the newest the run's default Tune storage
     (``runs/NAME/ray``) persisted (a training that ran on another node; a ``--ray-storage``
     elsewhere is not read here)."""
     full = _options(run_dir).recipe.epochs
@@ -258,90 +227,3 @@ def onnx_bytes(cfg) -> bytes:  # noqa: ANN001
     names = [f"p{i + 3}" for i in range(len(model.graph.outputs))]
     torch.onnx.export(model, (x,), buf, input_names=["images"], output_names=names, opset_version=17, dynamo=False)
     return buf.getvalue()
-
-
-def read_only(app: Any) -> Any:
-    """WSGI middleware: only GET and HEAD reach the dashboard. Any other request (optuna-dashboard
-    deletes a study with one click: ``DELETE /api/studies/N``) gets 403, so a viewer cannot change
-    or destroy a search's record."""
-
-    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
-        if environ.get("REQUEST_METHOD", "GET").upper() in ("GET", "HEAD"):
-            return app(environ, start_response)
-        start_response("403 Forbidden", [("Content-Type", "text/plain; charset=utf-8")])
-        return [b"this dashboard is read-only: start it with nas dashboard --allow-edit to change studies\n"]
-
-    return guarded
-
-
-def dashboard_app(run_dir: str | Path, allow_edit: bool = False) -> Any:
-    """optuna-dashboard's WSGI app on the run's storage, read-only unless ``allow_edit``."""
-    wsgi = require("optuna_dashboard", "nas dashboard").wsgi
-    storage, _ = _run_storage(run_dir)  # a --trials 0 run has only its cheap study: shown too
-    _feasible_best_trials()
-    app = wsgi(dashboard_view(storage))
-    return app if allow_edit else read_only(app)
-
-
-def dashboard_view(storage: Any) -> Any:
-    """``storage`` as the dashboard reads it: a cheap study lists only the trials its
-    ``nas:dashboard_trials`` attribute names (:func:`nas.engine.cheap.mark_dashboard_view`: the
-    front and what lies near it, the picks; a few thousand trials of tens of thousands), so
-    it opens in seconds; every other read and every write goes to the storage unchanged."""
-    every = storage.get_all_trials
-
-    def get_all_trials(study_id: int, deepcopy: bool = True, states: Any = None) -> list[Any]:
-        trials = every(study_id, deepcopy=deepcopy, states=states)
-        shown = storage.get_study_system_attrs(study_id).get(DASHBOARD_ATTR)
-        if shown is None:
-            return trials
-        keep = set(shown)
-        return [t for t in trials if t.number in keep]
-
-    storage.get_all_trials = get_all_trials
-    return storage
-
-
-def _feasible_best_trials() -> None:
-    """optuna-dashboard 0.21's "Best Trials" card is the unconstrained Pareto front (its plot is
-    not): make it list feasible trials only, as ``study.best_trials`` does. Where a future
-    version moved the function, the study attribute ``best_trials`` still says what to read."""
-    import optuna_dashboard._app as upstream
-
-    if hasattr(upstream, "get_pareto_front_trials"):
-        upstream.get_pareto_front_trials = feasible_front(upstream.get_pareto_front_trials)
-
-
-def dashboard(
-    run_dir: str | Path, port: int = 8080, host: str = "127.0.0.1", allow_edit: bool = False, log: Any = print
-) -> None:
-    """Serve optuna-dashboard on the run's storage (both studies: ``<name>-cheap`` and ``<name>``),
-    read-only unless ``allow_edit``. The run, the port and the address are checked before the
-    server starts, so a bad one is one clear error rather than a server banner and a traceback."""
-    import socket
-
-    if not 0 <= port <= 65535:
-        raise SearchError(f"--port: {port} is out of range; accepted: 0 to 65535")
-    _run_storage(run_dir)
-    require("optuna_dashboard", "nas dashboard")
-    try:  # bind once ourselves: the server would print its banner before failing
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
-    except (OSError, UnicodeError) as e:
-        raise SearchError(
-            f"--host/--port: cannot listen on {host}:{port} ({e}); accepted: a free port on a local address"
-        ) from None
-    app = dashboard_app(run_dir, allow_edit)
-    mode = "editable" if allow_edit else "read-only"
-    log(f"optuna-dashboard ({mode}) on http://{host}:{port}/ (Ctrl-C to stop)")
-    serve(app, host, port)
-
-
-def serve(app: Any, host: str, port: int) -> None:
-    """Serve a WSGI app until interrupted (the standard library's server, as optuna-dashboard's own)."""
-    from wsgiref.simple_server import make_server
-
-    with make_server(host, port, app) as httpd:
-        httpd.serve_forever()

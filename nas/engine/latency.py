@@ -348,13 +348,6 @@ def measure_latency(
     return {"wall_ms": statistics.median(wall), "cpu_ms": statistics.median(cpu) if threads == 1 else None}
 
 
-def measure_latency_ms(
-    graph: LayerGraph, device: str = "cpu", batch: int = 1, threads: int = 1, warmup: int = 2, runs: int = 5
-) -> float:
-    """The wall-clock (CUDA-event) median of :func:`measure_latency`."""
-    return measure_latency(graph, device, batch, threads, warmup, runs)["wall_ms"]
-
-
 def _op_module(graph: LayerGraph, node: Node) -> tuple[Any, list[tuple[int, ...]]]:
     """``node`` alone as a torch module, and the shapes of its inputs (batch 1)."""
     import torch

@@ -4,12 +4,11 @@ proxy :class:`~evaluators.recipe.Recipe`, passed whole) and their validation."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any, ClassVar
 
 from evaluators.recipe import DEFAULT as DEFAULT_RECIPE
-from evaluators.recipe import RECIPES, Recipe, RecipeError
+from evaluators.recipe import RECIPES, Recipe
 from nas.core.errors import GradpathError
 from search_spaces.blocks import CHANNEL_RULE
 
@@ -33,10 +32,10 @@ class SearchOptions:
     #: unique cheap-stage candidates: about 40 s on 2 idle cores, and a run nas dashboard opens in
     #: about 7 s (journal replay + its view of 1,500 trials); 30,000 took 10.7 s (benchmarks/cheap_stage.py)
     candidates: int = 20000
-    #: the proxy budget: the compute of this many full trainings (nas.engine.fidelity.plan_proxy);
+    #: the proxy budget: the compute of this many full trainings (nas.engine.proxy.fidelity.plan_proxy);
     #: 0 = the cheap stage and the selection only
     trials: int = 4
-    #: how the proxy stage spends ``trials`` (nas.engine.fidelity.PROXY_STAGES): ``select`` trains
+    #: how the proxy stage spends ``trials`` (nas.engine.proxy.fidelity.PROXY_STAGES): ``select`` trains
     #: the K best picks at full fidelity, ``halving`` spends the same compute by successive halving
     proxy_stage: str = "select"
     data: str = "shapes"
@@ -133,77 +132,3 @@ class SearchOptions:
             else:
                 out[f.name] = getattr(self, f.name)
         return out
-
-
-#: the URI schemes of the filesystems Ray Tune's storage resolves through pyarrow
-STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
-
-
-def validate_options(opts: SearchOptions) -> None:
-    """Reject bad options before anything is written."""
-    from nas.engine.scores import SCORES
-    from search_spaces.space import SPACES
-
-    if (
-        not opts.name
-        or any(c in opts.name for c in "/\\\0")
-        or opts.name.startswith(".")
-        or len(opts.name.encode("utf-8", "surrogatepass")) > 200
-    ):
-        raise SearchError(
-            f"--name: {opts.name[:60]!r} is not a usable run name; accepted: a plain folder name of at most 200 bytes"
-        )
-    if opts.space not in SPACES:
-        raise SearchError(f"--space: {opts.space!r} is unknown; accepted: {', '.join(SPACES)}")
-    from nas.engine.fidelity import PROXY_STAGES
-
-    if opts.proxy_stage not in PROXY_STAGES:
-        raise SearchError(f"--proxy-stage: {opts.proxy_stage!r} is unknown; accepted: {', '.join(PROXY_STAGES)}")
-    if opts.cheap_score not in SCORES:
-        raise SearchError(f"--cheap-score: {opts.cheap_score!r} is unknown; accepted: {', '.join(SCORES)}")
-    from nas.engine.objectives import COSTS
-
-    if opts.cost not in COSTS:
-        raise SearchError(f"--cost: {opts.cost!r} is unknown; accepted: {', '.join(COSTS)}")
-    lat = opts.latency_budget_ms
-    if lat is not None and not (isinstance(lat, int | float) and math.isfinite(lat) and lat > 0):
-        raise SearchError(f"--latency-budget: {lat!r} is not a latency; accepted: a positive time such as 30ms")
-    from nas.engine.latency import DEVICES, LatencyError, check_device
-
-    if opts.device not in DEVICES:
-        raise SearchError(f"--device: {opts.device!r} is not known; accepted: {', '.join(DEVICES)}")
-    if opts.cost == "latency" or lat is not None:
-        try:
-            check_device(opts.device)
-        except LatencyError as e:
-            raise SearchError(str(e)) from None
-    for flag, value, lo, hi in (
-        ("--candidates", opts.candidates, 1, 10**6),
-        ("--trials", opts.trials, 0, 10**4),
-        ("--workers", opts.workers, 1, 1024),
-    ):
-        if not lo <= value <= hi:
-            raise SearchError(f"{flag}: {value} is out of range; accepted: an integer from {lo} to {hi}")
-    try:
-        opts.recipe.validate()
-    except RecipeError as e:
-        raise SearchError(str(e)) from None
-    if opts.data != "shapes" and not Path(opts.data).exists():
-        raise SearchError(
-            f"--data: {opts.data} does not exist; accepted: shapes or a COCO-format annotation file/folder"
-        )
-    scheme = (opts.ray_storage or "").partition("://")[0] if "://" in (opts.ray_storage or "") else None
-    if opts.ray_storage is not None and (not opts.ray_storage.strip() or (scheme and scheme not in STORAGE_SCHEMES)):
-        raise SearchError(
-            f"--ray-storage: {opts.ray_storage!r} is not a folder or a storage URI Ray supports; accepted: a folder "
-            f"(on a cluster: mounted at the same path on every node) or {', '.join(s + '://…' for s in STORAGE_SCHEMES)}"
-        )
-    if opts.trials:  # a cluster that cannot be joined is said now, not after the cheap stage
-        from nas.engine.ray_cluster import RayClusterError, check_cluster, requested_address
-
-        address = requested_address(opts.ray_address)
-        if address is not None:
-            try:
-                check_cluster(address)
-            except RayClusterError as e:
-                raise SearchError(str(e)) from None

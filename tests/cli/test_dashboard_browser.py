@@ -46,8 +46,8 @@ def _tiny_run(runs: Path) -> Path:
     from nas.core.cost import parse_flops
     from nas.core.runio import atomic_write_json
     from nas.engine import SearchOptions, cheap_stage, select_candidates
-    from nas.engine.objectives import constraints_of, copied_attrs, metric_name, study_attrs
-    from nas.engine.storage import mark_constraint, open_storage
+    from nas.engine.record.storage import mark_constraint, open_storage
+    from nas.engine.record.trials import constraints_of, copied_attrs, metric_name, study_attrs
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     opts = SearchOptions(budget=parse_flops("60G"), name="tiny", candidates=60, trials=3, runs_dir=str(runs))
@@ -168,7 +168,7 @@ BEST_TRIALS = """(() => {
 def test_dashboard_renders_named_objectives_and_lists_no_over_budget_trial_as_best(tmp_path):
     from optuna_dashboard._pareto_front import get_pareto_front_trials
 
-    from nas.engine.storage import open_storage
+    from nas.engine.record.storage import open_storage
 
     chromium = _chromium()
     run = _tiny_run(tmp_path)

@@ -69,7 +69,7 @@ def test_bad_input_raises_one_line_errors(tmp_path: Path) -> None:
         run_train(_parse("yolor-elan-2-1", "--epochs", "0"))
     from evaluators.recipe import Recipe
     from nas.engine import SearchError, SearchOptions
-    from nas.engine.options import validate_options
+    from nas.engine.validate import validate_options
 
     with pytest.raises(SearchError, match="--epochs: 0 is out of range; accepted: an integer from 1 to 1000"):
         validate_options(SearchOptions(budget=10**11, recipe=Recipe(epochs=0)))

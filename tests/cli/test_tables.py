@@ -12,7 +12,7 @@ import pytest
 from nas.cli import main
 from nas.cli.train import _table as train_table
 from nas.engine.driver import format_picks
-from nas.engine.report import format_front
+from nas.engine.record.report import format_front
 
 LONG_STAGE = {"block": "csp", "split_ratio": 0.25, "fusion": "none", "repeats": 0.5, "width": 0.75}
 LONG_CONFIG = f"""schema: 2

@@ -10,14 +10,14 @@ from types import SimpleNamespace
 
 import pytest
 
-import nas.engine.proxy as P
+import nas.engine.proxy.stage as P
 from evaluators.recipe import Recipe
 from nas.core.cost import parse_flops
 from nas.engine import SearchOptions, cheap_stage, select_candidates
-from nas.engine.calibration import MISLEADING_MIN_N
-from nas.engine.fidelity import Rung, plan_proxy, plan_rungs
-from nas.engine.objectives import flops_of
-from nas.engine.storage import open_storage
+from nas.engine.proxy.fidelity import Rung, plan_proxy, plan_rungs
+from nas.engine.record.storage import open_storage
+from nas.engine.record.trials import flops_of
+from nas.engine.scores.calibration import MISLEADING_MIN_N
 
 
 def _ap(key: str, epochs: int) -> float:
@@ -67,7 +67,7 @@ def _run(opts, storage, trials, fake, monkeypatch, lines=None):
     chosen = select_candidates(trials, plan[0].n, opts.budget)
     reserve = select_candidates(trials, 3 * len(chosen), opts.budget)
     return P.proxy_stage(
-        storage, opts, chosen, False, reserve=reserve, log=(lines if lines is not None else []).append
+        storage, opts, chosen, plan, False, reserve=reserve, log=(lines if lines is not None else []).append
     ), chosen
 
 

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from nas.engine.calibration import MISLEADING_MIN_N, calibrate, design_matrix, fit_with_prior, score_rows
-from nas.engine.scores import cheap_score, fitted_weights
+from nas.engine.scores.calibration import MISLEADING_MIN_N, calibrate, design_matrix, fit_with_prior, score_rows
+from nas.engine.scores.registry import cheap_score, fitted_weights
 
 PRIOR = {
     "flops": {"weight": 0.6, "mean": 24.0, "std": 0.7, "log": True},
@@ -107,7 +107,7 @@ def test_prior_weights_reproduce_the_shipped_fitted_score():
             "gradient_overlap": float(rng.uniform(0, 0.4)),
         }
         cands.append((int(math.exp(rng.normal(24.7, 0.6))), int(rng.integers(10**6, 10**8)), metrics))
-    from nas.engine.calibration import features_of
+    from nas.engine.scores.calibration import features_of
 
     rows = [features_of(f, p, m) for f, p, m in cands]
     weights = {k: v["weight"] for k, v in prior.items()}

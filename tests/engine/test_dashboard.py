@@ -8,8 +8,9 @@ from pathlib import Path
 import optuna
 
 from benchmarks.kill_resume import wsgi_request
-from nas.engine.export import dashboard_app
-from nas.engine.storage import open_storage
+from nas.engine.record.dashboard import dashboard_app
+from nas.engine.record.storage import open_storage
+from nas.engine.record.trials import DASHBOARD_ATTR
 from tests.support.fuzz_cases import RUN_NAME, build_run
 
 
@@ -39,7 +40,7 @@ def test_the_dashboard_shows_the_cheap_front_and_the_picks_not_every_candidate(t
     the API lists exactly those, the whole feasible front among them, and the study keeps all."""
     import json
 
-    import nas.engine.cheap as cheap
+    import nas.engine.cheap.stage as cheap
     from nas.core.cost import parse_flops
     from nas.engine import SearchOptions, search
 
@@ -49,7 +50,7 @@ def test_the_dashboard_shows_the_cheap_front_and_the_picks_not_every_candidate(t
     storage = open_storage(None, opts.run_dir)
     study = optuna.load_study(study_name="dash-cheap", storage=storage)
     every = study.get_trials(deepcopy=False)
-    shown = storage.get_study_system_attrs(study._study_id)[cheap.DASHBOARD_ATTR]
+    shown = storage.get_study_system_attrs(study._study_id)[DASHBOARD_ATTR]
     picks = {p["trial"] for p in summary["picks"]}
     assert len(every) == 200 and picks <= set(shown) and 40 <= len(shown) < 200
 

@@ -12,13 +12,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import nas.engine.cheap as cheap_module
+import nas.engine.cheap.stage as cheap_module
 from nas.core.cost import parse_flops
 from nas.engine import SearchOptions, cheap_stage, select_candidates
-from nas.engine.evolution import NSGA2, Member, crossover, mutate, random_genome, survivors
-from nas.engine.objectives import config_of, key_hash
-from nas.engine.select import DIVERSITY_MARGIN_SD, block_pattern
-from nas.engine.storage import open_storage
+from nas.engine.cheap.evolution import NSGA2, Member, crossover, mutate, random_genome, survivors
+from nas.engine.cheap.select import DIVERSITY_MARGIN_SD, block_pattern
+from nas.engine.record.storage import open_storage
+from nas.engine.record.trials import config_of, key_hash
 from search_spaces import load_config
 from search_spaces.space import SPACES
 
@@ -147,7 +147,7 @@ def test_resume_from_a_journal_cut_inside_a_generation_loses_and_recomputes_noth
     cut = dataclass_replace(opts, runs_dir=str(tmp_path / "b"))
     cut.run_dir.mkdir(parents=True)
     (cut.run_dir / "optuna.journal").write_text("".join(out))
-    from nas.engine.storage import prepare_journal
+    from nas.engine.record.storage import prepare_journal
 
     prepare_journal(cut.run_dir / "optuna.journal", lambda _s: None)
     scored = _counting(monkeypatch)

@@ -24,8 +24,8 @@ from nas.core.cost import parse_flops
 from nas.core.module import build
 from nas.core.runio import atomic_write_json
 from nas.engine import SearchOptions, score_candidate
-from nas.engine.storage import open_storage
-from nas.engine.worker import trial_folder
+from nas.engine.proxy.worker import trial_folder
+from nas.engine.record.storage import open_storage
 from search_spaces import load_config
 
 TRAINED, UNTRAINED = "yolor-v3", "yolor-csp"

@@ -8,7 +8,7 @@ from fractions import Fraction
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nas.engine.fidelity import ETA, ladder, plan_cost, plan_proxy, plan_rungs
+from nas.engine.proxy.fidelity import ETA, ladder, plan_cost, plan_proxy, plan_rungs
 
 
 def test_the_lead_and_issue_examples():

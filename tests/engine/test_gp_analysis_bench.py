@@ -165,7 +165,7 @@ def test_a_fit_designs_simulation_score_never_saw_its_own_ap() -> None:
 
 
 def test_a_fit_ships_only_past_flops_and_the_search_then_scores_as_the_analysis_did(tmp_path) -> None:
-    from nas.engine.scores import Candidate, fitted_weights, linear_rank_score
+    from nas.engine.scores.registry import Candidate, fitted_weights, linear_rank_score
 
     table = _table("gp.longest_gradient_path", noise=0.002)
     doc = ga.fit_document(table, ga.analyze(table, n_boot=10, n_perm=50))

@@ -19,7 +19,7 @@ import pytest
 from benchmarks import gp_search as gs
 from benchmarks import pool_sim
 from benchmarks.gp_table import DESIGNS_FILE, load_table
-from nas.engine.fidelity import plan_rungs
+from nas.engine.proxy.fidelity import plan_rungs
 
 DESIGNS = 30
 LOW = 20  # the first 20 designs also have low-fidelity rows
@@ -290,7 +290,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys)
 
 def test_a_fitted_score_file_is_a_score_and_the_committed_fit_is_the_shipped_one(tmp_path, monkeypatch) -> None:
     from benchmarks.gp_analysis import FIT_FILE
-    from nas.engine.scores import FITTED_SCORE_FILE, cheap_score
+    from nas.engine.scores.registry import FITTED_SCORE_FILE, cheap_score
 
     monkeypatch.chdir(tmp_path)
     results = noisy_results(tmp_path / "results.jsonl")

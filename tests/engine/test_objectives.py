@@ -22,7 +22,10 @@ from nas.core.errors import UsageError
 from nas.core.ir import LayerGraph
 from nas.engine import SearchOptions, cheap_stage, score_candidate, select_candidates
 from nas.engine.latency import build_latency_model, device_fingerprint, predict_latency_ms
-from nas.engine.objectives import (
+from nas.engine.options import SearchError
+from nas.engine.record.report import pareto_figure, pareto_rows
+from nas.engine.record.storage import open_storage
+from nas.engine.record.trials import (
     config_of,
     constraints_of,
     flops_of,
@@ -33,9 +36,7 @@ from nas.engine.objectives import (
     violation,
     within_budgets,
 )
-from nas.engine.options import SearchError, validate_options
-from nas.engine.report import pareto_figure, pareto_rows
-from nas.engine.storage import open_storage
+from nas.engine.validate import validate_options
 from search_spaces import compile_config, parse_yaml
 
 
@@ -229,7 +230,7 @@ def test_cli_cuda_without_a_gpu_is_one_line_exit_2(tmp_path):
 
 # -- the dashboard's Best Trials ------------------------------------------------------------------------
 def _study_with_a_dominating_infeasible_trial(tmp_path):
-    from nas.engine.storage import mark_constraint
+    from nas.engine.record.storage import mark_constraint
 
     storage = open_storage(None, tmp_path / "dash")
     study = optuna.create_study(study_name="dash-cheap", storage=storage, directions=["maximize", "minimize"])
@@ -244,7 +245,7 @@ def test_dashboard_best_trials_lists_feasible_trials_only(tmp_path):
     from optuna_dashboard import _pareto_front
 
     from benchmarks.kill_resume import dashboard_api
-    from nas.engine.export import _feasible_best_trials
+    from nas.engine.record.dashboard import _feasible_best_trials
 
     storage, study = _study_with_a_dominating_infeasible_trial(tmp_path)
     # upstream: the over-budget trial is non-dominated, so its Pareto list shows it

@@ -25,8 +25,8 @@ import pytest
 from benchmarks.kill_resume import dashboard_api, wsgi_request
 from nas.core.cost import parse_flops
 from nas.engine import select_candidates
-from nas.engine.export import read_only
-from nas.engine.storage import open_storage
+from nas.engine.record.dashboard import read_only
+from nas.engine.record.storage import open_storage
 from tests.support.helpers import TINY, search_cmd
 
 

@@ -1,4 +1,4 @@
-"""Where the proxy stage's Ray runs (``nas.engine.ray_cluster``): a local search starts its own
+"""Where the proxy stage's Ray runs (``nas.engine.proxy.ray_cluster``): a local search starts its own
 loopback Ray whatever Ray left on the machine, and ``--ray-address`` joins a default
 ``ray start --head`` cluster (token auth) with the token where Ray keeps it, or fails in one line.
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.engine.ray_cluster import RayClusterError, check_cluster, find_token, parse_address, requested_address
+from nas.engine.proxy.ray_cluster import RayClusterError, check_cluster, find_token, parse_address, requested_address
 from tests.support.ray_nodes import clean_env, free_port, ray_head
 
 
@@ -42,7 +42,7 @@ def head() -> Iterator[dict]:
 
 JOIN = """
 import ray
-from nas.engine.ray_cluster import start_or_join
+from nas.engine.proxy.ray_cluster import start_or_join
 started = start_or_join({address!r}, 2)
 print(started, int(ray.cluster_resources()["CPU"]), ray.get_runtime_context().gcs_address.rsplit(":", 1)[1])
 ray.shutdown()

@@ -1,6 +1,6 @@
 """A local search's private Ray listens on loopback only (issue 31).
 
-The Ray is started the way a search starts it (``nas.engine.ray_cluster.start_or_join`` with no
+The Ray is started the way a search starts it (``nas.engine.proxy.ray_cluster.start_or_join`` with no
 address) in a child process of its own session, with one task run so a worker exists; every
 listening TCP socket of that process, its descendants and the processes of its Ray session is
 read from ``/proc``. Before ``_loopback_only`` Ray replaced the requested 127.0.0.1 by the
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROBE = """
 import json, os, time
 import ray
-from nas.engine.ray_cluster import start_or_join
+from nas.engine.proxy.ray_cluster import start_or_join
 from tests.support.sockets import descendants, listening, processes_mentioning
 
 assert start_or_join(None, 1)

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from nas.engine.objectives import config_of
-from nas.engine.storage import open_storage
+from nas.engine.record.storage import open_storage
+from nas.engine.record.trials import config_of
 from tests.support.helpers import search_cmd, tiny_search
 from tests.support.ray_nodes import can_hide_folders, clean_env, ray_head, ray_worker, stop_group
 

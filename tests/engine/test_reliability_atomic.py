@@ -24,7 +24,7 @@ import pytest
 
 from nas.core.cost import parse_flops
 from nas.engine import SearchOptions, cheap_stage
-from nas.engine.storage import open_storage, prepare_journal
+from nas.engine.record.storage import open_storage, prepare_journal
 
 _WRITER = """
 import sys

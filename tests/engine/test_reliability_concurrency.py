@@ -15,7 +15,7 @@ import optuna
 import pytest
 
 from benchmarks.kill_resume import dashboard_api
-from nas.engine.storage import open_storage
+from nas.engine.record.storage import open_storage
 
 
 def _count_trials(app, study: str) -> int:  # noqa: ANN001
@@ -104,7 +104,7 @@ def test_a_stale_trial_worker_is_stopped_before_a_resumed_one_trains(tmp_path: P
     """A SIGKILLed search leaves Ray trial workers training on; the re-run's worker for the same
     trial kills such a stale one (a ``ray::`` process holding the trial folder) before it trains,
     and never kills anything else: it waits, then gives up with a reason."""
-    from nas.engine.worker import _claim_trial_dir
+    from nas.engine.proxy.worker import _claim_trial_dir
 
     lock = tmp_path / ".worker.lock"
     holder = subprocess.Popen(

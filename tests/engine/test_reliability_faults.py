@@ -8,7 +8,7 @@
 - storage faults (disk full, permission denied, a file where a folder must be) stop the search
   with one clear error, exit 2, leave every recorded trial readable, and a re-run resumes.
 
-Faults are injected with the test-only ``GRADPATH_FAULT`` hook (``nas.engine.proxy._fault_injector``)
+Faults are injected with the test-only ``GRADPATH_FAULT`` hook (``nas.engine.proxy.stage._fault_injector``)
 or by patching the storage in the search process."""
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import pytest
 
 from nas.core.cost import parse_flops
 from nas.engine import SearchOptions
-from nas.engine.storage import open_storage, prepare_journal
-from nas.engine.worker import config_hash
+from nas.engine.proxy.worker import config_hash
+from nas.engine.record.storage import open_storage, prepare_journal
 from tests.support.helpers import search_cmd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,7 +133,7 @@ def test_broken_annotation_file_stops_the_search_before_anything_is_written(tmp_
 _FAIL_APPENDS = """
 import errno, sys
 from optuna.storages.journal import JournalFileBackend
-import nas.engine.proxy as T
+import nas.engine.proxy.stage as T
 
 armed = [{armed}]
 real_append = JournalFileBackend.append_logs
@@ -251,7 +251,7 @@ def test_disk_full_writing_the_outputs_keeps_the_old_ones_and_leaves_no_temp_fil
 
     import nas.core.runio
     from nas.cli import main
-    from nas.engine.report import write_outputs
+    from nas.engine.record.report import write_outputs
     from tests.support.fuzz_cases import RUN_NAME, build_run
 
     run = build_run(tmp_path)
@@ -284,7 +284,7 @@ def test_disk_full_writing_the_outputs_keeps_the_old_ones_and_leaves_no_temp_fil
     monkeypatch.setattr(
         S,
         "proxy_stage",
-        lambda storage, o, chosen, progress=True, **_: optuna.load_study(study_name=RUN_NAME, storage=storage),
+        lambda storage, o, chosen, plan, progress=True, **_: optuna.load_study(study_name=RUN_NAME, storage=storage),
     )
     argv = [
         "search",

@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 from benchmarks.kill_resume import dashboard_api
 from nas.core.cost import parse_flops
 from nas.engine import SearchOptions, cheap_stage, score_candidate, select_candidates
-from nas.engine.objectives import config_of, flops_of, metrics_of
 from nas.engine.options import SearchError
+from nas.engine.record.storage import open_storage
+from nas.engine.record.trials import config_of, flops_of, metrics_of
 from nas.engine.stats import pareto_fronts
-from nas.engine.storage import open_storage
 from search_spaces import parse_yaml
 from tests.support.helpers import TINY, search_cmd, tiny_search
 

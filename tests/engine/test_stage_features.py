@@ -1,11 +1,11 @@
-"""nas.engine.stage_features: the space's parts joined to nas.core.stage_paths, with the fixed
+"""nas.engine.scores.features: the space's parts joined to nas.core.stage_paths, with the fixed
 stage weights of docs/gp-features.md."""
 
 from __future__ import annotations
 
 import doctest
 
-import nas.engine.stage_features as sf
+import nas.engine.scores.features as sf
 from search_spaces import load_config
 from search_spaces.families import stage_plan
 

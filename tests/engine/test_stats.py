@@ -94,7 +94,7 @@ def test_a_shipped_fit_is_the_score_the_search_uses(tmp_path) -> None:  # noqa: 
     """``rank_study --ship`` writes the fitted score from the study's fit; the score read back
     from that file equals the ridge model applied by hand."""
     from benchmarks.rank_study import LOG_FEATURES
-    from nas.engine.scores import Candidate, fitted_weights, linear_rank_score, save_fitted_weights
+    from nas.engine.scores.registry import Candidate, fitted_weights, linear_rank_score, save_fitted_weights
 
     fit = {
         "gp.max_shortest_gradient_path": {"weight": -0.5, "mean": 10.0, "std": 3.0},

@@ -1,4 +1,4 @@
-"""The Tune storage as the trainings' persistence (``nas.engine.worker``): where a run's storage is,
+"""The Tune storage as the trainings' persistence (``nas.engine.proxy.worker``): where a run's storage is,
 which flag values are accepted, and which stored checkpoint a starting training adopts. The real
 cluster case is ``test_ray_multinode.py``."""
 
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from nas.engine.options import SearchError, SearchOptions, validate_options
-from nas.engine.worker import _adopt_stored_checkpoint, _epoch_checkpoint, storage_fs, stored_checkpoints
+from nas.engine.options import SearchError, SearchOptions
+from nas.engine.proxy.worker import _adopt_stored_checkpoint, _epoch_checkpoint, storage_fs, stored_checkpoints
+from nas.engine.validate import validate_options
 from tests.support.helpers import search_cmd
 
 

@@ -84,9 +84,9 @@ class Reached(BaseException):
 def stubbed_work() -> Iterator[None]:
     """Stub the search's first stage and the dashboard's server for the duration."""
     import nas.engine.driver as search_module
-    import nas.engine.export as export_module
+    import nas.engine.record.dashboard as dashboard_module
 
-    saved = (search_module.cheap_stage, export_module.serve)
+    saved = (search_module.cheap_stage, dashboard_module.serve)
 
     def cheap(*_a: Any, **_k: Any) -> None:
         raise Reached("search")
@@ -94,11 +94,11 @@ def stubbed_work() -> Iterator[None]:
     def server(*_a: Any, **_k: Any) -> None:
         raise Reached("dashboard")
 
-    search_module.cheap_stage, export_module.serve = cheap, server
+    search_module.cheap_stage, dashboard_module.serve = cheap, server
     try:
         yield
     finally:
-        search_module.cheap_stage, export_module.serve = saved
+        search_module.cheap_stage, dashboard_module.serve = saved
 
 
 def _ray_started() -> bool:
@@ -207,7 +207,7 @@ def build_run(runs_dir: Path) -> Path:
     from nas.core.cost import parse_flops
     from nas.core.runio import atomic_write_json
     from nas.engine import SearchOptions, score_candidate
-    from nas.engine.storage import mark_constraint, open_storage
+    from nas.engine.record.storage import mark_constraint, open_storage
     from search_spaces import load_config
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -1,9 +1,9 @@
 """The proxy stage on Ray Tune, driver side: a training budget spent on the selection's picks in
 full, or by successive halving over a diverse pool (rungs of complete short schedules,
-:mod:`nas.engine.fidelity`), the cheap score
-recalibrated on the measured APs after every rung (:mod:`nas.engine.calibration`), while the
+:mod:`nas.engine.proxy.fidelity`), the cheap score
+recalibrated on the measured APs after every rung (:mod:`nas.engine.scores.calibration`), while the
 driver owns the Optuna study through ask/tell. What runs inside the Ray workers is
-:mod:`nas.engine.worker`."""
+:mod:`nas.engine.proxy.worker`."""
 
 from __future__ import annotations
 
@@ -14,8 +14,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nas.engine.fidelity import Rung, plan_proxy
-from nas.engine.objectives import (
+from nas.engine.options import SearchError, SearchOptions
+from nas.engine.proxy.fidelity import Rung
+from nas.engine.proxy.worker import (
+    FAULT_ENV,
+    FINISHED,
+    SETUP_ERROR,
+    STORAGE_MARKER,
+    _proxy_trainable,
+    error_record,
+    storage_fs,
+    trial_folder,
+    tune_trial_name,
+)
+from nas.engine.record.report import progress_bar
+from nas.engine.record.storage import fail_interrupted, mark_constraint
+from nas.engine.record.trials import (
     CONFIG_ATTR,
     config_of,
     constraints_of,
@@ -27,21 +41,7 @@ from nas.engine.objectives import (
     params_of,
     study_attrs,
 )
-from nas.engine.options import SearchError, SearchOptions
-from nas.engine.report import progress_bar
 from nas.engine.stats import pareto_fronts
-from nas.engine.storage import fail_interrupted, mark_constraint
-from nas.engine.worker import (
-    FAULT_ENV,
-    FINISHED,
-    SETUP_ERROR,
-    STORAGE_MARKER,
-    _proxy_trainable,
-    error_record,
-    storage_fs,
-    trial_folder,
-    tune_trial_name,
-)
 
 
 def _tune_callback(study, pending: dict[int, Any], rung: Rung, bar: Any, failure: list[BaseException]):  # noqa: ANN001, ANN202
@@ -142,7 +142,7 @@ def _error_reason(trial: Any) -> str:
 
 def _copy_cheap_attrs(study, ot, cheap, opts: SearchOptions) -> None:  # noqa: ANN001
     """What a proxy trial keeps of its cheap-stage trial: readable scalars (cost, metrics, score,
-    design; :func:`nas.engine.objectives.copied_attrs`), its constraints, and the YAML as a system attribute."""
+    design; :func:`nas.engine.record.trials.copied_attrs`), its constraints, and the YAML as a system attribute."""
     mark_constraint(study, ot, cheap.system_attrs["constraints"], [c.name for c in constraints_of(opts)])
     for k, v in copied_attrs(cheap).items():
         ot.set_user_attr(k, v)
@@ -177,14 +177,16 @@ def proxy_stage(  # noqa: ANN201
     storage,  # noqa: ANN001
     opts: SearchOptions,
     chosen: list,
+    plan: list[Rung],
     progress: bool = True,
     reserve: list | tuple = (),
     log: Callable[[str], None] = print,
 ):
-    """Spend ``opts.trials`` full trainings as ``opts.proxy_stage`` plans (:func:`nas.engine.fidelity.plan_proxy`:
-    the picks in full, or successive halving) over ``chosen`` (the bottom rung's picks, in order) and ``reserve`` (the rest of the pool):
+    """Spend ``opts.trials`` full trainings as ``plan`` says (the driver's one
+    :func:`nas.engine.proxy.fidelity.plan_proxy`: the picks in full, or successive halving) over ``chosen``
+    (the bottom rung's picks, in order) and ``reserve`` (the rest of the pool):
     one Ray Tune run per rung; after each, the cheap score is recalibrated on the rung's APs
-    (:mod:`nas.engine.calibration`), the ledger entry recorded (study attribute ``calibration``)
+    (:mod:`nas.engine.scores.calibration`), the ledger entry recorded (study attribute ``calibration``)
     and printed, and the next rung promoted. Every training is a proxy-study trial with user
     attributes ``fidelity`` and ``rung``; a full-fidelity one is COMPLETE with (AP, FLOPs), a
     low-fidelity one PRUNED with ``AP_low`` (so the front, ``best.yaml`` and ``nas export``,
@@ -202,7 +204,6 @@ def proxy_stage(  # noqa: ANN201
         study.set_user_attr(k, v)
     fail_interrupted(study)
     full = opts.recipe.epochs
-    plan = plan_proxy(opts.proxy_stage, opts.trials, full, pool=len(chosen) + len(reserve))
     if not plan:
         return study
     candidates = list(chosen[: plan[0].n])
@@ -265,8 +266,8 @@ def _ask_training(study, space, opts: SearchOptions, cheap, rung: Rung, index: i
 def _calibrate(trained: list, untrained: list, rung: Rung, index: int) -> tuple[dict[str, Any], dict[int, float]]:
     """The rung's ledger entry, and the calibrated score of every candidate still in play
     (cheap trial number -> score), trained and untrained."""
-    from nas.engine.calibration import calibrate, features_of, score_rows
-    from nas.engine.scores import fitted_weights
+    from nas.engine.scores.calibration import calibrate, features_of, score_rows
+    from nas.engine.scores.registry import fitted_weights
 
     prior = fitted_weights()["features"]
 
@@ -355,12 +356,12 @@ def _start_ray(opts: SearchOptions) -> bool:
     """Start a local Ray (or join ``--ray-address``) unless one is up; True when this call did."""
     import ray
 
-    from nas.engine.ray_cluster import start_or_join
+    from nas.engine.proxy.ray_cluster import start_or_join
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         return False
-    return start_or_join(opts.ray_address, os.cpu_count())  # see nas.engine.ray_cluster
+    return start_or_join(opts.ray_address, os.cpu_count())  # see nas.engine.proxy.ray_cluster
 
 
 def _mark_storage(opts: SearchOptions) -> str:

@@ -161,6 +161,9 @@ def design(pattern: str, backbone_stages: int = 5) -> str:
 #: the system attribute that holds a trial's full config YAML: optuna-dashboard shows every user
 #: attribute on one unwrapped line, and a YAML there made the trial page ~5,700 px wide
 CONFIG_ATTR = "nas:config"
+#: the study system attribute (not shown by the dashboard) listing the trial numbers ``nas dashboard``
+#: shows (the cheap stage writes it, the dashboard reads it)
+DASHBOARD_ATTR = "nas:dashboard_trials"
 
 
 def config_of(trial: Any) -> str:

@@ -1,10 +1,10 @@
-"""The cheap stage: a multi-objective evolutionary search (:mod:`nas.engine.evolution`) whose
+"""The cheap stage: a multi-objective evolutionary search (:mod:`nas.engine.cheap.evolution`) whose
 every unique candidate is compiled, costed and scored in milliseconds, on every core.
 
 Candidates land in Optuna study ``<name>-cheap``, one generation per batch: the knobs are the
 trial's params, (score, cost) its values — the cost objective is ``GFLOPs`` or, with ``--cost
 latency``, the predicted ``latency_ms`` — readable scalar user attributes
-(:func:`nas.engine.objectives.candidate_attrs`) and one constraint per budget (GFLOPs − budget,
+(:func:`nas.engine.record.trials.candidate_attrs`) and one constraint per budget (GFLOPs − budget,
 latency − latency budget), so over-budget candidates are recorded as infeasible and never
 trained. The cost of a candidate does not grow with the study: nothing
 reads the study while the stage runs (the optimiser keeps its population in memory), and a
@@ -17,11 +17,14 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from nas.core.cost import cost
-from nas.core.metrics import gradient_path_metrics
-from nas.engine.evolution import NSGA2, Member, Proposal, decode, survivors
-from nas.engine.objectives import (
+from nas.engine.cheap.evolution import NSGA2, Member, Proposal, decode, survivors
+from nas.engine.cheap.select import block_pattern
+from nas.engine.options import SearchError, SearchOptions
+from nas.engine.record.report import progress_bar
+from nas.engine.record.storage import fail_interrupted
+from nas.engine.record.trials import (
     CONFIG_ATTR,
+    DASHBOARD_ATTR,
     candidate_attrs,
     constraint_values,
     constraints_of,
@@ -33,52 +36,7 @@ from nas.engine.objectives import (
     study_attrs,
     violation,
 )
-from nas.engine.options import SearchError, SearchOptions
-from nas.engine.report import progress_bar
-from nas.engine.scores import DEFAULT_CHEAP_SCORE, SCORES, cheap_score
-from nas.engine.select import block_pattern
-from nas.engine.storage import fail_interrupted
-from search_spaces import compile_config
-
-
-def score_candidate(cfg: Any, kind: str = DEFAULT_CHEAP_SCORE, latency: Any = None) -> dict[str, Any]:
-    """Compile, cost and score one config: the attributes a cheap trial records. With a
-    ``latency`` model (:mod:`nas.engine.latency`), also its predicted ``latency_ms`` (batch 1).
-
-    Zero-cost scores (``synflow``/``naswot``) also build the proxy-scale model (width ×0.25, 96 px)
-    and record their value under ``zero_cost``: ~1–3 s per candidate on CPU instead of
-    milliseconds, so they are opt-in baselines, never computed on the default path.
-
-    >>> from search_spaces import load_config
-    >>> s = score_candidate(load_config("yolor-elan-2-1"), "flops")
-    >>> s["flops"] == s["score"] == 111085977600
-    True
-    """
-    graph = compile_config(cfg)
-    c = cost(graph)
-    metrics = gradient_path_metrics(graph).to_dict(layers=False)
-    zero_cost = None
-    if SCORES[kind].zero_cost:
-        from evaluators import zero_cost as zc
-
-        model = zc.proxy_model(cfg)
-        zero_cost = (
-            {"synflow": zc.synflow(model)} if kind == "synflow" else {"naswot": zc.naswot(model, zc.proxy_batch())}
-        )
-    out = {
-        "flops": c.flops,
-        "params": c.params,
-        "metrics": metrics,
-        "score": cheap_score(kind, c.flops, c.params, metrics, zero_cost),
-    }
-    if zero_cost is not None:
-        out["zero_cost"] = zero_cost
-    if latency is not None:
-        from nas.engine.latency import predict_latency_ms
-
-        out["latency_ms"] = predict_latency_ms(graph, latency)
-    return out
-
+from nas.engine.scores.candidate import score_candidate
 
 # -- the stage ---------------------------------------------------------------------------------
 #: NSGA-II's population, also the size of one generation and of one storage batch.
@@ -365,8 +323,6 @@ def cheap_stage(
 #: the most cheap trials ``nas dashboard`` shows: optuna-dashboard's API spends ~2 ms per trial of
 #: this space (its search-space cache and serializer work per parameter), so 1,500 load in 3-5 s
 DASHBOARD_TRIALS = 1500
-#: the study system attribute (not shown by the dashboard) listing the trial numbers it shows
-DASHBOARD_ATTR = "nas:dashboard_trials"
 
 
 def mark_dashboard_view(study: Any, opts: SearchOptions, also: list[int], limit: int | None = None) -> list[int]:

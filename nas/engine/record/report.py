@@ -9,8 +9,8 @@ from typing import Any
 
 from nas.core.runio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from nas.core.table import format_table
-from nas.engine.objectives import config_of, flops_of, latency_of, metric_name, metrics_of, params_of
 from nas.engine.options import SearchOptions
+from nas.engine.record.trials import config_of, flops_of, latency_of, metric_name, metrics_of, params_of
 from nas.engine.stats import pareto_fronts
 from search_spaces import parse_yaml
 from search_spaces.config import part_summary

@@ -3,10 +3,12 @@ left in the journal, and the trial bookkeeping both stages share."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from nas.core.extras import PROVIDERS, require
 from nas.engine.options import SearchError
@@ -139,3 +141,35 @@ def fail_interrupted(study) -> int:  # noqa: ANN001
         study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
         n += 1
     return n
+
+
+def run_storage(run_dir: str | Path) -> tuple[Any, str]:
+    """(journal storage, search name) of a run folder, checked: one clear error if it is not one."""
+    run_dir = Path(run_dir)
+    meta = run_dir / "search.json"
+    if not meta.is_file():
+        raise SearchError(
+            f"{run_dir}: not a search run (no search.json); accepted: a runs/<name> folder made by nas search"
+        )
+    try:
+        options = json.loads(meta.read_text(encoding="utf-8"))
+        name, _ = options["name"], int(options["budget"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+        raise SearchError(
+            f"{meta}: unreadable or not made by nas search ({type(e).__name__}); it is not trusted, nothing was read"
+        ) from None
+    storage = open_storage(None, run_dir) if (run_dir / "optuna.journal").is_file() else None
+    if storage is None:
+        raise SearchError(f"{run_dir}: no optuna.journal (searches with --storage URL: open that storage directly)")
+    return storage, name
+
+
+def open_run(run_dir: str | Path) -> tuple[Any, str]:
+    """(proxy study, search name) of a run folder; one clear error where it has no trials yet."""
+    import optuna
+
+    storage, name = run_storage(run_dir)
+    try:
+        return optuna.load_study(study_name=name, storage=storage), name
+    except KeyError:
+        raise SearchError(f"{run_dir}: the proxy study {name!r} has no trials yet") from None

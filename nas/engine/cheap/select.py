@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from nas.engine.objectives import config_of, flops_of, within_budgets
+from nas.engine.record.trials import config_of, flops_of, within_budgets
 from nas.engine.stats import pareto_fronts
 
 #: the diversity margin, in standard deviations of the cheap score among feasible candidates
