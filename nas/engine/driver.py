@@ -210,10 +210,11 @@ def _check_identity(meta: Path, opts: SearchOptions) -> None:
             f"{meta.parent} was made under another channel rule ({before.get('channels') or 'exact shares'};"
             f" now {ident['channels']}): its designs compile to other models now; accepted: a new --name"
         )
-    before, ident = {**SearchOptions.LEGACY, **before}, {**SearchOptions.LEGACY, **ident}  # absent = the old value
-    if before != ident:
-        diff = ", ".join(f"{k}={before.get(k)!r}" for k in ident if before.get(k) != ident[k])
-        raise SearchError(f"{meta.parent} was started with {diff}; re-run with the same options or use another --name")
+    diff = SearchOptions.identity_differences(before, ident)  # absent on one side = its default or LEGACY value
+    if diff:
+        raise SearchError(
+            f"{meta.parent} was started with {', '.join(diff)}; re-run with the same options or use another --name"
+        )
 
 
 def _remove_unstarted(created: list[Path]) -> None:

@@ -97,6 +97,45 @@ class SearchOptions:
         recipe = Recipe.named(version, **{k: fields.pop(k) for k in names if k in fields})
         return cls(**fields, recipe=recipe, **runtime)
 
+    @classmethod
+    def identity_differences(cls, before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+        """Where two identities (``search.json`` and a re-run's) differ, one ``--flag OLD (now: NEW)``
+        per option, over the keys either side records: an option a side leaves out reads as the
+        value :meth:`identity` leaves out (the default, the named recipe's, or :data:`LEGACY`).
+
+        >>> SearchOptions.identity_differences({"latency_budget_ms": 30.0}, {})
+        ['--latency-budget 30ms (now: none)']
+        >>> SearchOptions.identity_differences({}, {"proxy_stage": "select"})
+        ['--proxy-stage halving (now: select)']
+        """
+        keys = [k for k in {**before, **now} if k != "channels"]  # the channel rule has its own message
+        old, new = cls._read_identity(before), cls._read_identity(now)
+        return [f"{cls._flag(k)} {_show(k, old(k))} (now: {_show(k, new(k))})" for k in keys if old(k) != new(k)]
+
+    @classmethod
+    def _read_identity(cls, ident: dict[str, Any]) -> Any:
+        """``key -> value`` of an identity, a left-out key read as :meth:`identity` leaves it out."""
+        version = ident.get("recipe", "v1")  # search.json files before recipe versions were v1
+        recipe = RECIPES.get(version, DEFAULT_RECIPE)
+        defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
+        def value(key: str) -> Any:
+            if key in ident:
+                return ident[key]
+            if key == "recipe":
+                return version
+            if key in cls.LEGACY:
+                return cls.LEGACY[key]
+            if key in cls.RECIPE_FIELDS + cls.OPTIONAL_RECIPE_FIELDS:
+                return getattr(recipe, key)
+            return defaults.get(key)
+
+        return value
+
+    @staticmethod
+    def _flag(key: str) -> str:
+        return "--latency-budget" if key == "latency_budget_ms" else "--" + key.replace("_", "-")
+
     def identity(self) -> dict[str, Any]:
         """The options that define the run, as a flat JSON object (the format of ``search.json``),
         with the space's channel rule (:data:`search_spaces.blocks.CHANNEL_RULE`).
@@ -132,3 +171,17 @@ class SearchOptions:
             else:
                 out[f.name] = getattr(self, f.name)
         return out
+
+
+def _show(key: str, value: Any) -> str:
+    """An identity value as its flag takes it: ``150GFLOPs``, ``30ms``, ``none``."""
+    if value is None:
+        return "none"
+    if key == "budget" and isinstance(value, int) and value > 0:
+        for prefix, scale in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3)):
+            if value % scale == 0:
+                return f"{value // scale}{prefix}FLOPs"
+        return f"{value}FLOPs"
+    if key == "latency_budget_ms" and isinstance(value, int | float):
+        return f"{value:g}ms"
+    return str(value)

@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmarks.kill_resume import dashboard_api
+from evaluators.recipe import Recipe
 from nas.core.cost import parse_flops
 from nas.engine import SearchOptions, cheap_stage, score_candidate, select_candidates
 from nas.engine.options import SearchError
@@ -206,7 +207,7 @@ def test_rerun_with_other_options_refuses(tmp_path):
         text=True,
         timeout=120,
     )
-    assert proc.returncode == 2 and "was started with budget=50000000000" in proc.stderr
+    assert proc.returncode == 2 and "was started with --budget 50GFLOPs (now: 80GFLOPs);" in proc.stderr
 
 
 def test_a_run_made_before_the_proxy_stage_option_resumes_only_as_halving(tmp_path):
@@ -218,9 +219,34 @@ def test_a_run_made_before_the_proxy_stage_option_resumes_only_as_halving(tmp_pa
     meta = tmp_path / "search.json"
     meta.write_text(json.dumps(old.identity()))
     assert "proxy_stage" not in json.loads(meta.read_text())
-    with pytest.raises(SearchError, match="was started with proxy_stage='halving'"):
+    with pytest.raises(SearchError, match=r"was started with --proxy-stage halving \(now: select\);"):
         _check_identity(meta, dataclasses.replace(old, proxy_stage="select"))
     _check_identity(meta, old)  # no error
+
+
+@pytest.mark.parametrize(
+    ("before", "now", "needle"),
+    [
+        ({"latency_budget_ms": 30.0}, {}, "--latency-budget 30ms (now: none)"),
+        ({}, {"latency_budget_ms": 30.0}, "--latency-budget none (now: 30ms)"),
+        ({"cost": "latency"}, {}, "--cost latency (now: flops)"),
+        ({"recipe": Recipe(precision="fp32")}, {}, "--precision fp32 (now: auto)"),
+        ({}, {"budget": parse_flops("80G"), "candidates": 60}, "--budget 50GFLOPs (now: 80GFLOPs), --candidates 20000"),
+    ],
+)
+def test_a_refused_rerun_names_every_differing_option_with_both_values(tmp_path, before, now, needle):
+    """An option recorded on one side only (the identity leaves out options at their default)
+    is compared too, and named as a flag with the old value and the new."""
+    from nas.engine.driver import _check_identity
+
+    base = SearchOptions(budget=parse_flops("50G"), name="r", runs_dir=str(tmp_path))
+    meta = tmp_path / "search.json"
+    meta.write_text(json.dumps(dataclasses.replace(base, **before).identity()))
+    with pytest.raises(SearchError) as e:
+        _check_identity(meta, dataclasses.replace(base, **now))
+    assert needle in str(e.value), str(e.value)
+    assert str(e.value).endswith("; re-run with the same options or use another --name")
+    assert " ; " not in str(e.value) and "with ;" not in str(e.value)
 
 
 def test_a_run_made_before_the_channel_rule_is_refused_on_resume(tmp_path):
