@@ -98,8 +98,3 @@ def peak_memory_bytes(graph: LayerGraph, batch: int = 1) -> int:
     3840
     """
     return max(b for _, b in memory_timeline(graph, batch))
-
-
-def peak_memory_node(graph: LayerGraph, batch: int = 1) -> str:
-    """The node during which the peak occurs (where a design would have to change to lower it)."""
-    return max(memory_timeline(graph, batch), key=lambda t: t[1])[0]

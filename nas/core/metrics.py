@@ -63,7 +63,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nas.core.ir import LayerGraph
+from nas.core.ir import LayerGraph, Node
 
 __all__ = ["GradientPathMetrics", "LayerMetrics", "UnitMetrics", "gradient_path_metrics"]
 
@@ -72,6 +72,8 @@ LOSS = 0
 
 _Payload = dict[int, int]  # source id -> timestamp bitmask
 _Seg = tuple[int, int, "_Payload | None"]
+# per layer (by node index): its units as (lo, hi, payload, tsmask, uid)
+_UnitRows = dict[int, list[tuple[int, int, "_Payload | None", int, int]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,6 +305,16 @@ def gradient_path_metrics(
     >>> sorted(m.gradient_combination("stem"))
     [(1, 'loss'), (3, 'cv1[0:2]')]
     """
+    nodes, unit_rows, uid_of = _backward(graph, within, outputs)
+    return _assemble(nodes, unit_rows, uid_of)
+
+
+def _backward(
+    graph: LayerGraph, within: str | None, outputs: tuple[str, ...] | None
+) -> tuple[list[Node], _UnitRows, list[tuple[int, int]]]:
+    """The reverse-topological pass of :func:`gradient_path_metrics`: the nodes in forward order,
+    each layer's units (cut by the segments its consumers pushed) and ``uid -> (layer node index,
+    unit index)`` (uid 0 is the loss)."""
     nodes = list(graph.nodes.values())
     index = {n.name: i for i, n in enumerate(nodes)}
     pushed: list[list[list[_Seg]] | None] = [None] * len(nodes)
@@ -316,8 +328,7 @@ def gradient_path_metrics(
         if not any(inside):
             raise ValueError(f"gradient_path_metrics: no node in scope {within!r}")
         leaving = {i for j, n in enumerate(nodes) if not inside[j] for i in (index[x] for x in n.inputs)}
-    # per layer (by node index): list of (lo, hi, payload, tsmask, uid)
-    unit_rows: dict[int, list[tuple[int, int, _Payload | None, int, int]]] = {}
+    unit_rows: _UnitRows = {}
     uid_of: list[tuple[int, int]] = [(-1, -1)]  # uid -> (layer node index, unit index)
     next_uid = 1
 
@@ -414,8 +425,11 @@ def gradient_path_metrics(
             pass
         else:
             raise ValueError(f"gradient_path_metrics: node {node.name!r} has unknown op {op!r}")
+    return nodes, unit_rows, uid_of
 
-    # -- assemble, forward order ----------------------------------------------------------
+
+def _assemble(nodes: list[Node], unit_rows: _UnitRows, uid_of: list[tuple[int, int]]) -> GradientPathMetrics:
+    """The metrics from :func:`_backward`'s units, in forward order."""
     source_names = {LOSS: "loss"}
     for uid in range(1, len(uid_of)):
         li, ui = uid_of[uid]

@@ -510,7 +510,7 @@ def test_cli_factory_imports_its_neighbours_and_compares_models(
 
 @pytest.mark.slow
 def test_export_and_make_fx_capture_what_symbolic_trace_cannot() -> None:
-    """The measured alternatives (nas/core/fx_trace.py): both capture GELAN and the shape branch, but as ATen
+    """The measured alternatives (nas/core/fx/trace.py): both capture GELAN and the shape branch, but as ATen
     graphs without module leaves (so the builder could not name or fold layers from them)."""
     from torch.fx.experimental.proxy_tensor import make_fx
 

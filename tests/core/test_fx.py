@@ -1,4 +1,4 @@
-"""The torch.fx front end (nas/core/fx.py): what it maps, what it refuses, and that it leaves the model
+"""The torch.fx front end (nas/core/fx/): what it maps, what it refuses, and that it leaves the model
 alone."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 metric (and the cost) works on models this project did not write.
 
 ``from_module(model, input_shape)`` captures ``model`` with a torch.fx tracer whose proxies carry
-meta tensors (:mod:`nas.core.fx_trace`: shapes, ``len()``, iteration and shape branches are concrete, so
+meta tensors (:mod:`nas.core.fx.trace`: shapes, ``len()``, iteration and shape branches are concrete, so
 ``list(x.chunk(2, 1))`` loops and ``if x.shape[-1] > 32`` trace; weights are swapped for meta copies,
 nothing is computed or changed), then maps the fx graph to the IR:
 
@@ -30,6 +30,11 @@ Anything else raises :class:`UnsupportedOpError` naming the op, the fx node and 
 class (attention's products over tokens, reshapes that mix channels with other dims, softmax over
 channels, transposed/1-d/3-d convolutions). Parameters of a norm that does not follow a conv are not
 in the IR's params (``analyze`` counts the module's own parameters).
+
+This module is the entry point; the package holds the parts: :mod:`~nas.core.fx.trace` the capture,
+:mod:`~nas.core.fx.ops` the op tables and errors, :mod:`~nas.core.fx.values` the symbolic channels, and
+the builder — :mod:`~nas.core.fx.build` the walk, :mod:`~nas.core.fx.routing` the channel routing,
+:mod:`~nas.core.fx.lower` symbolic values to IR nodes.
 """
 
 from __future__ import annotations
@@ -39,11 +44,8 @@ from typing import Any
 
 from torch import nn
 
-from nas.core.fx_build import (
-    _Builder,
-    _trace,
-)
-from nas.core.fx_ops import TraceError, UnsupportedOpError
+from nas.core.fx.build import _Builder, _trace
+from nas.core.fx.ops import TraceError, UnsupportedOpError
 from nas.core.ir import LayerGraph
 
 __all__ = ["TraceError", "UnsupportedOpError", "analyze", "from_module"]

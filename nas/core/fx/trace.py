@@ -9,7 +9,7 @@ copies, so nothing is computed, allocated or changed on the model), and ``shape`
 them, which is what the IR builder needs (layers named by module path, BatchNorm folded into its conv).
 
 Why not ``torch.export`` or ``make_fx``: both capture the two patterns too
-(``tests/test_analyze_models.py::test_export_and_make_fx_capture_what_symbolic_trace_cannot``), but they
+(``tests/core/test_analyze_models.py::test_export_and_make_fx_capture_what_symbolic_trace_cannot``), but they
 lower to ATen (``aten.convolution``, decomposed BatchNorm and ``chunk``), lose the module leaves the
 builder names layers by and folds BN with, and are slower. Measured (2 shared CPUs under load, median):
 YOLOv9's ``RepNCSPELAN4`` 130 ms for this capture *plus* the IR build, against 645 ms for ``make_fx`` and

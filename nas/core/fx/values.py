@@ -96,6 +96,3 @@ def _sum(a: _Value, b: _Value, shape: tuple[int, ...]) -> _Value:
         out.append((hi - lo, ta + tb))
         lo = hi
     return a.like(tuple(out), shape)
-
-
-# -- tracing and shapes -----------------------------------------------------------------------

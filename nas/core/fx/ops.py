@@ -1,12 +1,15 @@
 """The op tables of the fx front end: which modules, functions and methods map to which IR op,
-and the errors for what does not map (:mod:`nas.core.fx` is the entry point)."""
+the errors for what does not map, and how an fx node's op and arguments are read
+(:mod:`nas.core.fx` is the entry point)."""
 
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
@@ -58,8 +61,6 @@ _ACT_MODULES = (
 )
 _POOL_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 _UPSAMPLE_MODULES = (nn.Upsample,)
-# shape-keeping leaves: ShapeProp skips running them (BatchNorm on meta tensors is slow)
-_SHAPE_KEEPING = _NORM_MODULES + _ACT_MODULES
 
 _PASS_FUNCTIONS: set[Any] = {
     F.relu,
@@ -129,3 +130,23 @@ _MATMUL_FUNCTIONS: set[Any] = {
 }
 _MATMUL_METHODS = {"matmul", "bmm", "mm"}
 _META_METHODS = {"size", "dim"}  # non-tensor results
+
+
+# -- reading an fx node -----------------------------------------------------------------------
+def _arg(n: fx.Node, args: Sequence[Any], kwargs: dict[str, Any], pos: int, name: str, default: Any = None) -> Any:
+    if len(args) > pos:
+        return args[pos]
+    return kwargs.get(name, default)
+
+
+def _op_name(n: fx.Node | None) -> str:
+    if n is None:
+        return "?"
+    if n.op == "call_method":
+        return f"Tensor.{n.target}"
+    if n.op == "call_module":
+        return str(n.target)
+    t = n.target
+    mod = getattr(t, "__module__", None) or ""
+    name = getattr(t, "__name__", str(t))
+    return f"{mod}.{name}" if mod and mod != "_operator" else name
