@@ -6,16 +6,18 @@ only chooses the model and the data. A run is a pure function of its arguments: 
 flips come from a generator seeded by ``(seed, epoch)``, the model is initialised after
 ``torch.manual_seed(seed)``, and the per-epoch checkpoint holds every piece of state, so a run
 resumed after epoch k ends with the same weights and metrics as one that was never interrupted.
+
+The loop is here; how it runs on a device (:mod:`evaluators.runtime`), how a model is scored
+(:mod:`evaluators.evaluate`) and what a checkpoint holds (:mod:`evaluators.checkpoint`) have
+their own modules. Their public names are re-exported here, where the trainer's callers import
+them from.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
-import logging
 import math
-import os
 import random
 import sys
 import time
@@ -27,56 +29,60 @@ import numpy as np
 import torch
 from torch import nn
 
+from evaluators.checkpoint import (
+    get_rng_state,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+    scored_weights,
+    set_rng_state,
+)
 from evaluators.coco_data import ProxyData, load_proxy_data
-from evaluators.coco_eval import METRICS, coco_from_dict, evaluate_bbox
-from evaluators.detection import decode, detection_loss, init_head_bias
+from evaluators.coco_eval import METRICS, coco_from_dict
+from evaluators.detection import detection_loss, init_head_bias
 from evaluators.errors import DataError
+from evaluators.evaluate import (
+    WeightAverage,
+    coco_detections,
+    evaluate_model,
+    recompute_batchnorm,
+    score_detections,
+    val_detections,
+)
 from evaluators.recipe import DEFAULT, Recipe
+from evaluators.runtime import NARROW_BATCHNORM, Runtime, autocast, prepare_model, resolve_runtime
 from nas.core.cost import cost
 from nas.core.module import build
+from nas.core.runio import atomic_write_json
 from search_spaces import compile_config, load_config
+
+__all__ = [
+    "DEFAULT",
+    "NARROW_BATCHNORM",
+    "Recipe",
+    "Runtime",
+    "WeightAverage",
+    "coco_detections",
+    "evaluate_model",
+    "prepare_model",
+    "proxy_graph",
+    "read_checkpoint",
+    "recipe_data",
+    "recompute_batchnorm",
+    "resolve_runtime",
+    "score_detections",
+    "scored_weights",
+    "train_from_config",
+    "train_proxy",
+    "val_detections",
+]
 
 Report = Callable[[int, dict[str, Any]], None]
 LossFn = Callable[..., tuple[torch.Tensor, dict[str, float]]]
 ModelOrFactory = nn.Module | Callable[[int], nn.Module]
 
-
-@dataclasses.dataclass(frozen=True)
-class Runtime:
-    """How a recipe runs on one device: the arithmetic, the memory layout and the optimiser kernel.
-
-    Why apart from the recipe: these change the speed, not what is trained, so the same recipe
-    resolves differently on a CPU and on CUDA (and the benchmark's profile can
-    time the old setup, ``Runtime(dev, "fp32", False, False)``, beside the new one).
-    """
-
-    device: torch.device
-    #: "fp32", "bf16" (autocast) or "fp16" (CUDA AMP with a grad scaler)
-    precision: str
-    #: channels-last activations and weights (measured faster on CPU: ``benchmarks.proxy --profile``)
-    channels_last: bool
-    #: the fused AdamW kernel (one pass over each tensor instead of a dozen elementwise ops)
-    fused: bool
-
-    @property
-    def autocast_dtype(self) -> torch.dtype | None:
-        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-
-
-def resolve_runtime(precision: str, device: torch.device) -> Runtime:
-    """The runtime of ``precision`` (a :data:`evaluators.recipe.PRECISIONS` value) on ``device``.
-
-    ``auto``: fp16 AMP on CUDA (as before), fp32 on a CPU, channels-last with the fused AdamW.
-    Not bf16, even where the CPU runs it fast: on an AMX CPU (Sapphire Rapids) bf16 made a default
-    training 1.6x faster, but it moved the preset ranking more than a change of seed does, at two
-    seeds; on an avx512_bf16 CPU without AMX it was only 1.07x per step (README, "Proxy trainer
-    speed"). ``bf16`` is honoured when asked for.
-    """
-    if device.type == "cuda":
-        chosen = {"auto": "fp16", "fp32": "fp32", "bf16": "bf16"}[precision]
-        return Runtime(device, chosen, channels_last=False, fused=False)
-    chosen = "bf16" if precision == "bf16" else "fp32"
-    return Runtime(device, chosen, channels_last=device.type == "cpu", fused=device.type == "cpu")
+#: the name :mod:`benchmarks.proxy_profile` imports (it was private here before the split)
+_autocast = autocast
 
 
 def recipe_data(
@@ -147,9 +153,6 @@ def train_proxy(
         result["AP50"]
     """
     recipe.validate()
-    loss_fn = loss_fn or detection_loss
-    epochs, img_size, images, seed = recipe.epochs, recipe.img_size, recipe.images, recipe.seed
-    batch_size, lr, weight_decay, warmup_iters = recipe.batch_size, recipe.lr, recipe.weight_decay, recipe.warmup_iters
     started = time.perf_counter()
     if num_threads:
         torch.set_num_threads(num_threads)
@@ -158,6 +161,72 @@ def train_proxy(
         data = recipe_data(
             data, recipe, val_images=val_images, data_seed=data_seed, categories=categories, root=data_root
         )
+    _check_data(data, recipe.img_size)
+    _seed_everything(recipe.seed)
+    net = model if isinstance(model, nn.Module) else model(data.num_classes)
+    init_head_bias(net, recipe.img_size, data.num_classes)
+    runtime = setup or resolve_runtime(recipe.precision, dev)
+    prepare_model(net, runtime)
+    out = Path(out_dir) if out_dir is not None else None
+    run = _start(net, data, recipe, runtime, loss_fn or detection_loss, out, started, flops=flops, extra=extra)
+    checkpoint = out / "checkpoint.pt" if out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    if checkpoint and resume and checkpoint.exists():
+        _resume(run, checkpoint)
+
+    coco_gt = coco_from_dict(data.val.gt)
+    for epoch in range(run.start_epoch, recipe.epochs):
+        tick = time.perf_counter()
+        losses, failure = _train_epoch(run, epoch, progress)
+        run.train_time += time.perf_counter() - tick
+        if failure is not None:
+            return _finish(run, "failed", failure)
+        entry = _score_epoch(run, epoch, losses, coco_gt, tick)
+        if checkpoint:
+            _save(run, checkpoint, epoch)
+        _finish(run, "running")
+        if report is not None:
+            try:
+                report(epoch + 1, dict(entry))
+            except BaseException as err:
+                _finish(run, "stopped", f"report() raised {type(err).__name__}: {err}")
+                raise
+    return _finish(run, "ok")
+
+
+@dataclasses.dataclass
+class _Run:
+    """One training's state between its helpers: what an epoch changes and a checkpoint holds."""
+
+    net: nn.Module
+    data: ProxyData
+    recipe: Recipe
+    runtime: Runtime
+    loss_fn: LossFn
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    ema: WeightAverage | None
+    #: training images per epoch
+    per_epoch: int
+    #: what a checkpoint must have been trained with to be resumed
+    fingerprint: dict[str, Any]
+    #: the metrics returned and written to ``metrics.json``
+    result: dict[str, Any]
+    #: the output folder (None: nothing written)
+    out: Path | None
+    #: ``time.perf_counter()`` when the call began
+    started: float
+    start_epoch: int = 0
+    train_time: float = 0.0
+    images_seen: int = 0
+    #: the wall time of the calls this one resumes
+    prior_wall: float = 0.0
+
+
+def _check_data(data: ProxyData, img_size: int) -> None:
+    """Refuse data the recipe cannot train on: loaded at another size, or a split without images."""
     if data.img_size != img_size:
         raise ValueError(f"data was loaded at {data.img_size} px, training asked for {img_size}")
     if not len(data.train.images) or not len(data.val.images):  # a hand-made ProxyData: the loader checks too
@@ -165,44 +234,32 @@ def train_proxy(
             f"{data.name}: {len(data.train.images)} train and {len(data.val.images)} val image(s) could be used;"
             " accepted: at least one decodable image in each split"
         )
-    _seed_everything(seed)
-    net = model if isinstance(model, nn.Module) else model(data.num_classes)
-    init_head_bias(net, img_size, data.num_classes)
-    runtime = setup or resolve_runtime(recipe.precision, dev)
-    dev = runtime.device
-    prepare_model(net, runtime)
 
-    per_epoch = min(images, len(data.train.images)) if recipe.fresh_images else len(data.train.images)
-    steps_per_epoch = math.ceil(per_epoch / batch_size)
-    total_steps = epochs * steps_per_epoch
-    optimizer = _optimizer(net, lr, weight_decay, fused=runtime.fused)
+
+def _start(
+    net: nn.Module,
+    data: ProxyData,
+    recipe: Recipe,
+    runtime: Runtime,
+    loss_fn: LossFn,
+    out: Path | None,
+    started: float,
+    *,
+    flops: float | None,
+    extra: dict[str, Any] | None,
+) -> _Run:
+    """A new training of ``net`` (seeded, initialised, on its device): its optimiser, schedule,
+    grad scaler and weight average, and the result it starts from."""
+    per_epoch = min(recipe.images, len(data.train.images)) if recipe.fresh_images else len(data.train.images)
+    total_steps = recipe.epochs * math.ceil(per_epoch / recipe.batch_size)
+    optimizer = _optimizer(net, recipe.lr, recipe.weight_decay, fused=runtime.fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        _lr_lambda(total_steps, min(warmup_iters, total_steps // 2), recipe.min_lr_ratio, recipe.schedule),
+        _lr_lambda(total_steps, min(recipe.warmup_iters, total_steps // 2), recipe.min_lr_ratio, recipe.schedule),
     )
     ema = WeightAverage(net, recipe.ema_decay) if recipe.ema_decay else None
     scaler = torch.amp.GradScaler("cuda", enabled=runtime.precision == "fp16")
-    params = sum(p.numel() for p in net.parameters())
-    fingerprint = {
-        "data": data.name,
-        # resolved path + annotation bytes + sampling: siteA/coco and siteB/coco never share a result
-        "data_fingerprint": data.fingerprint,
-        "num_classes": data.num_classes,
-        "train_images": len(data.train.images),
-        "val_images": len(data.val.images),
-        "epochs": epochs,
-        "img_size": img_size,
-        "seed": seed,
-        "batch_size": batch_size,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "warmup_iters": warmup_iters,
-        "params": params,
-    }
-    if runtime.precision != ("fp16" if dev.type == "cuda" else "fp32"):  # what earlier checkpoints were trained in
-        fingerprint["precision"] = runtime.precision
-    if recipe.version != "v1":  # v1 checkpoints predate versions: theirs still resume under --recipe v1
-        fingerprint["recipe"] = recipe.version
+    fingerprint = _fingerprint(data, recipe, runtime, params=sum(p.numel() for p in net.parameters()))
     result: dict[str, Any] = {
         "status": "running",
         "reason": None,
@@ -210,7 +267,7 @@ def train_proxy(
         "data_skipped": {"images": data.skipped_images, "annotations": data.skipped_annotations},
         "data_skipped_by_reason": dict(data.skipped_by_reason),
         "flops": flops,
-        "device": str(dev),
+        "device": str(runtime.device),
         "precision": runtime.precision,
         "channels_last": runtime.channels_last,
         "recipe": recipe.to_dict(),
@@ -219,348 +276,185 @@ def train_proxy(
         "detections": None,
         **(extra or {}),
     }
-    out = Path(out_dir) if out_dir is not None else None
-    checkpoint = out / "checkpoint.pt" if out else None
-    start_epoch, train_time, images_seen, prior_wall = 0, 0.0, 0, 0.0
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
-    state = _load_checkpoint(checkpoint, dev) if checkpoint and resume and checkpoint.exists() else None
-    if state is not None:
-        trained_under = state["fingerprint"].get("recipe", "v1")
-        if trained_under != recipe.version:
-            raise DataError(
-                f"{out} holds a training of recipe {trained_under}, not {recipe.version}; nothing resumes across "
-                f"recipes; accepted: the same command with --recipe {trained_under}, or another output folder"
-            )
-        if state["fingerprint"] != fingerprint:
-            raise DataError(
-                f"{out} holds a checkpoint of a different run ({_diff(state['fingerprint'], fingerprint)});"
-                " use another output folder or delete it"
-            )
-        net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        start_epoch, train_time, images_seen = state["epoch"], state["train_time"], state["images_seen"]
-        prior_wall = state["wall_time"]
-        result["history"] = state["history"]
-        if result["history"]:
-            result.update({k: result["history"][-1].get(k) for k in (*METRICS, "detections")})
-
-    coco_gt = coco_from_dict(data.val.gt)
-
-    def finish(status: str, reason: str | None = None) -> dict[str, Any]:
-        result["status"], result["reason"] = status, reason
-        result["epochs_done"] = len(result["history"])
-        result["train_time_s"] = round(train_time, 3)
-        result["wall_time_s"] = round(prior_wall + time.perf_counter() - started, 3)
-        result["images_per_s"] = round(images_seen / train_time, 2) if train_time else None
-        if out:
-            _write_json_atomic(out / "metrics.json", result)
-        return result
-
-    for epoch in range(start_epoch, epochs):
-        tick = time.perf_counter()
-        net.train()
-        sums = {"loss": 0.0, "box": 0.0, "obj": 0.0, "cls": 0.0}
-        if recipe.fresh_images:
-            order, flips = _fresh_epoch_plan(len(data.train.images), per_epoch, seed, epoch, recipe.flip)
-        else:
-            order, flips = _epoch_plan(len(data.train.images), seed, epoch, recipe.flip)
-        batches = range(0, len(order), batch_size)
-        bar = _progress(batches, epoch, epochs, progress)
-        for step, first in enumerate(bar):
-            idx = order[first : first + batch_size]
-            x, targets = _batch(data, idx, flips[first : first + batch_size], dev, runtime.channels_last)
-            with _autocast(runtime):
-                outputs = net(x)
-            loss, parts = loss_fn([o.float() for o in outputs], targets)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                train_time += time.perf_counter() - tick
-                return finish("failed", f"non-finite loss ({value}) at epoch {epoch + 1}, step {step + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(net.parameters(), recipe.grad_clip, foreach=True)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            if ema is not None:
-                ema.update(net)
-            sums["loss"] += value
-            for k, v in parts.items():
-                sums[k] += v
-            images_seen += len(idx)
-            if hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{value:.3f}")
-        train_time += time.perf_counter() - tick
-        last = epoch + 1 == epochs
-        if ema is not None and last and recipe.bn_images:
-            recompute_batchnorm(ema.model, data, recipe.bn_images, runtime=runtime)
-        scored = ema.model if ema is not None else net
-        subset = None if last or not recipe.epoch_val_images else recipe.epoch_val_images
-        metrics = evaluate_model(scored, data, coco_gt, dev, runtime=runtime, images=subset, with_loss=last)
-        entry = {
-            "epoch": epoch + 1,
-            **{k: round(v / len(batches), 5) for k, v in sums.items()},
-            **metrics,
-            "lr": optimizer.param_groups[0]["lr"],
-            "epoch_time_s": round(time.perf_counter() - tick, 3),
-        }
-        result["history"].append(entry)
-        result.update(metrics)
-        if checkpoint:
-            _save_atomic(
-                checkpoint,
-                {
-                    "epoch": epoch + 1,
-                    "model": net.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "rng": _get_rng_state(),
-                    **({"ema": ema.state_dict()} if ema is not None else {}),
-                    "fingerprint": fingerprint,
-                    "history": result["history"],
-                    "train_time": train_time,
-                    "images_seen": images_seen,
-                    "wall_time": prior_wall + time.perf_counter() - started,
-                },
-            )
-        finish("running")
-        if report is not None:
-            try:
-                report(epoch + 1, dict(entry))
-            except BaseException as err:
-                finish("stopped", f"report() raised {type(err).__name__}: {err}")
-                raise
-    return finish("ok")
+    return _Run(
+        net,
+        data,
+        recipe,
+        runtime,
+        loss_fn,
+        optimizer,
+        scheduler,
+        scaler,
+        ema,
+        per_epoch,
+        fingerprint,
+        result,
+        out,
+        started,
+    )
 
 
-#: Fewer channels than this and a channels-last BatchNorm runs in NCHW: PyTorch's channels-last
-#: BatchNorm backward on a CPU is many times slower there once two threads share it (14 ms against
-#: NCHW's 1.4 ms for an (8, 8, 160, 160) activation; at 16 channels the two are even).
-NARROW_BATCHNORM = 16
-
-
-def prepare_model(net: nn.Module, runtime: Runtime) -> nn.Module:
-    """Move ``net`` to the runtime's device and memory layout (in place; returned for chaining).
-
-    Channels-last wraps each narrow BatchNorm (:data:`NARROW_BATCHNORM`) in a layout change by
-    forward hooks, so the weights, the state dict and the arithmetic stay those of NCHW.
-    """
-    net.to(runtime.device)
-    if runtime.channels_last:
-        net.to(memory_format=torch.channels_last)
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d) and m.num_features < NARROW_BATCHNORM:
-                m.register_forward_pre_hook(_to_nchw)
-                m.register_forward_hook(_to_channels_last)
-    return net
-
-
-class _Relayout(torch.autograd.Function):
-    """``x`` in ``layout``, and its gradient back in the layout ``x`` came in: a plain
-    ``contiguous`` would hand the gradient on in the new layout, and a BatchNorm backward with
-    mixed layouts takes PyTorch's slowest path."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
-        ctx.back = (
-            torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-        )
-        return x.contiguous(memory_format=layout)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return grad.contiguous(memory_format=ctx.back), None
-
-
-def _to_nchw(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    return (_Relayout.apply(inputs[0], torch.contiguous_format), *inputs[1:])
-
-
-def _to_channels_last(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
-    return _Relayout.apply(output, torch.channels_last)
-
-
-def _autocast(runtime: Runtime) -> Any:
-    dtype = runtime.autocast_dtype
-    return torch.autocast(runtime.device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
-
-
-@torch.no_grad()
-def evaluate_model(
-    net: nn.Module,
-    data: ProxyData,
-    coco_gt: Any,
-    device: torch.device,
-    batch_size: int = 32,
-    *,
-    runtime: Runtime | None = None,
-    images: int | None = None,
-    with_loss: bool = False,
-) -> dict[str, Any]:
-    """COCO box metrics of ``net`` on the val split (its first ``images``, else all of it), boxes
-    mapped back to original pixels, and ``detections``: how many were evaluated (an AP of 0.0
-    with 0 detections is a silent model). ``runtime``: the training's (default: ``precision:
-    auto`` on ``device``). ``with_loss``: also ``val_loss``, the mean detection loss (the
-    proxy-noise study found it as reliable as AP and ranking designs alike)."""
-    count = len(data.val.images) if images is None else min(images, len(data.val.images))
-    losses: list[float] | None = [] if with_loss else None
-    detections = val_detections(net, data, device, batch_size, runtime=runtime, images=count, losses=losses)
-    subset = None if count == len(data.val.images) else data.val.image_ids[:count]
-    metrics = score_detections(coco_gt, detections, img_ids=subset)
-    if losses:
-        metrics["val_loss"] = round(sum(losses) / len(losses), 5)
-    return metrics
-
-
-@torch.no_grad()
-def val_detections(
-    net: nn.Module,
-    data: ProxyData,
-    device: torch.device,
-    batch_size: int = 32,
-    *,
-    runtime: Runtime | None = None,
-    images: int | None = None,
-    losses: list[float] | None = None,
-) -> list[dict[str, Any]]:
-    """COCO result dicts of ``net`` on the first ``images`` val images (all by default); with
-    ``losses``, each image's share of the detection loss is appended to it (a loss signal from
-    the same forward pass)."""
-    runtime = runtime or resolve_runtime("auto", device)
-    net.eval()
-    val = data.val
-    count = len(val.images) if images is None else images
-    detections = []
-    for first in range(0, count, batch_size):
-        last = min(first + batch_size, count)
-        x = val.images[first:last].to(device).float().div_(255)
-        if runtime.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(runtime):
-            outputs = net(x)
-        if losses is not None:
-            loss, _ = detection_loss([o.float() for o in outputs], [t.to(device) for t in val.targets[first:last]])
-            losses += [float(loss)] * (last - first)
-        for i, (boxes, scores, classes) in enumerate(decode([o.float() for o in outputs])):
-            detections += coco_detections(data, first + i, boxes, scores, classes)
-    return detections
-
-
-class WeightAverage:
-    """An exponential moving average of a model's weights and floating buffers (``model``), the
-    weights a v2 recipe scores: over a few hundred steps the last weights still carry the noise of
-    the last batches. The decay ramps up as ``(1 + t) / (10 + t)`` so that early steps are not
-    averaged with the initialisation.
-
-    >>> net = nn.Linear(2, 2)
-    >>> avg = WeightAverage(net, 0.9)
-    >>> avg.update(net); bool(torch.equal(avg.model.weight, net.weight))
-    True
-    """
-
-    def __init__(self, net: nn.Module, decay: float) -> None:
-        self.model = copy.deepcopy(net).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.decay, self.steps = decay, 0
-        pairs = list(zip(self.model.state_dict().values(), net.state_dict().values(), strict=True))
-        self._floats = [(a, c) for a, c in pairs if a.dtype.is_floating_point]
-        self._others = [(a, c) for a, c in pairs if not a.dtype.is_floating_point]
-
-    @torch.no_grad()
-    def update(self, net: nn.Module) -> None:
-        """Average in ``net``'s current state (the module the average was made from)."""
-        self.steps += 1
-        decay = min(self.decay, (1 + self.steps) / (10 + self.steps))
-        if self._floats:
-            torch._foreach_lerp_([a for a, _ in self._floats], [c for _, c in self._floats], 1 - decay)
-        for a, c in self._others:
-            a.copy_(c)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "model": self.model.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.steps = state["steps"]
-
-
-@torch.no_grad()
-def recompute_batchnorm(
-    net: nn.Module, data: ProxyData, images: int, batch_size: int = 32, *, runtime: Runtime | None = None
-) -> None:
-    """Replace every BatchNorm's running statistics by their average over the first ``images``
-    training images (in train mode, as PreciseBN does): averaged weights never produced the
-    statistics they inherit.
-    """
-    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    device = next(net.parameters()).device
-    runtime = runtime or resolve_runtime("auto", device)
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over the batches
-    net.train()
-    count = min(images, len(data.train.images))
-    for first in range(0, count, batch_size):
-        x = data.train.images[first : min(first + batch_size, count)].to(device).float().div_(255)
-        if runtime.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(runtime):
-            net(x)
-    for m, momentum in zip(norms, momenta, strict=True):
-        m.momentum = momentum
-    net.eval()
-
-
-def coco_detections(
-    data: ProxyData, k: int, boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor
-) -> list[dict[str, Any]]:
-    """COCO result dicts of val image ``k`` from ``(x1, y1, x2, y2)`` boxes in proxy pixels and
-    contiguous classes: the one mapping back to original pixels and category ids (the ground-truth
-    oracle test feeds the val targets through it)."""
-    val = data.val
-    info = val.gt["images"][k]
-    boxes = (boxes / val.scales[k]).cpu()
-    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, info["width"])
-    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, info["height"])
-    out = []
-    for (x1, y1, x2, y2), s, c in zip(boxes.tolist(), scores.tolist(), classes.tolist(), strict=True):
-        if x2 > x1 and y2 > y1:
-            out.append(
-                {
-                    "image_id": val.image_ids[k],
-                    "category_id": data.category_ids[int(c)],
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "score": s,
-                }
-            )
-    return out
-
-
-def score_detections(
-    coco_gt: Any, detections: list[dict[str, Any]], img_ids: list[int] | None = None
-) -> dict[str, Any]:
-    """The metrics an epoch records: :data:`METRICS` (rounded) and the number of detections
-    (on the val images ``img_ids`` only, when given)."""
-    if img_ids is not None:
-        keep = set(img_ids)
-        detections = [d for d in detections if d["image_id"] in keep]
-    metrics: dict[str, Any] = {
-        k: (None if v is None else round(v, 5)) for k, v in evaluate_bbox(coco_gt, detections, img_ids).items()
+def _fingerprint(data: ProxyData, recipe: Recipe, runtime: Runtime, params: int) -> dict[str, Any]:
+    """What a checkpoint must have been trained with for a run to resume from it."""
+    fingerprint = {
+        "data": data.name,
+        # resolved path + annotation bytes + sampling: siteA/coco and siteB/coco never share a result
+        "data_fingerprint": data.fingerprint,
+        "num_classes": data.num_classes,
+        "train_images": len(data.train.images),
+        "val_images": len(data.val.images),
+        "epochs": recipe.epochs,
+        "img_size": recipe.img_size,
+        "seed": recipe.seed,
+        "batch_size": recipe.batch_size,
+        "lr": recipe.lr,
+        "weight_decay": recipe.weight_decay,
+        "warmup_iters": recipe.warmup_iters,
+        "params": params,
     }
-    metrics["detections"] = len(detections)
-    return metrics
+    if runtime.precision != ("fp16" if runtime.device.type == "cuda" else "fp32"):  # what earlier ones trained in
+        fingerprint["precision"] = runtime.precision
+    if recipe.version != "v1":  # v1 checkpoints predate versions: theirs still resume under --recipe v1
+        fingerprint["recipe"] = recipe.version
+    return fingerprint
+
+
+def _resume(run: _Run, checkpoint: Path) -> None:
+    """Continue ``run`` from ``checkpoint``: every piece of state, the history and the timings. A
+    damaged checkpoint is ignored (with a warning: the run trains from epoch 0); one of another
+    run or recipe is a DataError."""
+    state = load_checkpoint(checkpoint, run.runtime.device)
+    if state is None:
+        return
+    trained_under = state["fingerprint"].get("recipe", "v1")
+    if trained_under != run.recipe.version:
+        raise DataError(
+            f"{run.out} holds a training of recipe {trained_under}, not {run.recipe.version}; nothing resumes across "
+            f"recipes; accepted: the same command with --recipe {trained_under}, or another output folder"
+        )
+    if state["fingerprint"] != run.fingerprint:
+        raise DataError(
+            f"{run.out} holds a checkpoint of a different run ({_diff(state['fingerprint'], run.fingerprint)});"
+            " use another output folder or delete it"
+        )
+    run.net.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    if run.ema is not None:
+        run.ema.load_state_dict(state["ema"])
+    run.start_epoch, run.train_time, run.images_seen = state["epoch"], state["train_time"], state["images_seen"]
+    run.prior_wall = state["wall_time"]
+    history = run.result["history"] = state["history"]
+    if history:
+        run.result.update({k: history[-1].get(k) for k in (*METRICS, "detections")})
+
+
+def _train_epoch(run: _Run, epoch: int, progress: bool) -> tuple[dict[str, float], str | None]:
+    """One epoch of optimiser steps: its mean losses, and why it stopped early (a non-finite loss)
+    or None."""
+    recipe, data, runtime = run.recipe, run.data, run.runtime
+    run.net.train()
+    sums = {"loss": 0.0, "box": 0.0, "obj": 0.0, "cls": 0.0}
+    if recipe.fresh_images:
+        order, flips = _fresh_epoch_plan(len(data.train.images), run.per_epoch, recipe.seed, epoch, recipe.flip)
+    else:
+        order, flips = _epoch_plan(len(data.train.images), recipe.seed, epoch, recipe.flip)
+    batches = range(0, len(order), recipe.batch_size)
+    bar = _progress(batches, epoch, recipe.epochs, progress)
+    for step, first in enumerate(bar):
+        idx = order[first : first + recipe.batch_size]
+        x, targets = _batch(data, idx, flips[first : first + recipe.batch_size], runtime.device, runtime.channels_last)
+        with autocast(runtime):
+            outputs = run.net(x)
+        loss, parts = run.loss_fn([o.float() for o in outputs], targets)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            return sums, f"non-finite loss ({value}) at epoch {epoch + 1}, step {step + 1}"
+        _step(run, loss)
+        sums["loss"] += value
+        for k, v in parts.items():
+            sums[k] += v
+        run.images_seen += len(idx)
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{value:.3f}")
+    return {k: round(v / len(batches), 5) for k, v in sums.items()}, None
+
+
+def _step(run: _Run, loss: torch.Tensor) -> None:
+    """One optimiser step on ``loss``: (scaled) backward, gradient clipping, the schedule's next
+    rate and the weight average's update."""
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.unscale_(run.optimizer)
+    nn.utils.clip_grad_norm_(run.net.parameters(), run.recipe.grad_clip, foreach=True)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    if run.ema is not None:
+        run.ema.update(run.net)
+
+
+def _score_epoch(run: _Run, epoch: int, losses: dict[str, float], coco_gt: Any, tick: float) -> dict[str, Any]:
+    """Score the weights after ``epoch`` and record its history entry (returned). The weights are
+    the average where the recipe keeps one, its BatchNorm recomputed after the last epoch; the
+    last epoch scores the whole val split and its loss, earlier ones their first
+    ``epoch_val_images``. ``tick``: when the epoch began."""
+    recipe, ema = run.recipe, run.ema
+    last = epoch + 1 == recipe.epochs
+    if ema is not None and last and recipe.bn_images:
+        recompute_batchnorm(ema.model, run.data, recipe.bn_images, runtime=run.runtime)
+    scored = ema.model if ema is not None else run.net
+    subset = None if last or not recipe.epoch_val_images else recipe.epoch_val_images
+    metrics = evaluate_model(
+        scored, run.data, coco_gt, run.runtime.device, runtime=run.runtime, images=subset, with_loss=last
+    )
+    entry = {
+        "epoch": epoch + 1,
+        **losses,
+        **metrics,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "epoch_time_s": round(time.perf_counter() - tick, 3),
+    }
+    run.result["history"].append(entry)
+    run.result.update(metrics)
+    return entry
+
+
+def _save(run: _Run, checkpoint: Path, epoch: int) -> None:
+    """Write the checkpoint after ``epoch``: every piece of state a resumed run continues from."""
+    save_checkpoint(
+        checkpoint,
+        {
+            "epoch": epoch + 1,
+            "model": run.net.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict(),
+            "rng": get_rng_state(),
+            **({"ema": run.ema.state_dict()} if run.ema is not None else {}),
+            "fingerprint": run.fingerprint,
+            "history": run.result["history"],
+            "train_time": run.train_time,
+            "images_seen": run.images_seen,
+            "wall_time": run.prior_wall + time.perf_counter() - run.started,
+        },
+    )
+
+
+def _finish(run: _Run, status: str, reason: str | None = None) -> dict[str, Any]:
+    """The result as it stands, with ``status`` and the timings (written to ``metrics.json``
+    where the run has an output folder)."""
+    result = run.result
+    result["status"], result["reason"] = status, reason
+    result["epochs_done"] = len(result["history"])
+    result["train_time_s"] = round(run.train_time, 3)
+    result["wall_time_s"] = round(run.prior_wall + time.perf_counter() - run.started, 3)
+    result["images_per_s"] = round(run.images_seen / run.train_time, 2) if run.train_time else None
+    if run.out:
+        atomic_write_json(run.out / "metrics.json", result)
+    return result
 
 
 def train_from_config(
@@ -694,101 +588,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _get_rng_state() -> dict[str, Any]:
-    """Every generator's state as tensors and plain data: what ``torch.load(weights_only=True)``
-    reads back without allowing any other type (numpy's own state holds an ndarray)."""
-    version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
-        "numpy": [str(kind), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal.tolist()), gauss))
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
-
-
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> str:
     keys = list(new) + [k for k in old if k not in new]
     return ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys if old.get(k) != new.get(k))
-
-
-#: what a checkpoint's keys must hold before anything of it is compared or restored
-_CHECKPOINT_TYPES = {"fingerprint": dict, "epoch": int, "model": dict, "history": list}
-
-
-def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:
-    """The checkpoint's state, or None (with a one-line warning) when it cannot be used: it is a
-    cache of finished epochs, so a damaged one costs a retrain, never a crash or a half-restored
-    run. It is read with ``weights_only=True``: a checkpoint comes from a trial folder or a shared
-    ``--ray-storage`` that others can write, and one whose pickle names anything but tensors and
-    plain data is refused without running it."""
-    try:
-        return read_checkpoint(path, device)
-    except ValueError as err:
-        logging.getLogger(__name__).warning("%s: unusable checkpoint ignored, training from epoch 0 (%s)", path, err)
-        return None
-
-
-def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """A proxy checkpoint's state, read with ``weights_only=True`` (nothing but tensors and plain
-    data is unpickled); ValueError with one line saying why when it is not a usable one."""
-    import warnings
-
-    try:
-        with warnings.catch_warnings():  # torch warns about a foreign pickle protocol: it is refused anyway
-            warnings.simplefilter("ignore")
-            state = torch.load(path, map_location=device, weights_only=True)
-        if not isinstance(state, dict) or not all(isinstance(state.get(k), t) for k, t in _CHECKPOINT_TYPES.items()):
-            raise ValueError("not a proxy checkpoint")
-        return state
-    except Exception as err:  # noqa: BLE001 - truncated zip, bad or unsafe pickle, wrong type: all mean "unusable"
-        raise ValueError(_load_error(err)) from None
-
-
-def scored_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The state dict a checkpoint's training was scored with: the weight average where the
-    recipe keeps one (v2: ``ema``, BatchNorm recomputed after the last epoch), else the last weights
-    (v1), as :func:`train_proxy` scores ``ema.model if ema is not None else net``."""
-    return state["ema"]["model"] if "ema" in state else state["model"]
-
-
-def _load_error(err: Exception) -> str:
-    """One line for why a checkpoint was refused (torch's weights-only message is a paragraph)."""
-    import pickle
-
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    unsafe = next((ln for ln in lines if "GLOBAL" in ln), None)
-    if isinstance(err, pickle.UnpicklingError) and unsafe:
-        return f"it holds more than tensors and plain data: {unsafe[:200]}"
-    return f"{type(err).__name__}: {(lines[0] if lines else '')[:200]}"
-
-
-def _save_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` with torch.save, replacing ``path`` only once the whole file is written and
-    only if it holds tensors and plain data alone: a checkpoint that ``_load_checkpoint`` would
-    refuse is a bug here, not a retrain from epoch 0 found on the next resume."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(tmp)
-    if unsafe:
-        tmp.unlink(missing_ok=True)
-        raise TypeError(f"checkpoint {path} would hold {', '.join(unsafe)}: store tensors and plain data only")
-    os.replace(tmp, path)
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from nas.core.errors import GradpathError
+from nas.core.runio import atomic_write_text
 from search_spaces.registry import BLOCKS, block_names, family_names
 
 SCHEMA_VERSION = 2
@@ -449,17 +450,6 @@ def load_config(spec: str | Path) -> ArchConfig:
 
 
 def save_config(cfg: ArchConfig, path: str | Path) -> None:
-    """Write ``cfg`` as YAML atomically (temp file + rename), so a killed run leaves no half file."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(cfg.to_yaml())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``cfg`` as YAML atomically (:func:`nas.core.runio.atomic_write_text`), so a killed
+    run leaves no half file."""
+    atomic_write_text(path, cfg.to_yaml())

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from evaluators.train import _get_rng_state, _load_checkpoint, _save_atomic, _set_rng_state
+from evaluators.checkpoint import get_rng_state, load_checkpoint, save_checkpoint, set_rng_state
 from tests.evaluators.test_proxy_train import _train
 from tests.evaluators.test_proxy_train import data as data  # noqa: F401 - the module's fixture
 
@@ -50,14 +50,14 @@ def test_rng_state_round_trips_through_a_weights_only_load(tmp_path: Path) -> No
     np.random.seed(4)
     torch.manual_seed(5)
     np.random.standard_normal()  # numpy caches the second gaussian: part of the state
-    state = _get_rng_state()
+    state = get_rng_state()
     expected = _draws()
     torch.save({"rng": state}, tmp_path / "rng.pt")
     loaded = torch.load(tmp_path / "rng.pt", weights_only=True)["rng"]  # no allowlist
     random.seed(99)
     np.random.seed(99)
     torch.manual_seed(99)
-    _set_rng_state(loaded)
+    set_rng_state(loaded)
     assert _draws() == expected
 
 
@@ -66,7 +66,7 @@ def test_malicious_checkpoint_is_refused_without_running_it(tmp_path: Path, capl
     path = tmp_path / "checkpoint.pt"
     _malicious(path, marker)
     with caplog.at_level(logging.WARNING, logger="evaluators.train"):
-        assert _load_checkpoint(path, torch.device("cpu")) is None
+        assert load_checkpoint(path, torch.device("cpu")) is None
     assert not marker.exists()
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "\n" not in lines[0], lines
@@ -87,9 +87,9 @@ def test_training_over_a_planted_checkpoint_starts_over_and_runs_no_code(data, t
 
 def test_a_checkpoint_that_would_need_more_than_plain_data_is_never_written(tmp_path: Path) -> None:
     path = tmp_path / "checkpoint.pt"
-    _save_atomic(path, {"epoch": 1, "w": torch.zeros(2)})
+    save_checkpoint(path, {"epoch": 1, "w": torch.zeros(2)})
     before = path.read_bytes()
     with pytest.raises(TypeError, match="numpy"):
-        _save_atomic(path, {"epoch": 2, "loss": np.float64(0.5)})  # a numpy scalar: refused on load
+        save_checkpoint(path, {"epoch": 2, "loss": np.float64(0.5)})  # a numpy scalar: refused on load
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["checkpoint.pt"]
