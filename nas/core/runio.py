@@ -28,6 +28,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def _umask() -> int:
+    """The process umask, read where the kernel shows it (Linux): setting it to read it back would
+    leave a moment in which another thread (Ray's, the dashboard's) creates files with umask 0."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
