@@ -5,9 +5,10 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from nas.cli.analyze import add_analyze_parser
 from nas.cli.latency import add_latency_parser
@@ -22,6 +23,33 @@ EXIT_USAGE = 2
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+        """argparse takes ``-5G`` after ``--budget`` for another option ("expected one argument");
+        joined as ``--budget=-5G`` it reaches the flag's own check, which names what is accepted."""
+        return super().parse_known_args(
+            _attach_negative_values(self, sys.argv[1:] if args is None else args), namespace
+        )
+
+
+_NEGATIVE = re.compile(r"-\.?[0-9]")
+
+
+def _attach_negative_values(parser: argparse.ArgumentParser, args: Sequence[str]) -> list[str]:
+    """``[--budget, -5G]`` -> ``[--budget=-5G]`` for each option of ``parser`` that takes one value."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        action = parser._option_string_actions.get(args[i])
+        if action is not None and action.nargs is None and i + 1 < len(args) and _NEGATIVE.match(args[i + 1]):
+            out.append(f"{args[i]}={args[i + 1]}")
+            i += 2
+            continue
+        if args[i] == "--":  # the rest are positionals
+            return out + list(args[i:])
+        out.append(args[i])
+        i += 1
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,9 @@ D = SearchOptions(budget=1)
 
 def add_search_parsers(sub: Any) -> None:
     p = sub.add_parser("search", help="two-stage search under a FLOPs (and latency) budget")
-    p.add_argument("--budget", required=True, help="FLOPs budget at full size, e.g. 150GFLOPs, 150G, 1.5e11")
+    p.add_argument(
+        "--budget", required=True, help="FLOPs budget at full size, with its unit: 150GFLOPs, 150G or 1.5e11FLOPs"
+    )
     p.add_argument("--name", default=D.name, help="run name: outputs go to runs/NAME (default: %(default)s)")
     p.add_argument("--space", default=D.space, help="search space (default: %(default)s)")
     p.add_argument("--candidates", type=int, default=D.candidates, help="cheap-stage candidates (default: %(default)s)")
@@ -66,7 +69,8 @@ def add_search_parsers(sub: Any) -> None:
     p.add_argument(
         "--latency-budget",
         default=None,
-        help="also require a predicted latency (batch 1, on --device) of at most this, e.g. 30ms, 0.03s",
+        help="also require a predicted latency (batch 1, on --device) of at most this, with its unit: 30ms, 0.03s, "
+        "500us (default: none)",
     )
     p.add_argument(
         "--device",
@@ -89,7 +93,9 @@ def add_search_parsers(sub: Any) -> None:
     )
     g = p.add_mutually_exclusive_group()
     g.add_argument("--trial", type=int, help="proxy-study trial number")
-    g.add_argument("--max-flops", help="best AP within this many FLOPs (default: the search budget)")
+    g.add_argument(
+        "--max-flops", help="best AP within this many FLOPs, with its unit: 120G (default: the search budget)"
+    )
     p.add_argument("-o", "--out", help="output file (default: arch.yaml, model.yaml, model.py or model.onnx)")
     p.add_argument("--onnx", help="also write the full-size model as ONNX")
     p.add_argument(
@@ -112,11 +118,45 @@ def add_search_parsers(sub: Any) -> None:
     p.set_defaults(func=run_dashboard)
 
 
+#: what ``--budget`` and ``--max-flops`` accept: :func:`~nas.core.cost.parse_flops`'s forms that name a unit
+FLOPS_ACCEPTED = (
+    "a positive FLOPs count with its unit (a K/M/G/T prefix, a FLOPs suffix, or both), "
+    "such as 150GFLOPs, 150G or 1.5e11FLOPs"
+)
+LATENCY_ACCEPTED = "a positive time with its unit, such as 30ms, 0.03s or 500us"
+_BARE = re.compile(r"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
+
+
+def _shown(text: str) -> str:
+    """The value as typed; quoted when empty or padded, so the message shows it."""
+    return text if text and text.strip() == text else repr(text)
+
+
+def _unit_checked(text: str, flag: str, accepted: str) -> None:
+    """A negative value or a bare number (``150``: FLOPs? GFLOPs?) is refused, naming the units."""
+    if text.strip().startswith("-"):
+        raise UsageError(f"{flag}: {_shown(text)} is negative; accepted: {accepted}")
+    if _BARE.fullmatch(text):
+        raise UsageError(f"{flag}: {_shown(text)} has no unit; accepted: {accepted}")
+
+
 def _flops(text: str, flag: str = "--budget") -> int:
+    """``--budget`` / ``--max-flops``: a FLOPs count with its unit (a bare number is refused)."""
+    _unit_checked(text, flag, FLOPS_ACCEPTED)
     try:
-        return parse_flops(text)
-    except ValueError as e:  # name the flag the user typed (parse_flops says "budget")
-        raise UsageError(str(e).replace("budget:", f"{flag}:", 1)) from None
+        value = parse_flops(text)
+    except ValueError as e:
+        why = "is out of range" if "out of range" in str(e) else "is not a FLOPs count"
+        raise UsageError(f"{flag}: {_shown(text)} {why}; accepted: {FLOPS_ACCEPTED}") from None
+    if value <= 0:  # "0.1FLOPs" rounds to 0
+        raise UsageError(f"{flag}: {_shown(text)} is out of range; accepted: {FLOPS_ACCEPTED}")
+    return value
+
+
+def _ms(text: str) -> float:
+    """``--latency-budget``: a time with its unit, in ms."""
+    _unit_checked(text, "--latency-budget", LATENCY_ACCEPTED)
+    return parse_ms(text)
 
 
 def run_search(args: argparse.Namespace) -> int:
@@ -132,7 +172,7 @@ def run_search(args: argparse.Namespace) -> int:
         workers=args.workers,
         cheap_score=args.cheap_score,
         cost=args.cost,
-        latency_budget_ms=parse_ms(args.latency_budget) if args.latency_budget is not None else None,
+        latency_budget_ms=_ms(args.latency_budget) if args.latency_budget is not None else None,
         device=args.device,
         ray_address=args.ray_address,
         ray_storage=args.ray_storage,

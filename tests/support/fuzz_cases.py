@@ -873,7 +873,7 @@ def analyze_cases(draw: st.DrawFn) -> Case:
 
 SEARCH_VALID: dict[str, st.SearchStrategy[str]] = {
     "--budget": st.one_of(
-        st.integers(1, 500).map(lambda k: f"{k}G"), st.sampled_from(("1.5e11", "900MFLOPs", "0.15TFLOPs"))
+        st.integers(1, 500).map(lambda k: f"{k}G"), st.sampled_from(("1.5e11FLOPs", "900MFLOPs", "0.15TFLOPs"))
     ),
     "--name": st.text(alphabet="abcxyz019_-é漢", min_size=1, max_size=40).filter(lambda s: not s.startswith("-")),
     "--space": st.just("yolor"),
@@ -891,7 +891,7 @@ SEARCH_VALID: dict[str, st.SearchStrategy[str]] = {
     "--storage": st.sampled_from(("{tmp}/other.journal", "sqlite:///{tmp}/s.db")),
 }
 SEARCH_INVALID: dict[str, st.SearchStrategy[str]] = {
-    "--budget": st.sampled_from(("abc", "-5G", "0", "150GB", "", "G", "nan", "inf", "1e30")),
+    "--budget": st.sampled_from(("abc", "-5G", "0", "150", "1.5e11", "150GB", "", "G", "nan", "inf", "1e30")),
     "--name": st.sampled_from(("", "a/b", ".hidden", "..", "x" * 300, "a\\b")),
     "--space": st.text(max_size=10).filter(lambda s: s != "yolor" and not s.startswith("-")),
     "--candidates": st.one_of(st.integers(max_value=0), st.integers(min_value=10**6 + 1)).map(str),
