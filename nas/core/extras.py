@@ -2,11 +2,13 @@
 
 ``nas latency`` without ONNX Runtime, ``nas export --onnx`` without onnx, ``--storage
 postgresql://`` without psycopg: each ended in a ``ModuleNotFoundError`` traceback. Every such
-late import goes through :func:`require`, which names the ``gradpath-nas`` extra that installs
-the module (``pip install "gradpath-nas[onnx]"``) as a :class:`MissingDependencyError` — a
-:class:`~nas.core.errors.GradpathError`, so the CLI prints it as one ``error:`` line, exit 2.
-:data:`PROVIDERS` is the one table of which extra provides which module; a test holds it equal
-to ``pyproject.toml``'s extras.
+late import goes through :func:`require`, which names what installs the module as a
+:class:`MissingDependencyError` — a :class:`~nas.core.errors.GradpathError`, so the CLI prints
+it as one ``error:`` line, exit 2. gradpath-nas is not published on PyPI, so the hint gives the
+two installs that work: the extra from a checkout (``pip install -e ".[onnx]"``) or the extra's
+packages by name, read from ``pyproject.toml``'s optional dependencies (the installed package's
+metadata when there is no checkout). :data:`PROVIDERS` is the one table of which extra provides
+which module; a test holds it equal to ``pyproject.toml``'s extras.
 
 >>> require("json", "a doctest").__name__
 'json'
@@ -15,6 +17,10 @@ to ``pyproject.toml``'s extras.
 from __future__ import annotations
 
 import importlib
+import re
+import tomllib
+from importlib import metadata
+from pathlib import Path
 from types import ModuleType
 
 from nas.core.errors import GradpathError
@@ -34,13 +40,36 @@ class MissingDependencyError(GradpathError):
 
 
 def install_hint(module: str) -> str:
-    """The pip command that installs ``module`` for this project."""
+    """The pip commands that install ``module`` for this project."""
     dist, extra = PROVIDERS.get(module, (module, None))
     if extra is not None:
-        return f'pip install "gradpath-nas[{extra}]"'
+        packages = " ".join(f'"{r}"' for r in extra_requirements(extra))
+        return f'pip install -e ".[{extra}]" in a checkout of gradpath-nas, or pip install {packages}'
     if module in PROVIDERS:
         return f'pip install "{dist}" (a dependency of gradpath-nas: this install lacks it)'
     return f'pip install "{dist}"'
+
+
+def extra_requirements(extra: str) -> list[str]:
+    """The requirements of one extra of gradpath-nas, as ``pyproject.toml`` lists them: read from
+    the checkout's file, else from the installed package's metadata (built from that file), else
+    the distributions :data:`PROVIDERS` names.
+
+    >>> extra_requirements("onnx")
+    ['onnx>=1.15', 'onnxruntime>=1.17']
+    """
+    try:
+        project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text("utf-8"))["project"]
+        if project.get("name") == "gradpath-nas":
+            return list(project["optional-dependencies"][extra])
+    except (OSError, UnicodeDecodeError, KeyError, TypeError, tomllib.TOMLDecodeError):
+        pass
+    try:
+        listed = metadata.requires("gradpath-nas") or []
+    except metadata.PackageNotFoundError:
+        listed = []
+    found = [r.split(";")[0].strip() for r in listed if re.search(rf"extra\s*==\s*['\"]{re.escape(extra)}['\"]", r)]
+    return found or [dist for dist, e in PROVIDERS.values() if e == extra]
 
 
 def require(module: str, needed_for: str) -> ModuleType:

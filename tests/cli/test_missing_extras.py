@@ -21,7 +21,7 @@ from nas.core.extras import PROVIDERS, install_hint
 from tests.support.fuzz_cases import build_run, stubbed_work
 
 ROOT = Path(__file__).resolve().parents[2]
-ONNX = 'pip install "gradpath-nas[onnx]"'
+ONNX = 'pip install -e ".[onnx]"'
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ CASES = [
     (
         "psycopg",
         ["search", "--budget", "150G", "--storage", "postgresql://u@127.0.0.1:9/db", "--runs-dir", "{tmp}/runs"],
-        'pip install "gradpath-nas[postgres]"',
+        'pip install -e ".[postgres]"',
     ),
     ("optuna_dashboard", ["dashboard", "{run}", "--port", "0"], 'pip install "optuna-dashboard"'),
 ]
@@ -83,3 +83,32 @@ def test_every_provider_is_in_the_extra_it_names() -> None:
     for extra, names in extras.items():
         if extra != "test":  # the developer's tools: never imported by a command
             assert names <= listed, (extra, names - listed)
+
+
+def test_the_hint_names_what_pip_can_install() -> None:
+    """gradpath-nas is not on PyPI, so ``pip install "gradpath-nas[onnx]"`` fails: the hint gives
+    the checkout's editable install of the extra, or the extra's packages by name, exactly as
+    pyproject.toml lists them."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for module, (_, extra) in PROVIDERS.items():
+        hint = install_hint(module)
+        assert "gradpath-nas[" not in hint, hint
+        if extra is None:
+            continue
+        assert f'pip install -e ".[{extra}]"' in hint and "checkout" in hint, hint
+        packages = " ".join(f'"{r}"' for r in project["optional-dependencies"][extra])
+        assert f"pip install {packages}" in hint, hint
+
+
+def test_without_a_checkout_the_hint_reads_the_installed_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An install from a wheel has no pyproject.toml beside it: the package's metadata, built
+    from that file, names the same requirements."""
+    import nas.core.extras as extras
+
+    def no_checkout(_text: str) -> dict:
+        raise OSError("no pyproject.toml")
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    monkeypatch.setattr(extras.tomllib, "loads", no_checkout)
+    for extra in ("onnx", "postgres"):
+        assert extras.extra_requirements(extra) == project["optional-dependencies"][extra]
