@@ -19,13 +19,20 @@ import pytest
 SHOTS = Path("runs/browser")
 
 
+#: what installs the browser on Debian/Ubuntu, as the skip reason names it
+INSTALL_CHROMIUM = "sudo apt-get install -y --no-install-recommends chromium"
+
+
 def _chromium() -> str:
-    """The chromium binary, installed with apt-get if missing (CI's fresh machine)."""
+    """The chromium binary, installed with apt-get if missing (CI's fresh machine). Where it
+    cannot be had, the test is skipped with one line naming the package and its install."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found:
         return found
     if shutil.which("apt-get") is None:
-        pytest.skip("chromium is not installed and there is no apt-get to install it")
+        pytest.skip(
+            f"chromium is not installed and there is no apt-get here; install Chromium ({INSTALL_CHROMIUM} on Debian)"
+        )
     sudo = [] if hasattr(__import__("os"), "geteuid") and __import__("os").geteuid() == 0 else ["sudo", "-n"]
     cmd = [*sudo, "apt-get", "install", "-y", "--no-install-recommends", "chromium"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
@@ -34,7 +41,11 @@ def _chromium() -> str:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     found = shutil.which("chromium")
     if not found:
-        pytest.skip(f"chromium could not be installed with apt-get: {(proc.stderr or proc.stdout).strip()[-200:]}")
+        said = [line.strip() for line in (proc.stderr or proc.stdout or "").splitlines() if line.strip()]
+        why = said[-1][-160:] if said else f"exit {proc.returncode}"
+        pytest.skip(
+            f"chromium is not installed and apt-get could not install it ({why}); install it: {INSTALL_CHROMIUM}"
+        )
     return found
 
 
@@ -162,6 +173,24 @@ BEST_TRIALS = """(() => {
   const card = h.parentElement;
   return [...card.querySelectorAll('a[href*="trials?numbers="]')].map(a => +a.href.split('numbers=')[1]);
 })()"""
+
+
+@pytest.mark.parametrize("apt", ["/usr/bin/apt-get", None])
+def test_without_chromium_the_skip_reason_is_one_line_naming_the_package_and_its_install(monkeypatch, apt):
+    """``make test`` installs chromium when it can; where it cannot, pytest's ``-ra`` summary says
+    in one line what was skipped and the command that installs it."""
+    monkeypatch.setattr(shutil, "which", lambda name: apt if name == "apt-get" else None)
+    failed = subprocess.CompletedProcess(
+        [], 100, "", "Reading package lists...\nE: Unable to locate package chromium\n"
+    )
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: failed)
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        _chromium()
+    reason = str(skipped.value.msg)
+    assert "\n" not in reason and "chromium" in reason, reason
+    assert "apt-get install -y --no-install-recommends chromium" in reason, reason
+    if apt:
+        assert "Unable to locate package chromium" in reason, reason
 
 
 @pytest.mark.slow
