@@ -105,13 +105,15 @@ def add_search_parsers(sub: Any) -> None:
         "(width x recipe width_mult, its image size and classes) and OUT with .pt its scored weights "
         "(the weight average under recipe v2); not a full-size initialisation",
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print what was written as JSON")
     p.set_defaults(func=run_export)
 
     p = sub.add_parser("dashboard", help="optuna-dashboard on a search's storage")
     p.add_argument("run", help="runs/NAME of a search")
-    p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080, help="the port to serve on (default: %(default)s)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default: %(default)s, this machine only)"
+    )
     p.add_argument(
         "--allow-edit", action="store_true", help="let viewers change or delete studies (default: read-only)"
     )

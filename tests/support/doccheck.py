@@ -4,7 +4,9 @@
 - every ``pycon`` block runs as a doctest (the marker of a runnable example; ``python`` blocks
   are shown, not run);
 - every ``--flag`` written after ``nas SUBCOMMAND`` in a code span or block exists in that
-  subcommand's argparse parser.
+  subcommand's argparse parser;
+- every flag table (a table under a heading "Flags of `nas SUBCOMMAND`") lists exactly the
+  subcommand's flags, each with the parser's default.
 
 Each check returns a list of problems (``file:line: what``); empty means fine.
 """
@@ -205,6 +207,89 @@ def check_flags(path: Path, parser: argparse.ArgumentParser) -> list[str]:
             if flag not in known[sub]:
                 where = f"nas {sub}" if sub else "nas"
                 problems.append(f"{path}:{line}: `{where} {flag}`: {where} has no option {flag}")
+    return problems
+
+
+def documented_options(parser: argparse.ArgumentParser) -> dict[str, dict[str, object]]:
+    """``{"search": {"--budget": default, …}, …}``: each subcommand's flags a user is meant to
+    see (its long form; not ``--help``, not those hidden with ``help=SUPPRESS``), read from the
+    parser itself, with their defaults."""
+    out: dict[str, dict[str, object]] = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out[name] = {
+                    max(a.option_strings, key=len): a.default
+                    for a in sub._actions
+                    if a.option_strings and a.help != argparse.SUPPRESS and not isinstance(a, argparse._HelpAction)
+                }
+    return out
+
+
+@dataclass(frozen=True)
+class FlagRow:
+    """One row of a flag table: the subcommand, the flags its first cell names, its default cell."""
+
+    sub: str
+    flags: tuple[str, ...]
+    default: str
+    line: int
+
+
+_FLAG_HEADING = re.compile(r"^#{2,6}\s+Flags of `nas ([a-z][\w-]*)`")
+
+
+def flag_tables(path: Path) -> list[FlagRow]:
+    """The rows of the flag tables of a page: the table right under each "Flags of `nas SUB`"
+    heading; a row's first cell names its flags in code spans (`-o`, `--out`), the second is
+    the default."""
+    _, prose = split_blocks(path.read_text(encoding="utf-8"))
+    rows: list[FlagRow] = []
+    sub, in_table = None, False
+    for n, line in enumerate(prose.split("\n"), 1):
+        m = _FLAG_HEADING.match(line)
+        if m or line.startswith("#"):
+            sub, in_table = (m.group(1) if m else None), False
+            continue
+        if sub is None:
+            continue
+        if line.startswith("|"):
+            in_table = True
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            flags = tuple(
+                f for span in re.findall(r"`([^`]+)`", cells[0]) for f in re.findall(r"^--?[a-z][\w-]*", span)
+            )
+            if flags:
+                rows.append(FlagRow(sub, flags, cells[1] if len(cells) > 1 else "", n))
+        elif in_table:  # the table ended
+            sub, in_table = None, False
+    return rows
+
+
+def check_flag_tables(paths: Iterable[Path], parser: argparse.ArgumentParser) -> list[str]:
+    """Both directions, per subcommand: every flag of the parser is a row of a flag table, with
+    the parser's default in its default cell (when it has one), and every row's flag exists."""
+    options = documented_options(parser)
+    known = parser_options(parser)
+    problems: list[str] = []
+    seen: dict[str, set[str]] = {}
+    for path in paths:
+        for row in flag_tables(path):
+            if row.sub not in known:
+                problems.append(f"{path}:{row.line}: flag table of `nas {row.sub}`: no such subcommand")
+                continue
+            for flag in row.flags:
+                if flag not in known[row.sub]:
+                    problems.append(f"{path}:{row.line}: `nas {row.sub} {flag}`: nas {row.sub} has no option {flag}")
+                default = options[row.sub].get(flag)
+                if default not in (None, False) and str(default) not in row.default:
+                    problems.append(
+                        f"{path}:{row.line}: `nas {row.sub} {flag}`: the default cell does not say {default}"
+                    )
+            seen.setdefault(row.sub, set()).update(row.flags)
+    for sub, flags in options.items():
+        for flag in sorted(set(flags) - seen.get(sub, set())):
+            problems.append(f"`nas {sub} {flag}` is in no flag table (a table under '### Flags of `nas {sub}`')")
     return problems
 
 
