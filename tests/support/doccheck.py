@@ -6,7 +6,8 @@
 - every ``--flag`` written after ``nas SUBCOMMAND`` in a code span or block exists in that
   subcommand's argparse parser;
 - every flag table (a table under a heading "Flags of `nas SUBCOMMAND`") lists exactly the
-  subcommand's flags, each with the parser's default.
+  subcommand's flags, each with the parser's default;
+- a glossary term is linked to its entry in docs/glossary.md where a page first uses it.
 
 Each check returns a list of problems (``file:line: what``); empty means fine.
 """
@@ -290,6 +291,61 @@ def check_flag_tables(paths: Iterable[Path], parser: argparse.ArgumentParser) ->
     for sub, flags in options.items():
         for flag in sorted(set(flags) - seen.get(sub, set())):
             problems.append(f"`nas {sub} {flag}` is in no flag table (a table under '### Flags of `nas {sub}`')")
+    return problems
+
+
+_ANY_LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\([^)]*\)")
+
+
+def _blocks_blanked(text: str) -> str:
+    """The text with each fenced block's lines (fences included) blanked character by character:
+    offsets into the result are offsets into ``text``."""
+    out, fence = [], None
+    for line in text.split("\n"):
+        m = _FENCE.match(line)
+        if fence is None and m:
+            fence = m.group(2)
+        elif fence is not None and line.strip().startswith(fence):
+            fence = None
+        elif fence is None:
+            out.append(line)
+            continue
+        out.append(" " * len(line))
+    return "\n".join(out)
+
+
+def plain_prose(text: str) -> str:
+    """The text with everything that is not plain prose blanked, offsets kept: fenced blocks,
+    code spans, headings, links (their text too: it is already a link) and bare URLs."""
+    prose = _code_spans_removed(_blocks_blanked(text))
+    blank = lambda m: re.sub(r"[^\n]", " ", m.group(0))  # noqa: E731
+    prose = re.sub(r"(?m)^#{1,6}\s.*$", blank, prose)
+    prose = _ANY_LINK.sub(blank, prose)
+    return re.sub(r"<?https?://\S+", blank, prose)
+
+
+def glossary_links(text: str, target: str) -> dict[str, int]:
+    """``{anchor: offset of the first link to target#anchor}`` in a Markdown text (code aside)."""
+    prose = _code_spans_removed(_blocks_blanked(text))
+    out: dict[str, int] = {}
+    for m in _LINK.finditer(prose):
+        file_part, _, anchor = m.group(1).partition("#")
+        if file_part == target and anchor:
+            out.setdefault(anchor, m.start())
+    return out
+
+
+def check_glossary(path: Path, terms: dict[str, str], target: str) -> list[str]:
+    """Each term (``anchor: regex``) a page uses in plain prose is linked to ``target#anchor`` at
+    or before its first plain use."""
+    text = path.read_text(encoding="utf-8")
+    prose, links = plain_prose(text), glossary_links(text, target)
+    problems = []
+    for anchor, pattern in terms.items():
+        m = re.search(pattern, prose)
+        if m is not None and links.get(anchor, len(text)) > m.start():
+            line = text.count("\n", 0, m.start()) + 1
+            problems.append(f"{path}:{line}: {m.group(0)!r} is not linked to {target}#{anchor} where it first appears")
     return problems
 
 
