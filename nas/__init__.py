@@ -86,6 +86,13 @@ def export(run_dir: Any, out: Any = "arch.yaml", **kwargs: Any) -> dict[str, Any
     return _export(run_dir, out, **kwargs)
 
 
+def report(run_dir: Any, out: Any = None) -> dict[str, Any]:
+    """Write a search's ``report.html`` (``nas report``; :func:`nas.engine.view.write_report`)."""
+    from nas.engine.view import write_report
+
+    return write_report(run_dir, out=out)
+
+
 def __getattr__(name: str) -> Any:
     # the option types of train/search, loaded on first use (PEP 562)
     if name == "Recipe":
@@ -114,6 +121,7 @@ __all__ = [
     "export",
     "load_config",
     "parse_flops",
+    "report",
     "search",
     "show",
     "train",

@@ -25,6 +25,7 @@ LAYERS = (
     ("nas.engine.scores", 32),  # the registry, one candidate scored, calibration, features
     ("nas.engine.cheap", 33),  # the two stages, side by side: neither imports the other
     ("nas.engine.proxy", 33),
+    ("nas.engine.view", 33),  # report.html: reads what the stages wrote, beside them
     ("nas.engine", 34),  # validate, driver, export, and the package's re-exports
     ("nas", 40),  # the facade: nas/__init__.py, nas/api.py
     ("nas.cli", 50),

@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 from nas.cli.analyze import add_analyze_parser
 from nas.cli.latency import add_latency_parser
+from nas.cli.report import add_report_parser
 from nas.cli.search import add_search_parsers
 from nas.cli.show import add_show_parser
 from nas.cli.train import add_train_parser
@@ -56,7 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nas", description="Gradient-path guided neural architecture search.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, required=True)
-    for register in (add_show_parser, add_analyze_parser, add_train_parser, add_search_parsers, add_latency_parser):
+    for register in (
+        add_show_parser,
+        add_analyze_parser,
+        add_train_parser,
+        add_search_parsers,
+        add_latency_parser,
+        add_report_parser,
+    ):
         register(sub)
     return parser
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from nas import api
 from nas.cli.format import METRIC_COLUMNS, fmt_flops, fmt_int, fmt_metric, format_table, print_json
+from nas.cli.report import add_show_drawing_flags, show_drawing, wants_drawing
 from nas.core.errors import UsageError
 
 
@@ -18,10 +19,13 @@ def add_show_parser(sub: Any) -> None:
     p.add_argument("--img-size", type=int, help="image size for FLOPs (default: the config's)")
     p.add_argument("--space", metavar="NAME", help="the size and knobs of a search space (yolor, yolor-uniform)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_show_drawing_flags(p)
     p.set_defaults(func=cmd_show)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    if wants_drawing(args):  # --svg FILE, --compare B: the per-stage drawing and differences
+        return show_drawing(args)
     if args.space is not None:
         if args.config or args.all or args.img_size is not None:
             raise UsageError("nas show --space NAME: give no PRESET, FILE.yaml, --all or --img-size with it")

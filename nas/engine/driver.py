@@ -172,6 +172,7 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
             summary = picks_summary(chosen, cheap, time.perf_counter() - t0)
             log(f"picks (--trials 0: nothing trained; the candidates are in study {opts.name}-cheap):")
             log(format_picks(summary["picks"]))
+            summary["report"] = write_run_report(run_dir, storage, log, picks=[t.number for t in chosen])
             return summary
         log(f"proxy stage: {format_plan(plan)} (the compute of {opts.trials} full trainings)")
         study = proxy_stage(storage, opts, chosen, plan, progress, reserve=reserve, log=log)
@@ -182,12 +183,31 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
         summary["wall_s"] = time.perf_counter() - t0
         log("Pareto front (AP vs FLOPs, * = best.yaml):")
         log(format_front(summary))
-        log(f"outputs in {run_dir}/: best.yaml summary.json pareto.png; dashboard: nas dashboard {run_dir}")
+        log(f"outputs in {run_dir}/: best.yaml summary.json pareto.png report.html; dashboard: nas dashboard {run_dir}")
+        summary["report"] = write_run_report(run_dir, storage, log)
         return summary
     finally:
         lock.release()
         if created and not started:
             _remove_unstarted(created)
+
+
+def write_run_report(
+    run_dir: Path, storage: Any, log: Callable[[str], None], picks: list[int] | None = None
+) -> str | None:
+    """Write ``report.html`` (:mod:`nas.engine.view`) from the run's files and the storage the
+    search already replayed, and print its path last. The search's results are written by then:
+    a report that cannot be drawn is a warning naming the command that retries, not a failed
+    search."""
+    from nas.engine.view import write_report
+
+    try:
+        out = write_report(run_dir, storage=storage, picks=picks)
+    except Exception as e:  # noqa: BLE001 - the run is complete; the page can be drawn again
+        log(f"warning: report.html not written ({type(e).__name__}: {e}); retry with: nas report {run_dir}")
+        return None
+    log(f"report: {out['path']} ({out['bytes'] / 1e6:.1f} MB, drawn in {out['seconds']:.1f} s; open it in a browser)")
+    return out["path"]
 
 
 def _check_identity(meta: Path, opts: SearchOptions) -> None:

@@ -26,7 +26,7 @@ def parser():
 
 def test_the_parser_is_read_whole(parser):
     options = documented_options(parser)
-    assert set(options) == {"show", "analyze", "train", "search", "export", "dashboard", "latency"}
+    assert set(options) == {"show", "analyze", "train", "search", "export", "dashboard", "latency", "report"}
     assert options["search"]["--candidates"] == 20000 and "--out" in options["export"]
     assert "--runs-dir" not in options["search"] and "--help" not in options["show"]  # hidden, and argparse's own
 
