@@ -123,6 +123,18 @@ def test_the_recipe_decides_the_references(tiny, tmp_path, capsys, changes, pres
         assert needle not in text, needle
 
 
+def test_a_latency_run_is_drawn_against_its_predicted_latency(tiny, tmp_path, capsys):
+    run = _copy(tiny, tmp_path, cost="latency", latency_budget_ms=30.0)
+    summary = json.loads((run / "summary.json").read_text())
+    for i, r in enumerate(summary["trials"]):
+        r["latency_ms"] = 10.0 + 5 * i
+    (run / "summary.json").write_text(json.dumps(summary))
+    html = _report(run, capsys)
+    front = html.split('id="fig-front"', 1)[1].split("</figure>", 1)[0]
+    assert "predicted latency, ms (batch 1, cpu)" in front and "GFLOPs (full size" not in front
+    assert "<th>ms</th>" in html and "and 30.0 ms" in html
+
+
 def test_a_run_made_before_the_report_gets_one_from_its_summary_and_journal(tiny, tmp_path, capsys):
     run = _copy(tiny, tmp_path)
     summary = json.loads((run / "summary.json").read_text())

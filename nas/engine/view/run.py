@@ -90,7 +90,7 @@ def read_summary(run_dir: Path, opts: SearchOptions) -> dict[str, Any] | None:
     path = run_dir / "summary.json"
     if opts.trials == 0 and not path.exists():
         return None
-    fix = "re-run the same nas search command: it finishes the run and rewrites it"
+    fix = "it is written when the search ends: wait for a search still running, or re-run the same nas search command"
     summary = _read_json(path, "it records the trained trials", fix)
     if not (isinstance(summary, dict) and isinstance(summary.get("trials"), list) and "pareto" in summary):
         raise SearchError(f"{path} is not the summary of a nas search (no 'trials' and 'pareto'); {fix}")
