@@ -12,8 +12,8 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks._common import write_result
-from benchmarks.rank_study import METRIC_KEYS
+from benchmarks.lib.common import write_result
+from benchmarks.lib.features import METRIC_KEYS
 from benchmarks.zoo import ZOO
 from nas.core.fx import TraceError, analyze
 

@@ -11,7 +11,7 @@
   longer (or the exhaustive front, when the space is smaller than 10×), and against uniform
   random sampling of the same number of unique configs. The score axis is normalised to [0, 1]
   by the min/max score of all feasible points compared, FLOPs as a share of the budget
-  (``nas.engine.stats.hypervolume``).
+  (``benchmarks.lib.stats.hypervolume``).
 - **timing** — end to end (proposal, dedup, scoring on every core, journal writes) seconds per
   unique candidate at each of ``--counts``, on ``--timing-space``: ``yolor`` (the search's space),
   or ``wide`` — the uniform space with 36 widths × 36 depths (~10^6 configs), a stand-in with
@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import BENCH_DIR, write_result
+from benchmarks.lib.common import BENCH_DIR, write_result
 from nas.engine.record.trials import flops_of
 
 BUDGET = 150e9
@@ -116,7 +116,7 @@ def _feasible(trials: list[Any]) -> list[tuple[float, float]]:
 
 def hv_ratio(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> float:
     """Hypervolume of ``a`` over that of ``b``, scores normalised by the range of both."""
-    from nas.engine.stats import hypervolume
+    from benchmarks.lib.stats import hypervolume
 
     scores = [s for s, _ in a + b]
     lo, hi = min(scores), max(scores)

@@ -12,7 +12,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import nas
-from benchmarks._common import median_seconds, write_result
+from benchmarks.lib.common import median_seconds, write_result
 from search_spaces import compile_config, load_config, preset_names
 
 

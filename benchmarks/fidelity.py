@@ -30,8 +30,11 @@ import statistics
 import time
 from typing import Any
 
-from benchmarks import rank_study as rs
-from benchmarks._common import BENCH_DIR, write_result
+from benchmarks.lib.common import BENCH_DIR, write_result
+from benchmarks.lib.designs import candidates, majority_blocks
+from benchmarks.lib.recipes import RECIPES, add_version_flag, study_recipe
+from benchmarks.lib.study import finished, pending, shard_arg, train
+from benchmarks.rank_study import STUDY_NAMES, study_dir
 
 FIDELITY_DIR = BENCH_DIR / "fidelity"
 
@@ -60,7 +63,7 @@ def analyze(
 ) -> dict[str, Any]:
     """τ (with CIs) of each option's AP against the full AP, over the candidates both have,
     and the median wall-time ratio of the option to the full training."""
-    from nas.engine.stats import correlation
+    from benchmarks.lib.stats import correlation
 
     out: dict[str, Any] = {}
     for name, xy in pairs.items():
@@ -77,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--candidates", type=int, default=10, help="the first N candidates of the rank study")
     p.add_argument("--options", nargs="+", choices=sorted(OPTIONS), default=list(OPTIONS))
-    p.add_argument("--recipe", choices=sorted(rs.RECIPES), default="reduced", help="the full recipe")
-    rs.add_version_flag(p)
-    p.add_argument("--space", choices=sorted(rs.STUDY_NAMES), default="yolor")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="reduced", help="the full recipe")
+    add_version_flag(p)
+    p.add_argument("--space", choices=sorted(STUDY_NAMES), default="yolor")
     p.add_argument("--seed", type=int, default=0, help="candidate sampling seed (the rank study's)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--shard", default=None, help="i/n: train only jobs j with j mod n == i, no analysis")
@@ -87,24 +90,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--analyze-only", action="store_true")
     p.add_argument("--bootstrap", type=int, default=1000)
     args = p.parse_args(argv)
-    full = rs.study_recipe(args.recipe, args.version)
-    study = rs.study_dir(args.space)
-    cands = rs.candidates(args.candidates, args.seed, args.space)
-    shard, of = (int(v) for v in args.shard.split("/")) if args.shard else (0, 1)
+    shard = shard_arg(p, args.shard)
+    full = study_recipe(args.recipe, args.version)
+    study = study_dir(args.space)
+    cands = candidates(args.candidates, args.seed, args.space)
     # option-major order: a run cut short still has every candidate of the first option
     jobs = [(o, c) for o in args.options for c in cands]
     if not args.analyze_only:
-        for j, (option, cfg) in enumerate(jobs):
-            low = OPTIONS[option](full)
-            if j % of != shard or rs.finished(cfg, low, 0, FIDELITY_DIR) is not None:
-                continue
-            if rs.deadline_passed(args.deadline):
-                print(f"deadline {args.deadline} UTC reached: stopping", flush=True)
-                break
+
+        def done(job: tuple[str, Any]) -> bool:
+            option, cfg = job
+            return finished(cfg, OPTIONS[option](full), 0, FIDELITY_DIR) is not None
+
+        for j, (option, cfg) in pending(jobs, shard, done, args.deadline):
             tick = time.perf_counter()
-            r = rs.train(cfg, low, 0, args.threads, FIDELITY_DIR)
+            r = train(cfg, OPTIONS[option](full), 0, args.threads, FIDELITY_DIR)
             print(
-                f"[{j + 1}/{len(jobs)}] {option} {rs.majority_blocks(cfg)}: AP {r.get('AP')} "
+                f"[{j + 1}/{len(jobs)}] {option} {majority_blocks(cfg)}: AP {r.get('AP')} "
                 f"{time.perf_counter() - tick:.0f} s",
                 flush=True,
             )
@@ -115,16 +117,16 @@ def main(argv: list[str] | None = None) -> int:
     costs: dict[str, list[float]] = {o: [] for o in args.options}
     rows = []
     for cfg in cands:
-        f = rs.finished(cfg, full, 0, study)
+        f = finished(cfg, full, 0, study)
         if f is None or f["status"] != "ok":
             continue
         ap_full = float(f.get("AP") or 0.0)
-        row: dict[str, Any] = {"key": cfg.key(), "blocks": rs.majority_blocks(cfg), "AP_full": ap_full}
+        row: dict[str, Any] = {"key": cfg.key(), "blocks": majority_blocks(cfg), "AP_full": ap_full}
         hist = f.get("history", [])
         if len(hist) >= 2:
             pairs["truncated (epoch 2 of the full run)"].append((float(hist[1].get("AP") or 0.0), ap_full))
         for option in args.options:
-            m = rs.finished(cfg, OPTIONS[option](full), 0, FIDELITY_DIR)
+            m = finished(cfg, OPTIONS[option](full), 0, FIDELITY_DIR)
             if m is None:
                 continue
             ap = float(m.get("AP") or 0.0) if m["status"] == "ok" else 0.0

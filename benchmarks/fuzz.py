@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{total} cases in {wall:.0f} s: {tracebacks} tracebacks, {len(failures)} failed (target 0)")
     for f in failures[:20]:
         print(f"  FAIL {f['command']} [{f['label']}] {f['argv']}: {f['problems']}")
-    from benchmarks._common import write_result
+    from benchmarks.lib.common import write_result
 
     path = write_result(
         "fuzz",

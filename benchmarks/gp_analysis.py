@@ -32,34 +32,26 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import write_result
 from benchmarks.gp_table import DESIGNS_FILE, RESULTS_FILE, SEEDS, load_table
-from benchmarks.rank_study import METRIC_KEYS
-from nas.engine.stats import (
+from benchmarks.lib.common import write_json, write_result
+from benchmarks.lib.features import AGGREGATES, LOG_FEATURES, METRIC_KEYS
+from benchmarks.lib.stats import (
     bootstrap_ci,
     bootstrap_quantiles,
     bootstrap_tau_difference,
     correlation,
     fit_rank_linear,
-    kendall_tau,
+    icc1,
+    partial_tau,
     predict_rank_linear,
-    transform,
 )
+from nas.engine.stats import kendall_tau, ranks
 
 ROOT = Path(__file__).resolve().parents[1]
 FIT_FILE = ROOT / "benchmarks" / "data" / "gp_fit.json"
-AGGREGATES = tuple(
-    f"{w}.{f}"
-    for f in ("max_shortest_gradient_path", "longest_gradient_path", "gradient_combinations", "gradient_overlap")
-    for w in ("flops_w", "res_w", "alpha")
-) + ("level.max_shortest_gradient_path",)
 #: the pre-registered family of k = 19 (docs/gp-features.md, "Analysis plan")
 FEATURES = tuple(f"gp.{k}" for k in METRIC_KEYS) + tuple(f"agg.{a}" for a in AGGREGATES)
 PART_FEATURES = ("max_shortest_gradient_path", "longest_gradient_path", "gradient_combinations", "gradient_overlap")
-#: heavy-tailed counts enter a fitted model as logs, as in the shipped score
-LOG_FEATURES = ("flops", "params", "gp.gradient_combinations", "gp.distinct_gradient_combinations") + tuple(
-    f"agg.{a}" for a in AGGREGATES if a.endswith("gradient_combinations")
-)
 #: the candidate cheap scores, fixed before the table is read. ``best`` stands for the single
 #: feature of the 19 with the largest |partial τ| given FLOPs, chosen inside each training fold
 MODELS: dict[str, tuple[str, ...]] = {
@@ -106,25 +98,12 @@ def model_matrix(designs: Sequence[dict[str, Any]], names: Sequence[str]) -> np.
 
 
 def transform_feature(name: str, value: float) -> float:
-    return math.log(max(value, 1.0)) if name in LOG_FEATURES else transform(name, value)
+    """A feature as a fitted model takes it: the log features (:data:`LOG_FEATURES`) as logs,
+    floored at 1 as the shipped score reads its file, the rest as they are."""
+    return math.log(max(value, 1.0)) if name in LOG_FEATURES else float(value)
 
 
 # -- statistics -----------------------------------------------------------------------------------
-def partial_tau(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> float:
-    """Kendall's partial τ of x and y given z:
-    (τ_xy − τ_xz τ_yz) / √((1 − τ_xz²)(1 − τ_yz²)); NaN when z orders x or y completely.
-
-    >>> x = [1, 2, 3, 4, 5, 6]; z = [1, 2, 3, 4, 5, 6]
-    >>> math.isnan(partial_tau(x, [6, 5, 4, 3, 2, 1], z))
-    True
-    >>> round(partial_tau([1, 3, 2, 5, 4, 6], [2, 1, 4, 3, 6, 5], [1, 2, 3, 4, 5, 6]), 3)
-    -0.196
-    """
-    txy, txz, tyz = kendall_tau(x, y), kendall_tau(x, z), kendall_tau(y, z)
-    den = (1 - txz**2) * (1 - tyz**2)
-    return (txy - txz * tyz) / math.sqrt(den) if den > 1e-12 else float("nan")
-
-
 def _pair_signs(a: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     return np.sign(a[..., i] - a[..., j]).astype(np.float32)
 
@@ -205,7 +184,7 @@ def feature_report(
 
 def _cis(name: str, stat: Callable[[np.ndarray], float], n: int, n_boot: int, level: float) -> dict[str, Any]:
     """Percentile bootstrap CIs of ``stat`` (of the resampled design indices), 95 % and at
-    ``level``, from one set of resamples (those of ``nas.engine.stats.bootstrap_ci``)."""
+    ``level``, from one set of resamples (those of ``benchmarks.lib.stats.bootstrap_ci``)."""
     q = bootstrap_quantiles(stat, n, [0.025, 0.975, (1 - level) / 2, 1 - (1 - level) / 2], n_boot)
     lo, hi, blo, bhi = q if q is not None else (float("nan"),) * 4
     return {f"{name}_ci95": (lo, hi), f"{name}_ci_bonferroni": (blo, bhi)}
@@ -309,8 +288,6 @@ def table_scores(
 def noise_report(table: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Seed τ and ICC(1) of the full-fidelity AP over the designs with both seeds; the low
     fidelity's τ with the full 2-seed mean and its own seed τ; the val loss's τ with the AP."""
-    from benchmarks.proxy_noise import icc1
-
     both = [d for d in table if d["AP"] is not None]
     full = [[d["trainings"]["full"][s]["AP"] for s in SEEDS] for d in both]
     out: dict[str, Any] = {"designs": len(both)}
@@ -377,9 +354,6 @@ def score_reliability(designs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """ICC(1) and seed τ of the scores a proxy stage could rank one training by: AP, minus the
     val loss, and their rank average (per seed, ranks among the designs scaled to [0, 1]); and
     the τ of each's 2-seed mean with the 2-seed mean AP."""
-    from benchmarks.proxy_noise import icc1
-    from nas.engine.stats import ranks
-
     per_seed = {
         "AP": [[d["trainings"]["full"][s]["AP"] for s in SEEDS] for d in designs],
         "-val_loss": [[-d["trainings"]["full"][s]["val_loss"] for s in SEEDS] for d in designs],
@@ -430,7 +404,8 @@ def heldout_report(table: Sequence[dict[str, Any]], fit_doc: dict[str, Any], n_b
 
 def ship(fit_doc: dict[str, Any], heldout: dict[str, Any], path: Path | None = None) -> str:
     """Write the committed fit as the search's ``fitted`` score if, and only if, its held-out τ
-    exceeds that of FLOPs (issue 28); returns what was done, in one line."""
+    exceeds that of FLOPs (issue 28); returns what was done, in one line. The one path by which
+    a benchmark writes the product's score file (``rank_study --ship`` is refused)."""
     from nas.engine.scores.registry import FITTED_SCORE_FILE, fitted_weights, save_fitted_weights
 
     path = path or FITTED_SCORE_FILE
@@ -565,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.write_fit:
         if args.fit_file.exists():
             p.exit(2, f"error: {args.fit_file} exists; accepted: the fit is written once, before the held-out set\n")
-        args.fit_file.write_text(json.dumps(fit_document(table, report), indent=1) + "\n")
+        write_json(args.fit_file, fit_document(table, report), indent=1)
         print(f"wrote {args.fit_file}: commit it, then train the held-out set with --fit-commit")
     if args.heldout:
         if not args.fit_file.exists():

@@ -42,13 +42,13 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import write_result
 from benchmarks.gp_analysis import FIT_FILE as GP_FIT_FILE
 from benchmarks.gp_table import DESIGNS_FILE, RESULTS_FILE, SEEDS, load_table
+from benchmarks.lib.common import write_result
+from benchmarks.lib.designs import BUDGET
+from benchmarks.lib.recipes import SCALES
+from benchmarks.lib.stats import sem
 from benchmarks.pool_sim import hypervolume, knob_distance, select_indices, stand_in_trial, tpe_picks
-from benchmarks.proxy_noise import SCALES
-from benchmarks.rank_study import BUDGET
-from nas.engine.stats import sem
 
 #: the share of the pool offered per simulation seed ("what the cheap stage sampled")
 OFFERED_SHARE = 0.75

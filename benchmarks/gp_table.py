@@ -18,7 +18,8 @@ memory, the network-level gradient-path metrics and the per-stage features. Per 
 and wall seconds. There are 2 seeds per design at full fidelity, and the proxy stage's complete
 short schedule (``--fidelity low``) for the first 64 fit designs.
 
-Resumable and shardable like ``benchmarks/proxy_noise.py``, whose helpers this reuses::
+Resumable and shardable like ``benchmarks/proxy_noise.py``, by the same study runner
+(:mod:`benchmarks.lib.study`); the designs are drawn by :mod:`benchmarks.lib.designs`::
 
     .venv/bin/python -m benchmarks.gp_table --register                  # once, then commit it
     .venv/bin/python -m benchmarks.gp_table --fidelity full,low --shard 0/2 &
@@ -33,14 +34,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import BENCH_DIR
-from benchmarks.proxy_noise import SCALES, collect, mark_done, read_rows, timed_training, write_once
-from benchmarks.rank_study import BUDGET, deadline_passed, majority_blocks, perstage_draw
+from benchmarks.lib.common import BENCH_DIR
+from benchmarks.lib.designs import gp_candidate, majority_blocks
+from benchmarks.lib.recipes import SCALES
+from benchmarks.lib.study import collect, pending, read_rows, run_once, shard_arg, timed_training, write_once
 
 ROOT = Path(__file__).resolve().parents[1]
 DESIGNS_FILE = ROOT / "benchmarks" / "data" / "gp_table_designs.json"
@@ -51,12 +52,12 @@ FIT_DESIGNS, HELDOUT_DESIGNS = 80, 40
 #: the first 64 fit designs (4 rounds: every (pair, band) cell once) also train the low fidelity
 LOW_FIDELITY_DESIGNS = 64
 SEEDS = (0, 1)
-#: FLOPs bands at 640 px: quarters of the 150 GFLOPs budget
-BANDS: tuple[tuple[float, float], ...] = tuple((BUDGET * k / 4, BUDGET * (k + 1) / 4) for k in range(4))
 #: the recipe of the table: the search's default (the proxy-noise issue's ``v2``)
 RECIPE_VERSION = "v2"
 FIDELITIES = ("full", "low")
 SPLITS = {"fit": ("f", FIT_SEED, FIT_DESIGNS), "heldout": ("h", HELDOUT_SEED, HELDOUT_DESIGNS)}
+#: the registered text: it names the draws where they lived then (both now in benchmarks.lib.designs,
+#: with the FLOPs bands, ``BANDS``)
 RULE = (
     "benchmarks.gp_table.gp_candidate(i, seed), i = 0, 1, ...: round r = i div 16, the 16 "
     "(backbone, neck) majority-block pairs in an order shuffled by (seed, r), canonical pair p in "
@@ -70,28 +71,6 @@ HELDOUT_NOTE = "train only after the score fitted on the fit set is committed (-
 
 
 # -- the registered designs -----------------------------------------------------------------------
-def gp_candidate(i: int, seed: int) -> tuple[Any, tuple[str, str], int]:
-    """Design ``i`` of the rule: (config, its (backbone, neck) block pair, its FLOPs band index).
-    A pure function of ``(seed, i)``.
-
-    >>> cfg, pair, band = gp_candidate(0, FIT_SEED)
-    >>> from nas.core.cost import cost
-    >>> from search_spaces import compile_config
-    >>> BANDS[band][0] <= cost(compile_config(cfg)).flops < BANDS[band][1], majority_blocks(cfg) == "/".join(pair)
-    (True, True)
-    """
-    from search_spaces import BLOCKS
-
-    canonical = [(b, n) for b in BLOCKS for n in BLOCKS]
-    rnd, pos = divmod(i, len(canonical))
-    order = list(canonical)
-    random.Random(f"{seed}-gp-table-round-{rnd}").shuffle(order)
-    pair = order[pos]
-    band = (canonical.index(pair) + rnd) % len(BANDS)
-    cfg = perstage_draw(pair, random.Random(f"{seed}-gp-table-cand-{i}"), BANDS[band], tries=5000)
-    return cfg, pair, band
-
-
 def design_record(cfg: Any, design_id: str, band: int) -> dict[str, Any]:
     """What the table records of a design without training it (docs/gp-features.md)."""
     from nas.core.cost import cost
@@ -202,9 +181,12 @@ def run_job(
 ) -> dict[str, Any]:
     """Train (or resume: the trainer checkpoints every epoch) one job; ``scores.json`` marks it done."""
     folder = job_dir(scale, fidelity, design, seed, root)
-    done = folder / "scores.json"
-    if done.exists():
-        return json.loads(done.read_text())
+    return run_once(folder / "scores.json", lambda: _train(scale, fidelity, design, seed, folder, fit_commit))
+
+
+def _train(
+    scale: str, fidelity: str, design: dict[str, Any], seed: int, folder: Path, fit_commit: str | None
+) -> dict[str, Any]:
     recipe = table_recipe(scale, fidelity, seed)
     result, seconds = timed_training(design, recipe, folder)
     row = {
@@ -223,7 +205,6 @@ def run_job(
     }
     if fit_commit:
         row["fit_commit"] = fit_commit
-    mark_done(done, row)
     return row
 
 
@@ -290,11 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             2,
             f"error: --fidelity {args.fidelity!r} is not accepted; accepted: a comma-separated list of {', '.join(FIDELITIES)}\n",
         )
-    try:
-        shard, of = (int(v) for v in args.shard.split("/"))
-        assert 0 <= shard < of
-    except (ValueError, AssertionError):
-        p.exit(2, f"error: --shard {args.shard!r} is not accepted; accepted: i/n with 0 <= i < n\n")
+    shard = shard_arg(p, args.shard)
     training = not (args.register or args.collect)
     if training and args.split == "heldout" and not (args.fit_commit and _fit_commit_ok(args.fit_commit)):
         p.exit(
@@ -313,12 +290,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     designs = load_designs(args.designs_file, args.split)[: args.designs]
     todo = jobs(designs, fidelities, args.low_designs)
-    for j, (d, seed, fidelity) in enumerate(todo):
-        if j % of != shard or (job_dir(args.scale, fidelity, d, seed, args.study_dir) / "scores.json").exists():
-            continue
-        if deadline_passed(args.deadline):
-            print(f"deadline {args.deadline} UTC reached: stopping", flush=True)
-            break
+
+    def done(job: tuple[dict[str, Any], int, str]) -> bool:
+        d, seed, fidelity = job
+        return (job_dir(args.scale, fidelity, d, seed, args.study_dir) / "scores.json").exists()
+
+    for j, (d, seed, fidelity) in pending(todo, shard, done, args.deadline):
         r = run_job(args.scale, fidelity, d, seed, args.study_dir, args.fit_commit)
         print(
             f"[{j + 1}/{len(todo)}] {args.scale}/{fidelity} {d['id']} ({d['blocks']}) seed {seed}: AP {r['AP']}  cpu {r['cpu_s']:.0f} s",

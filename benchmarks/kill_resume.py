@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         for pid, _ in session_processes(w.sid):
             os.kill(pid, signal.SIGKILL)
     print_report(result)
-    from benchmarks._common import write_result
+    from benchmarks.lib.common import write_result
 
     print(f"-> {write_result('kill_resume', result)}")
     ok = final and final["rc"] == 0 and not any(result["counts"].values()) and result["storage"]["ok"]

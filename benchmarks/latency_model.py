@@ -20,7 +20,7 @@ import statistics
 import time
 
 import nas
-from benchmarks._common import median_seconds, write_result
+from benchmarks.lib.common import median_seconds, write_result
 from nas.core.memory import peak_memory_bytes
 from nas.engine.latency import (
     TABLE_RANDOM_CONFIGS,

@@ -28,21 +28,15 @@ import argparse
 import dataclasses
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks._common import BENCH_DIR, write_result
-from benchmarks.rank_study import (
-    RECIPES,
-    STUDY_NAMES,
-    add_version_flag,
-    deadline_passed,
-    finished_metrics,
-    make_recipe,
-    result_name,
-    study_recipe,
-)
+from benchmarks.lib.common import BENCH_DIR, write_result
+from benchmarks.lib.recipes import RECIPES, add_version_flag, make_recipe, result_name, study_recipe
+from benchmarks.lib.study import finished_metrics, shard_arg, walk
+from benchmarks.rank_study import STUDY_NAMES
 
 PRESETS = (
     "yolor-v3",
@@ -145,8 +139,8 @@ def preset_ranking(
 ) -> dict[str, Any]:
     """Kendall τ between each cheap predictor and the seed-mean AP of the trained presets: a
     held-out check of the cheap scores on designs the rank study never sampled."""
+    from benchmarks.lib.stats import correlation
     from nas.engine import cheap_score, score_candidate
-    from nas.engine.stats import correlation
 
     names = [n for n, r in results.items() if r]
     if len(names) < 3:
@@ -183,6 +177,56 @@ def verdict(better: list[float], worse: list[float], sd_diff: float) -> str:
     return "agree" if d > 0 else "disagree"
 
 
+def flops_table(configs: dict[str, Any], recipe: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Each model's width, the FLOPs of the model the recipe trains and at 640 px, and both
+    relative to YOLOR-v3's when it is among them."""
+    flops = {
+        n: {
+            "width": c.width,
+            "trained_flops": trained_flops(c, recipe),
+            "flops_at_640": full_scale_flops(c),
+        }
+        for n, c in configs.items()
+    }
+    ref = flops.get(MATCH_REFERENCE)
+    if ref:
+        for f in flops.values():
+            f["trained_flops_vs_v3"] = f["trained_flops"] / ref["trained_flops"] - 1
+            f["flops_at_640_vs_v3"] = f["flops_at_640"] / ref["flops_at_640"] - 1
+    return flops
+
+
+def judge(
+    claims_table: tuple[tuple[str, str, str, float, float | None], ...],
+    results: dict[str, dict[int, dict[str, Any]]],
+    sd: float,
+) -> list[dict[str, Any]]:
+    """Each claim "better > worse" against the seed-mean APs, judged by :func:`verdict` with the
+    noise of a difference of seed means (``sd`` × √(2 / seeds))."""
+    claims = []
+    for table, better, worse, ap_b, ap_w in claims_table:
+        b = [v["AP"] for v in results.get(better, {}).values()]
+        w = [v["AP"] for v in results.get(worse, {}).values()]
+        if not b or not w:
+            claims.append({"table": table, "claim": f"{better} > {worse}", "verdict": "not measured"})
+            continue
+        n = min(len(b), len(w))
+        sd_diff = sd * math.sqrt(2 / n) if n else float("nan")
+        claims.append(
+            {
+                "table": table,
+                "claim": f"{better} > {worse}",
+                "paper_AP_box": [ap_b, ap_w],
+                "proxy_AP": [float(np.mean(b)), float(np.mean(w))],
+                "delta": float(np.mean(b) - np.mean(w)),
+                "noise_sd_of_delta": sd_diff,
+                "seeds": n,
+                "verdict": verdict(b, w, sd_diff),
+            }
+        )
+    return claims
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -206,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         "paper_ablation_matched" if args.match_flops else "paper_ablation", args.recipe, args.version
     )
     out = BENCH_DIR / name_out
-    shard, of = (int(v) for v in args.shard.split("/")) if args.shard else (0, 1)
+    shard = shard_arg(p, args.shard)
     configs = matched_configs(recipe) if args.match_flops else {n: config(n) for n in list(PRESETS) + list(STOP)}
     if args.models:
         from search_spaces.config import preset_names
@@ -220,11 +264,18 @@ def main(argv: list[str] | None = None) -> int:
     claims_table = MATCHED_CLAIMS if args.match_flops else CLAIMS
     results: dict[str, dict[int, dict[str, Any]]] = {n: {} for n in names}
     # all names for seed 0 first: a cut-short run still covers every claim
-    for j, (seed, name) in enumerate((s, n) for s in args.seeds for n in names):
-        path = out / name / f"seed{seed}" / "metrics.json"
-        if finished_metrics(path) is None:
-            if args.analyze_only or j % of != shard or deadline_passed(args.deadline):
-                continue
+    jobs = [(s, n) for s in args.seeds for n in names]
+
+    def metrics_path(job: tuple[int, str]) -> Path:
+        seed, name = job
+        return out / name / f"seed{seed}" / "metrics.json"
+
+    def done(job: tuple[int, str]) -> bool:
+        return finished_metrics(metrics_path(job)) is not None
+
+    for _, (seed, name), run in walk(jobs, None if args.analyze_only else shard, done, args.deadline):
+        path = metrics_path((seed, name))
+        if run:
             train_from_config(
                 configs[name], make_recipe(recipe, seed), out_dir=path.parent, progress=False, num_threads=args.threads
             )
@@ -239,41 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     spreads = [np.var([v["AP"] for v in r.values()], ddof=1) for r in results.values() if len(r) >= 2]
     spreads += rank_study_spreads(args.recipe, args.version)  # same recipe, other models: more pairs, same noise
     sd = math.sqrt(float(np.mean(spreads))) if spreads else float("nan")
-    claims = []
-    for table, better, worse, ap_b, ap_w in claims_table:
-        b = [v["AP"] for v in results.get(better, {}).values()]
-        w = [v["AP"] for v in results.get(worse, {}).values()]
-        if not b or not w:
-            claims.append({"table": table, "claim": f"{better} > {worse}", "verdict": "not measured"})
-            continue
-        n = min(len(b), len(w))
-        sd_diff = sd * math.sqrt(2 / n) if n else float("nan")
-        claims.append(
-            {
-                "table": table,
-                "claim": f"{better} > {worse}",
-                "paper_AP_box": [ap_b, ap_w],
-                "proxy_AP": [float(np.mean(b)), float(np.mean(w))],
-                "delta": float(np.mean(b) - np.mean(w)),
-                "noise_sd_of_delta": sd_diff,
-                "seeds": n,
-                "verdict": verdict(b, w, sd_diff),
-            }
-        )
+    claims = judge(claims_table, results, sd)
     ranking = preset_ranking(results, configs)
-    flops = {
-        n: {
-            "width": c.width,
-            "trained_flops": trained_flops(c, recipe),
-            "flops_at_640": full_scale_flops(c),
-        }
-        for n, c in configs.items()
-    }
-    ref = flops.get(MATCH_REFERENCE)
-    if ref:
-        for f in flops.values():
-            f["trained_flops_vs_v3"] = f["trained_flops"] / ref["trained_flops"] - 1
-            f["flops_at_640_vs_v3"] = f["flops_at_640"] / ref["flops_at_640"] - 1
+    flops = flops_table(configs, recipe)
     write_result(
         name_out,
         {

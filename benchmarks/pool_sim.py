@@ -15,12 +15,12 @@ from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 from typing import Any
 
-from benchmarks.rank_study import BUDGET
-from nas.engine import stats
+from benchmarks.lib import stats
+from benchmarks.lib.designs import BUDGET
 
 
 def hypervolume(points: Sequence[tuple[float, float]], budget: float = BUDGET) -> float:
-    """The shared 2-D hypervolume (:func:`nas.engine.stats.hypervolume`) of (AP ↑, FLOPs ↓)
+    """The shared 2-D hypervolume (:func:`benchmarks.lib.stats.hypervolume`) of (AP ↑, FLOPs ↓)
     w.r.t. the reference (AP 0, FLOPs = the studies' budget)."""
     return stats.hypervolume(list(points), budget)
 

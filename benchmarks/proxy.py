@@ -22,7 +22,6 @@ machine slows both alike. Writes ``runs/bench/proxy_profile.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.lib.common import write_json
 from evaluators.recipe import Recipe
 from evaluators.train import DEFAULT, train_from_config
 
@@ -174,7 +174,7 @@ def main() -> None:
         summary["seed_AP50_difference"] = round(abs(runs[0]["AP50"] - runs[1]["AP50"]), 4)
         print(f"seed noise: |dAP| {summary['seed_AP_difference']:.4f}  |dAP50| {summary['seed_AP50_difference']:.4f}")
     path = args.out / "proxy.json"
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(path, summary)
     print(f"wrote {path}")
 
 

@@ -17,7 +17,8 @@ The design list is written once by ``--register`` into ``benchmarks/data/proxy_n
 (committed before any training); ``--collect`` gathers finished trainings into
 ``benchmarks/data/proxy_noise_results.jsonl`` (committed: ``runs/`` is not kept), and the
 analysis reads that file, so the figures reproduce without retraining. Resumable (each
-training has its folder, checkpointed per epoch) and shardable (``--shard i/n``)::
+training has its folder, checkpointed per epoch) and shardable (``--shard i/n``) by the study
+runner (:mod:`benchmarks.lib.study`)::
 
     .venv/bin/python -m benchmarks.proxy_noise --register              # once, then commit it
     .venv/bin/python -m benchmarks.proxy_noise --arms v1,v2 --designs 12 --shard 0/2 &
@@ -34,34 +35,30 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks._common import BENCH_DIR, write_result
-from benchmarks.rank_study import deadline_passed, majority_blocks, perstage_candidate
+from benchmarks.lib.common import BENCH_DIR, write_result
+from benchmarks.lib.designs import candidates, majority_blocks
+from benchmarks.lib.recipes import SCALES
+from benchmarks.lib.stats import icc1
+from benchmarks.lib.study import collect, pending, read_rows, run_once, shard_arg, timed_training, write_once
 
 ROOT = Path(__file__).resolve().parents[1]
 DESIGNS_FILE = ROOT / "benchmarks" / "data" / "proxy_noise_designs.json"
 RESULTS_FILE = ROOT / "benchmarks" / "data" / "proxy_noise_results.jsonl"
 STUDY_DIR = BENCH_DIR / "proxy_noise"
-#: the sampling seed of the registered list (``rank_study.perstage_candidate``: stratified over
-#: the 16 backbone × neck majority-block pairs, feasible below 150 GFLOPs, heterogeneous)
+#: the sampling seed of the registered list (``benchmarks.lib.designs.perstage_candidate``, named
+#: ``rank_study.perstage_candidate`` in the registered rule: stratified over the 16 backbone × neck
+#: majority-block pairs, feasible below 150 GFLOPs, heterogeneous)
 DESIGN_SEED = 27
 DESIGNS = 30
 #: every third design (index % 3 == 0) gets a third seed
 THIRD_SEED_EVERY = 3
-#: proxy scales: the studies' CPU one and the search's own (the recipe's defaults)
-SCALES: dict[str, dict[str, Any]] = {
-    "reduced": {"epochs": 5, "images": 480, "img_size": 96, "width_mult": 0.25},
-    "default": {},
-    "smoke": {"epochs": 2, "images": 16, "img_size": 64, "width_mult": 0.25, "val_images": 32, "bn_images": 16},
-}
 #: arm -> (recipe version, changes). ``v1`` trains exactly as v1 does and only observes an
 #: average of its weights (scored post hoc), so the evaluation-side levers need no retraining.
 #: ``fresh-linear`` is the first v2 draft the screen measured (fresh images every epoch, 30 warm-up
@@ -103,13 +100,8 @@ def register(path: Path = DESIGNS_FILE, count: int = DESIGNS, seed: int = DESIGN
     from nas.core.cost import cost
     from search_spaces import compile_config
 
-    designs, seen, i = [], set(), 0
-    while len(designs) < count:
-        cfg = perstage_candidate(i, seed)
-        i += 1
-        if cfg.key() in seen:
-            continue
-        seen.add(cfg.key())
+    designs = []
+    for cfg in candidates(count, seed, "yolor"):
         c = cost(compile_config(cfg))
         k = len(designs)
         designs.append(
@@ -123,27 +115,12 @@ def register(path: Path = DESIGNS_FILE, count: int = DESIGNS, seed: int = DESIGN
                 "config": cfg.to_dict(),
             }
         )
-    doc = {
+    doc = {  # the registered text names the draw where it lived then (now benchmarks.lib.designs)
         "rule": f"benchmarks.rank_study.perstage_candidate(i, seed={seed}), i = 0, 1, ...; duplicates skipped; "
         f"seeds 0 and 1, and 2 for every {THIRD_SEED_EVERY}rd design; the first 12 are the screening set",
         "designs": designs,
     }
     return write_once(path, doc)
-
-
-def write_once(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
-    """Write a pre-registered design list ``doc`` to ``path`` unless it is there: the same list
-    is returned as the file holds it, a different one refused (a registration is never rewritten)."""
-    if path.exists():
-        old = json.loads(path.read_text())
-        if old != json.loads(json.dumps(doc)):
-            raise SystemExit(f"{path} holds another design list; the registered list is never rewritten")
-        return old
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(tmp, path)
-    return doc
 
 
 def load_designs(path: Path = DESIGNS_FILE) -> list[dict[str, Any]]:
@@ -188,12 +165,15 @@ def run_job(
 ) -> dict[str, Any]:
     """Train (or resume) one job, then score its checkpoint (``full``: every variant; ``light``:
     the arm's own score and its halves only); ``scores.json`` marks it done."""
+    folder = job_dir(scale, arm, design, seed, root)
+    return run_once(folder / "scores.json", lambda: _train_and_score(scale, arm, design, seed, folder, scoring))
+
+
+def _train_and_score(
+    scale: str, arm: str, design: dict[str, Any], seed: int, folder: Path, scoring: str
+) -> dict[str, Any]:
     from search_spaces import from_dict
 
-    folder = job_dir(scale, arm, design, seed, root)
-    done = folder / "scores.json"
-    if done.exists():
-        return json.loads(done.read_text())
     recipe = arm_recipe(arm, scale, seed)
     result, seconds = timed_training(design, recipe, folder)
     row = {
@@ -215,36 +195,7 @@ def run_job(
         only = LIGHT.get(arm, (official(arm),)) if scoring == "light" else None
         row.update(score_checkpoint(from_dict(design["config"]), recipe, scale, folder / "checkpoint.pt", only))
         row["scoring_cpu_s"] = round(time.process_time() - tick, 2)
-    mark_done(done, row)
     return row
-
-
-def timed_training(design: dict[str, Any], recipe: Any, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train (or resume from its checkpoint) ``design`` by ``recipe`` into ``folder`` at 1 thread:
-    the trainer's result and the seconds of the training alone (``cpu_s``, ``wall_s``); the
-    data load, done once per process in a search's worker, is timed apart (``data_cpu_s``).
-    ``resumed``: it went on from a checkpoint, so its seconds are only the rest (not a cost figure)."""
-    import torch
-
-    from evaluators.train import recipe_data, train_from_config
-    from search_spaces import from_dict
-
-    torch.set_num_threads(1)
-    resumed = (folder / "checkpoint.pt").exists()
-    load = time.process_time()
-    recipe_data("shapes", recipe)
-    load = time.process_time() - load
-    cpu, wall = time.process_time(), time.perf_counter()
-    result = train_from_config(from_dict(design["config"]), recipe, out_dir=folder, progress=False, num_threads=1)
-    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    return result, {"cpu_s": round(cpu, 2), "data_cpu_s": round(load, 2), "resumed": resumed, "wall_s": round(wall, 2)}
-
-
-def mark_done(done: Path, row: dict[str, Any]) -> None:
-    """Write a finished job's row atomically: its presence is what marks the job done."""
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps(row, indent=1))
-    os.replace(tmp, done)
 
 
 def score_checkpoint(
@@ -303,50 +254,9 @@ def scores_on(net: Any, data: Any, runtime: Any) -> dict[str, float]:
 
 
 # -- collecting and analysing ------------------------------------------------------------------------
-def collect(
-    root: Path = STUDY_DIR, path: Path = RESULTS_FILE, key: Callable[[dict[str, Any]], tuple[Any, ...]] | None = None
-) -> list[dict[str, Any]]:
-    """Merge every finished job under ``root`` (``<scale>/<arm>/<design>/seed<k>/scores.json``)
-    into ``path`` (one JSON row per training; rows already there are kept, so results of other
-    machines survive) and return all rows, sorted by ``key`` (a row's identity)."""
-    key = key or _key
-    rows = {key(r): r for r in read_rows(path)}
-    for f in sorted(root.glob("*/*/*/seed*/scores.json")):
-        r = json.loads(f.read_text())
-        rows[key(r)] = r
-    ordered = sorted(rows.values(), key=key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered))
-    os.replace(tmp, path)
-    return ordered
-
-
-def read_rows(path: Path = RESULTS_FILE) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
-def _key(r: dict[str, Any]) -> tuple[str, str, str, int]:
+def row_key(r: dict[str, Any]) -> tuple[str, str, str, int]:
+    """A training's identity among the study's rows."""
     return (r["scale"], r["arm"], r["design"], r["seed"])
-
-
-def icc1(groups: list[list[float]]) -> dict[str, float]:
-    """One-way random-effects ICC(1) of ``groups`` (one list of seed scores per design, any
-    lengths ≥ 1; designs with one score add to the between-design term only through n0).
-
-    >>> round(icc1([[1.0, 1.1], [2.0, 2.1], [3.0, 2.9]])["icc"], 3)
-    0.995
-    """
-    groups = [g for g in groups if len(g) >= 1]
-    a, n = len(groups), sum(len(g) for g in groups)
-    grand = sum(sum(g) for g in groups) / n
-    msb = sum(len(g) * (statistics.fmean(g) - grand) ** 2 for g in groups) / max(1, a - 1)
-    ssw = sum(sum((v - statistics.fmean(g)) ** 2 for v in g) for g in groups)
-    msw = ssw / max(1, n - a)
-    n0 = (n - sum(len(g) ** 2 for g in groups) / n) / max(1, a - 1)
-    between = max(0.0, (msb - msw) / n0) if n0 else 0.0
-    icc = (msb - msw) / (msb + (n0 - 1) * msw) if msb + (n0 - 1) * msw > 0 else float("nan")
-    return {"icc": icc, "seed_sd": math.sqrt(msw), "design_sd": math.sqrt(between)}
 
 
 def variants_of(rows: list[dict[str, Any]]) -> list[str]:
@@ -422,7 +332,8 @@ def fidelity_to_reference(
     """Kendall τ of each default's score with the reference (3x the steps), per scale, on the
     designs both have with seeds 0 and 1: of the 2-seed means, and of seed 0 alone (what one
     run sees), with bootstrap CIs over designs and the paired difference new − old."""
-    from nas.engine.stats import bootstrap_ci, bootstrap_tau_difference, kendall_tau
+    from benchmarks.lib.stats import bootstrap_ci, bootstrap_tau_difference
+    from nas.engine.stats import kendall_tau
 
     def means(arm: str, variant: str, scale: str) -> dict[str, dict[int, float]]:
         out: dict[str, dict[int, float]] = {}
@@ -603,11 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     arms = [a for a in args.arms.split(",") if a]
     bad = [a for a in arms if a not in ARMS]
-    try:
-        shard, of = (int(v) for v in args.shard.split("/"))
-        assert 0 <= shard < of
-    except (ValueError, AssertionError):
-        p.exit(2, f"error: --shard {args.shard!r} is not accepted; accepted: i/n with 0 <= i < n\n")
+    shard = shard_arg(p, args.shard)
     if bad:
         p.exit(2, f"error: --arms: {', '.join(bad)} not accepted; accepted: {', '.join(ARMS)}\n")
     if args.register:
@@ -617,12 +524,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.collect or args.analyze):
         designs = load_designs(args.designs_file)[: args.designs]
         todo = jobs(designs, arms, tuple(args.seeds))
-        for j, (arm, d, seed) in enumerate(todo):
-            if j % of != shard or (job_dir(args.scale, arm, d, seed, args.study_dir) / "scores.json").exists():
-                continue
-            if deadline_passed(args.deadline):
-                print(f"deadline {args.deadline} UTC reached: stopping", flush=True)
-                break
+
+        def done(job: tuple[str, dict[str, Any], int]) -> bool:
+            arm, d, seed = job
+            return (job_dir(args.scale, arm, d, seed, args.study_dir) / "scores.json").exists()
+
+        for j, (arm, d, seed) in pending(todo, shard, done, args.deadline):
             r = run_job(args.scale, arm, d, seed, args.study_dir, args.scoring)
             score = official(arm)
             print(
@@ -631,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
         return 0
-    rows = collect(args.study_dir, args.results_file) if args.collect else read_rows(args.results_file)
+    rows = collect(args.study_dir, args.results_file, row_key) if args.collect else read_rows(args.results_file)
     if not args.analyze:
         print(f"{args.results_file}: {len(rows)} trainings")
         return 0

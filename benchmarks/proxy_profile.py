@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import time
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmarks.lib.common import write_json
 from evaluators.coco_data import load_proxy_data
 from evaluators.coco_eval import coco_from_dict
 from evaluators.detection import decode, detection_loss, init_head_bias
@@ -191,6 +191,6 @@ def profile(args: argparse.Namespace) -> dict[str, Any]:
     )
     report["speedup"] = round(totals["before"] / totals["after"], 3)
     path = args.out / "proxy_profile.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(path, report)
     print(f"wrote {path}")
     return report

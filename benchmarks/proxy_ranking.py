@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import statistics
 import time
 from typing import Any
 
 import torch
 
+from benchmarks.lib.common import write_json
 from evaluators.recipe import Recipe
 from evaluators.train import Runtime, resolve_runtime, train_from_config
 from nas.engine.stats import kendall_tau
@@ -135,6 +135,6 @@ def ranking_check(args: argparse.Namespace) -> dict[str, Any]:
         f"median train-time ratio old/new {summary['train_time_ratio_old_over_new_median']:.2f}x"
     )
     path = args.out / f"proxy_ranking_{setups['new'].precision}.json"
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(path, summary)
     print(f"wrote {path}")
     return summary

@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.lib.common import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -103,6 +105,6 @@ def end_to_end(args: argparse.Namespace) -> dict[str, Any]:
         f" (train time {summary['speedup_train']:.2f}x)"
     )
     path = args.out / ("proxy_speed.json" if args.precision == "auto" else f"proxy_speed_{args.precision}.json")
-    path.write_text(json.dumps(summary, indent=2) + "\n")
+    write_json(path, summary)
     print(f"wrote {path}")
     return summary

@@ -30,200 +30,45 @@ config whose stages are all alike is redrawn (the study is of heterogeneous desi
 ``--space yolor-uniform`` reproduces the first (uniform-space) study and its files.
 
     .venv/bin/python -m benchmarks.rank_study --space yolor-uniform --analyze-only   # the old study
+
+The candidates are drawn by :mod:`benchmarks.lib.designs` and trained by the study runner of
+:mod:`benchmarks.lib.study` (whose config-keyed folders the fidelity, live search-efficiency and
+winner-vs-presets studies share). The rank study no longer ships the search's ``fitted`` score:
+that is the gradient-path table's fit, past its held-out test (``python -m
+benchmarks.gp_analysis --heldout --ship``), and ``--ship`` here is refused in one line.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import hashlib
 import json
 import math
-import random
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks._common import BENCH_DIR, write_result
-from evaluators.recipe import DEFAULT as RECIPE_DEFAULT
-from nas.engine.scores.registry import FITTED_SCORE_FILE, save_fitted_weights
-from nas.engine.stats import (
-    LOG_FEATURES,
-    correlation,
-    cv_tau,
-    fit_rank_linear,
-    transform,
-)
+from benchmarks.lib.common import BENCH_DIR, write_result
+from benchmarks.lib.designs import BUDGET, candidates, majority_blocks
+from benchmarks.lib.features import METRIC_KEYS, transform
+from benchmarks.lib.recipes import RECIPES, add_version_flag, result_name, study_recipe
+from benchmarks.lib.stats import correlation, cv_tau, fit_rank_linear
+from benchmarks.lib.study import RANK_STUDY_DIR, cand_dir, finished, pending, shard_arg, train
+from nas.core.runio import atomic_write_text
 
-ROOT = Path(__file__).resolve().parents[1]
-#: the fit ``--ship`` writes as the search's ``fitted`` cheap score
-SHIPPED_FIT = "fit.gradpath+flops"
-BUDGET = 150e9  # FLOPs at 640 px: the feasibility limit of the study
-STUDY_DIR = BENCH_DIR / "rank_study"
 #: per space: the stem of the result files and the folder of the trainings (the uniform study keeps its names)
 STUDY_NAMES = {"yolor-uniform": "rank_study", "yolor": "rank_study_perstage"}
-RECIPES = {
-    # what two shared CPU cores finish for >= 40 candidates in a few hours
-    "reduced": {"epochs": 5, "images": 480, "img_size": 96, "width_mult": 0.25},
-    # the live search-efficiency benchmark: 5 arms x 3 seeds x the compute of 4 trainings in ~30 min
-    "live": {"epochs": 5, "images": 240, "img_size": 96, "width_mult": 0.25},
-    # a plumbing check of the scripts in seconds, meaningless as a ranking
-    "smoke": {"epochs": 1, "images": 16, "img_size": 64, "width_mult": 0.25},
-    # the search's own proxy recipe (evaluators.recipe.DEFAULT): on a GPU, or with many cores
-    "default": {
-        "epochs": RECIPE_DEFAULT.epochs,
-        "images": RECIPE_DEFAULT.images,
-        "img_size": RECIPE_DEFAULT.img_size,
-        "width_mult": RECIPE_DEFAULT.width_mult,
-    },
-}
+#: what ``--ship`` is refused with: the fitted score ships from the gradient-path table, past its held-out test
+SHIP_REFUSED = (
+    "error: --ship is not accepted by the rank study; accepted: python -m benchmarks.gp_analysis --heldout "
+    "--ship (the fitted score ships only past the gradient-path table's held-out test)\n"
+)
 
 
 def study_dir(space: str) -> Path:
     """Where the trainings and features of the study on ``space`` live."""
     return BENCH_DIR / STUDY_NAMES[space]
-
-
-def deadline_passed(deadline: str | None, now: float | None = None) -> bool:
-    """Whether the UTC clock time ``HH:MM`` has passed: the nearest occurrence of it (within
-    ±12 h of now) is taken, so ``00:05`` set at 22:50 is 75 min ahead, not 22 h behind (a plain
-    string comparison stopped a study started before midnight at once).
-
-    >>> deadline_passed("00:05", now=22 * 3600 + 50 * 60), deadline_passed("22:00", now=22 * 3600 + 50 * 60)
-    (False, True)
-    """
-    if not deadline:
-        return False
-    hh, mm = (int(v) for v in deadline.split(":"))
-    t = time.time() if now is None else now
-    ahead = (hh * 3600 + mm * 60 - t % 86400) % 86400  # seconds to the next occurrence
-    return ahead > 43200 or ahead == 0
-
-
-def result_name(stem: str, recipe_name: str, version: str = "v1") -> str:
-    """``rank_study`` for the reduced recipe (the first study), ``rank_study_default`` etc.; a
-    recipe version other than v1 is appended (``paper_ablation_v2``), so that a study under one
-    version never reads another's finished trainings.
-
-    >>> result_name("paper_ablation", "reduced"), result_name("paper_ablation", "default", "v2")
-    ('paper_ablation', 'paper_ablation_default_v2')
-    """
-    name = stem if recipe_name == "reduced" else f"{stem}_{recipe_name}"
-    return name if version == "v1" else f"{name}_{version}"
-
-
-METRIC_KEYS = (
-    "max_shortest_gradient_path",
-    "longest_gradient_path",
-    "gradient_combinations",
-    "distinct_gradient_combinations",
-    "duplicate_gradient_ratio",
-    "gradient_overlap",
-)
-
-
-# -- candidates --------------------------------------------------------------------------------
-def candidate(i: int, seed: int = 0, space: str = "yolor-uniform") -> Any:
-    """Candidate ``i`` of the study on ``space`` (see :func:`uniform_candidate`, :func:`perstage_candidate`)."""
-    return perstage_candidate(i, seed) if space == "yolor" else uniform_candidate(i, seed)
-
-
-def perstage_candidate(i: int, seed: int = 0) -> Any:
-    """Per-stage candidate ``i``: majority-block pair ``i mod 16`` of a per-round shuffled pair
-    order; 3 random stages (nodes) of each part take the pair's block, the rest is a uniform draw
-    of the per-stage space; redrawn until feasible and heterogeneous. A pure function of (seed, i)."""
-    from search_spaces import BLOCKS
-
-    pairs = [(b, n) for b in BLOCKS for n in BLOCKS]
-    rnd, pos = divmod(i, len(pairs))
-    random.Random(f"{seed}-perstage-round-{rnd}").shuffle(pairs)
-    return perstage_draw(pairs[pos], random.Random(f"{seed}-perstage-cand-{i}"))
-
-
-def perstage_draw(
-    pair: tuple[str, str], rng: random.Random, band: tuple[float, float] = (0, BUDGET), tries: int = 1000
-) -> Any:
-    """A heterogeneous per-stage design whose (backbone, neck) majority blocks are ``pair``: 3
-    random stages (nodes) of each part take the pair's block, the rest is a uniform draw of the
-    per-stage space; redrawn until its FLOPs at 640 px fall in ``[band[0], band[1])``."""
-    from nas.core.cost import cost
-    from search_spaces import BLOCKS, compile_config
-    from search_spaces.config import PartConfig, StageConfig
-    from search_spaces.space import SPACES
-
-    space = SPACES["yolor"]
-    values = space.knob_values()
-    backbone, neck = pair
-    for _ in range(tries):
-        cfg = space.sample(rng)
-        plans = []
-        for plan, block in ((list(cfg.backbone_plan()), backbone), (list(cfg.neck_plan()), neck)):
-            for k in sorted(rng.sample(range(len(plan)), 3)):
-                part = PartConfig(block=block, **{n: rng.choice(values[n]) for n in BLOCKS[block].knobs if n in values})
-                plan[k] = StageConfig(part, plan[k].repeats, plan[k].width)
-            plans.append(tuple(plan))
-        cfg = dataclasses.replace(cfg, backbone_stages=plans[0], neck_nodes=plans[1]).canonical()
-        if cfg.schema == 2 and len(set(cfg.pattern())) > 1 and band[0] <= cost(compile_config(cfg)).flops < band[1]:
-            return cfg
-    raise RuntimeError(f"no per-stage config for pair {backbone}/{neck} in {band[0] / 1e9:g}-{band[1] / 1e9:g} GFLOPs")
-
-
-def majority_blocks(cfg: Any) -> str:
-    """``backbone/neck`` majority block (the study's stratum; ties: the first in stage order)."""
-    from collections import Counter
-
-    pat = cfg.pattern()
-    return "/".join(Counter(p).most_common(1)[0][0] for p in (pat[:5], pat[5:]))
-
-
-def uniform_candidate(i: int, seed: int = 0) -> Any:
-    """Uniform-space candidate ``i``: block pair ``i mod 16`` of a per-round shuffled pair order, other knobs
-    uniform, resampled until feasible. A pure function of (seed, i)."""
-    from nas.core.cost import cost
-    from search_spaces import BLOCKS, compile_config
-    from search_spaces.space import SearchSpace
-
-    space = SearchSpace()
-    pairs = [(b, n) for b in BLOCKS for n in BLOCKS]
-    rnd, pos = divmod(i, len(pairs))
-    random.Random(f"{seed}-round-{rnd}").shuffle(pairs)
-    backbone, neck = pairs[pos]
-    rng = random.Random(f"{seed}-cand-{i}")
-    for _ in range(1000):
-        cfg = space.sample(rng)
-        cfg = dataclasses.replace(
-            cfg,
-            backbone=_with_block(space, cfg.backbone, backbone, rng),
-            neck=_with_block(space, cfg.neck, neck, rng),
-        ).canonical()
-        if cost(compile_config(cfg)).flops < BUDGET:
-            return cfg
-    raise RuntimeError(f"no feasible config for pair {backbone}/{neck}")
-
-
-def _with_block(space: Any, part: Any, block: str, rng: random.Random) -> Any:
-    return dataclasses.replace(
-        part,
-        block=block,
-        split_ratio=rng.choice(space.split_ratios),
-        fusion=rng.choice(space.fusions),
-        mask_fraction=rng.choice(space.mask_fractions),
-        elan_stack=rng.choice(space.elan_stacks),
-    )
-
-
-def candidates(n: int, seed: int = 0, space: str = "yolor-uniform") -> list[Any]:
-    """The first ``n`` distinct candidates (a duplicate design is skipped, not retrained)."""
-    out, seen, i = [], set(), 0
-    while len(out) < n:
-        cfg = candidate(i, seed, space)
-        i += 1
-        if cfg.key() not in seen:
-            seen.add(cfg.key())
-            out.append(cfg)
-    return out
 
 
 def job_order(cands: list[Any], repeat_seeds: int) -> list[tuple[Any, int]]:
@@ -239,37 +84,7 @@ def job_order(cands: list[Any], repeat_seeds: int) -> list[tuple[Any, int]]:
     return jobs + [(c, 1) for c in repeats]
 
 
-def recipe_tag(recipe: dict[str, Any]) -> str:
-    """The folder tag of a study recipe; v1 trainings keep the tag they had before recipe versions."""
-    tag = "e{epochs}-i{images}-s{img_size}-w{width_mult}".format(**recipe)
-    version = recipe.get("version", RECIPE_DEFAULT.version)
-    return tag if version == "v1" else f"{tag}-{version}"
-
-
-def add_version_flag(p: argparse.ArgumentParser) -> None:
-    """``--version``: the trainer's named recipe (v1 reproduces the studies made before v2)."""
-    from evaluators.recipe import RECIPES as NAMED
-
-    p.add_argument(
-        "--version",
-        choices=sorted(NAMED),
-        default=RECIPE_DEFAULT.version,
-        help="the trainer's named recipe; v1 reproduces the studies made before the proxy-noise study "
-        "(default: %(default)s)",
-    )
-
-
-def study_recipe(scale: str, version: str) -> dict[str, Any]:
-    """The study recipe of ``--recipe`` (a scale of :data:`RECIPES`) under ``--version``."""
-    return {**RECIPES[scale], "version": version}
-
-
-def cand_dir(cfg: Any, recipe: dict[str, Any], study: Path = STUDY_DIR) -> Path:
-    h = hashlib.sha1(f"{cfg.key()}|{recipe_tag(recipe)}".encode()).hexdigest()[:12]
-    return study / h
-
-
-def features(cfg: Any, recipe: dict[str, Any], study: Path = STUDY_DIR) -> dict[str, Any]:
+def features(cfg: Any, recipe: dict[str, Any], study: Path = RANK_STUDY_DIR) -> dict[str, Any]:
     """Cheap features of one candidate (cached in ``features.json``): cost at 640 px,
     gradient-path metrics, cheap scores, and zero-cost proxies on the proxy-scale model."""
     folder = cand_dir(cfg, recipe, study)
@@ -292,44 +107,8 @@ def features(cfg: Any, recipe: dict[str, Any], study: Path = STUDY_DIR) -> dict[
         **zc,
         "zero_cost_s": round(time.perf_counter() - tick, 3),
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=2, default=str))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(out, indent=2, default=str))
     return out
-
-
-def make_recipe(recipe: dict[str, Any], seed: int) -> Any:
-    """The trainer's :class:`~evaluators.recipe.Recipe` for a study recipe and seed, fp32 pinned
-    where the recipe has a precision knob (the studies' figures are all fp32)."""
-    from evaluators.recipe import Recipe
-
-    fields = {k: v for k, v in recipe.items() if k != "version"}
-    return Recipe.named(recipe.get("version", RECIPE_DEFAULT.version), **fields).replace(seed=seed, precision="fp32")
-
-
-def train(cfg: Any, recipe: dict[str, Any], seed: int, threads: int, study: Path = STUDY_DIR) -> dict[str, Any]:
-    from evaluators.train import train_from_config
-
-    return train_from_config(
-        cfg,
-        make_recipe(recipe, seed),
-        out_dir=cand_dir(cfg, recipe, study) / f"seed{seed}",
-        progress=False,
-        num_threads=threads,
-    )
-
-
-def finished_metrics(path: Path) -> dict[str, Any] | None:
-    """A training's ``metrics.json`` once it has ended (ok or failed), else None."""
-    if not path.exists():
-        return None
-    m = json.loads(path.read_text())
-    return m if m.get("status") in ("ok", "failed") else None
-
-
-def finished(cfg: Any, recipe: dict[str, Any], seed: int, study: Path = STUDY_DIR) -> dict[str, Any] | None:
-    return finished_metrics(cand_dir(cfg, recipe, study) / f"seed{seed}" / "metrics.json")
 
 
 # -- analysis ----------------------------------------------------------------------------------
@@ -342,7 +121,7 @@ def predictors(f: dict[str, Any]) -> dict[str, float]:
     out = {f"gp.{k}": float(m[k]) for k in METRIC_KEYS}
     out["cheap.gradpath"] = float(f["gradpath"])
     # the shipped default as the analysis finds it (``fitted_score_version`` in the result): a
-    # held-out test on any study it was not fitted on (run the analysis before ``--ship``)
+    # held-out test on any study it was not fitted on
     out["cheap.fitted"] = cheap_score("fitted", f["flops"], f["params"], m)
     out["flops"] = float(f["flops"])
     out["params"] = float(f["params"])
@@ -379,7 +158,8 @@ FITTED = {
 }
 
 
-def collect(cands: list[Any], recipe: dict[str, Any], study: Path = STUDY_DIR) -> list[dict[str, Any]]:
+def collect(cands: list[Any], recipe: dict[str, Any], study: Path = RANK_STUDY_DIR) -> list[dict[str, Any]]:
+    """One row per candidate with a features file and an ended seed-0 training: its APs, epochs and predictors."""
     rows = []
     for cfg in cands:
         fpath = cand_dir(cfg, recipe, study) / "features.json"
@@ -497,30 +277,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--analyze-only", action="store_true")
     p.add_argument("--deadline", default=None, help="UTC HH:MM: start no training after it")
     p.add_argument("--bootstrap", type=int, default=1000)
-    p.add_argument(
-        "--ship",
-        action="store_true",
-        help=f"write the --ship-fit fit as the search's fitted score ({FITTED_SCORE_FILE.relative_to(ROOT)})",
-    )
-    p.add_argument(
-        "--ship-fit",
-        default=SHIPPED_FIT,
-        choices=[k for k, cols in FITTED.items() if not {"synflow", "naswot"} & set(cols)],
-        help="which cross-validated fit --ship writes (zero-cost fits are not shippable: the search has no such metric)",
-    )
+    # the fit that ships is the gradient-path table's, past its held-out test: refused in one line
+    p.add_argument("--ship", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--ship-fit", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.ship or args.ship_fit is not None:
+        p.exit(2, SHIP_REFUSED)
+    shard = shard_arg(p, args.shard)
     recipe = study_recipe(args.recipe, args.version)
     study = study_dir(args.space)
     cands = candidates(args.candidates, args.seed, args.space)
     if not args.analyze_only:
-        shard, of = (int(v) for v in args.shard.split("/"))
         jobs = job_order(cands, args.repeat_seeds)
-        for j, (cfg, seed) in enumerate(jobs):
-            if j % of != shard or finished(cfg, recipe, seed, study) is not None:
-                continue
-            if deadline_passed(args.deadline):
-                print(f"deadline {args.deadline} UTC reached: stopping", flush=True)
-                break
+
+        def done(job: tuple[Any, int]) -> bool:
+            return finished(job[0], recipe, job[1], study) is not None
+
+        for j, (cfg, seed) in pending(jobs, shard, done, args.deadline):
             features(cfg, recipe, study)
             tick = time.perf_counter()
             r = train(cfg, recipe, seed, args.threads, study)
@@ -529,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"AP50 {r.get('AP50')} {time.perf_counter() - tick:.0f} s",
                 flush=True,
             )
-        if of > 1:
+        if shard.count > 1:
             return 0
     rows = collect(cands, recipe, study)
     if len(rows) < 3:
@@ -569,21 +342,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{v['losses_vs.flops']:.0%}; shipped `fitted` {v['same_folds_tau.cheap.fitted']:+.3f}, won/lost "
             f"{v['wins_vs.cheap.fitted']:.0%}/{v['losses_vs.cheap.fitted']:.0%})"
         )
-    if args.ship:
-        fit = reports["AP"]["fitted_cv"][args.ship_fit]
-        shipped = save_fitted_weights(
-            FITTED_SCORE_FILE,
-            fit["all_data"],
-            version=f"{args.space}-{args.recipe}-{len(rows)}-{time.strftime('%Y-%m-%d', time.gmtime())}",
-            source=f"benchmarks/rank_study.py --space {args.space} --candidates {args.candidates} "
-            f"--repeat-seeds {args.repeat_seeds} --recipe {args.recipe}, {args.ship_fit}, all_data",
-            log_features=LOG_FEATURES,
-            cv_kendall_tau=round(fit["cv_kendall_tau"], 4),
-            # what it replaces, scored on the same folds of this study (held out for it)
-            replaces=result["fitted_score_version"],
-            replaced_same_folds_tau=round(fit["same_folds_tau.cheap.fitted"], 4),
-        )
-        print(f"shipped {args.ship_fit} as {FITTED_SCORE_FILE} (version {shipped['version']})")
     return 0
 
 

@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.gp_table import load_table
-from benchmarks.proxy_noise import SCALES, icc1
+from benchmarks.lib.recipes import SCALES
+from benchmarks.lib.stats import icc1
 from benchmarks.readme_figure import MEASURED_AP as V1_DEFAULT_AP
 from evaluators.recipe import Recipe
+from nas.core.runio import atomic_write_text
 from nas.engine.record.trials import design
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +41,7 @@ MATCH_FIELDS = ("version", "epochs", "img_size", "images", "width_mult")
 
 
 def recipe_key(version: str, scale: str) -> dict[str, Any]:
-    """The matched recipe values of ``version`` at ``benchmarks.proxy_noise.SCALES[scale]``."""
+    """The matched recipe values of ``version`` at ``benchmarks.lib.recipes.SCALES[scale]``."""
     r = Recipe.named(version, **SCALES[scale])
     return {**{f: getattr(r, f) for f in MATCH_FIELDS}, "data": "shapes"}
 
@@ -160,8 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         same = args.out.is_file() and args.out.read_text() == text
         print(f"{args.out}: {'up to date' if same else 'OUT OF DATE: run python -m benchmarks.report_reference'}")
         return 0 if same else 1
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    atomic_write_text(args.out, text)
     print(f"{args.out}: {len(text) / 1e3:.0f} kB")
     return 0
 

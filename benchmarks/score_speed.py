@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import random
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.lib.common import write_json
 from nas.core.cost import cost
 from nas.core.metrics import gradient_path_metrics
 from search_spaces import ConfigError, compile_config, load_config, preset_names
@@ -214,8 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         f"p90 {f['p90_ms']:.1f} ms"
     )
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(out, result)
     print(f"wrote {out}")
     return 0
 

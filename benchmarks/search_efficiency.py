@@ -34,16 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import BENCH_DIR, write_result
+from benchmarks.lib.common import BENCH_DIR, write_result
+from benchmarks.lib.features import transform
+from benchmarks.lib.recipes import RECIPES, result_name
+from benchmarks.lib.stats import fit_rank_linear, predict_rank_linear, sem
 from benchmarks.pool_sim import hypervolume, select_indices, stand_in_trial, tpe_picks
-from benchmarks.rank_study import (
-    FITTED,
-    RECIPES,
-    fit_rank_linear,
-    result_name,
-    transform,
-)
-from nas.engine.stats import predict_rank_linear, sem
+from benchmarks.rank_study import FITTED
 
 SCORES = ("gradpath", "flops", "params", "synflow", "naswot")
 PREDICTOR = {

@@ -55,22 +55,14 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import BENCH_DIR, write_result
 from benchmarks.gp_table import RECIPE_VERSION as TABLE_VERSION
 from benchmarks.gp_table import load_table
+from benchmarks.lib.common import BENCH_DIR, write_json, write_result
+from benchmarks.lib.designs import BUDGET, config_flops, random_feasible
+from benchmarks.lib.recipes import RECIPES, add_version_flag, make_recipe, result_name, study_recipe
+from benchmarks.lib.stats import bootstrap_ci, bootstrap_tau_difference, partial_tau, sem
+from benchmarks.lib.study import cand_dir, finished, run_once, shard_arg, train
 from benchmarks.pool_sim import hypervolume
-from benchmarks.rank_study import (
-    BUDGET,
-    RECIPES,
-    add_version_flag,
-    cand_dir,
-    finished,
-    make_recipe,
-    result_name,
-    study_recipe,
-    train,
-)
-from nas.engine.stats import sem
 
 ARMS = ("search", "halving", "optuna-tpe", "random", "evolution")
 #: the arms of the v1 study (the search halved then; ``fixed-k`` was the search before halving)
@@ -81,13 +73,6 @@ SEARCH_ARMS = {"search": "select", "halving": "halving", "adaptive": "halving"}
 TOURNAMENT, MUTATED_GENES = 2, 2.0
 PICKS_DIR = BENCH_DIR / "search_efficiency_live"
 DATA_DIR = Path(__file__).resolve().parent / "data"
-
-
-def _flops(cfg: Any) -> int:
-    from nas.core.cost import cost
-    from search_spaces import compile_config
-
-    return cost(compile_config(cfg)).flops
 
 
 @contextlib.contextmanager
@@ -123,18 +108,6 @@ def two_stage_picks(seed: int, k: int, candidates: int) -> list[Any]:
     return [parse_yaml(config_of(t)) for t in chosen]
 
 
-def random_picks(seed: int, k: int) -> list[Any]:
-    from search_spaces.space import SPACES
-
-    space, rng, out, seen = SPACES["yolor"], random.Random(f"random-arm-{seed}"), [], set()
-    while len(out) < k:
-        cfg = space.sample(rng).canonical()
-        if cfg.key() not in seen and _flops(cfg) < BUDGET:
-            seen.add(cfg.key())
-            out.append(cfg)
-    return out
-
-
 def tpe_run(seed: int, k: int, recipe: dict[str, Any], threads: int) -> list[dict[str, Any]]:
     """TPE asks, the proxy answers; only feasible proposals are trained (and counted)."""
     import optuna
@@ -151,7 +124,7 @@ def tpe_run(seed: int, k: int, recipe: dict[str, Any], threads: int) -> list[dic
     while len(picks) < k:
         trial = study.ask()
         cfg = space.suggest(trial).canonical()
-        flops = _flops(cfg)
+        flops = config_flops(cfg)
         if flops >= BUDGET:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             continue
@@ -185,7 +158,7 @@ def evolution_run(seed: int, k: int, recipe: dict[str, Any], threads: int) -> li
             else:
                 prop = mutate(space, parent[0], rng, p=min(1.0, MUTATED_GENES / len(parent[0])))
             cfg = prop.config.canonical()
-            if cfg.key() not in seen and (flops := _flops(cfg)) < BUDGET:
+            if cfg.key() not in seen and (flops := config_flops(cfg)) < BUDGET:
                 break
         seen.add(cfg.key())
         ap = trained_ap(cfg, recipe, threads)
@@ -253,9 +226,12 @@ def pattern_of(pick: dict[str, Any]) -> str:
 
 
 def run_task(arm: str, seed: int, args: argparse.Namespace, recipe: dict[str, Any]) -> list[dict[str, Any]]:
+    """The picks of one (arm, seed) task, run once: its picks file marks it done."""
     path = task_dir(args.recipe, args.version) / f"{arm}-seed{seed}.json"
-    if path.exists():
-        return json.loads(path.read_text())["picks"]
+    return run_once(path, lambda: _run_task(arm, seed, args, recipe), indent=2)["picks"]
+
+
+def _run_task(arm: str, seed: int, args: argparse.Namespace, recipe: dict[str, Any]) -> dict[str, Any]:
     tick = time.perf_counter()
     if arm in SEARCH_ARMS:
         picks = search_run(seed, args.k, args.candidates, args.recipe, args.threads, args.version, SEARCH_ARMS[arm])
@@ -264,16 +240,13 @@ def run_task(arm: str, seed: int, args: argparse.Namespace, recipe: dict[str, An
     elif arm == "evolution":
         picks = evolution_run(seed, args.k, recipe, args.threads)
     else:
-        cfgs = two_stage_picks(seed, args.k, args.candidates) if arm == "fixed-k" else random_picks(seed, args.k)
-        picks = [_row(c, recipe, trained_ap(c, recipe, args.threads), _flops(c)) for c in cfgs]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"picks": picks, "wall_s": time.perf_counter() - tick}, indent=2))
-    tmp.replace(path)
+        cfgs = two_stage_picks(seed, args.k, args.candidates) if arm == "fixed-k" else random_feasible(seed, args.k)
+        picks = [_row(c, recipe, trained_ap(c, recipe, args.threads), config_flops(c)) for c in cfgs]
+    task = {"picks": picks, "wall_s": time.perf_counter() - tick}
     print(
         f"{arm} seed {seed}: AP {[round(p['AP'], 3) for p in picks]} ({time.perf_counter() - tick:.0f} s)", flush=True
     )
-    return picks
+    return task
 
 
 def known_front(recipe_name: str, runs: dict[str, list[dict[str, Any]]], version: str = "v1") -> float:
@@ -315,9 +288,8 @@ def score_check(runs: dict[str, list[dict[str, Any]]], n_boot: int = 1000) -> di
     """The shipped ``fitted`` score against FLOPs on every distinct design the arms trained: a test
     outside the gradient-path table, on the designs searches actually propose (the search's picks
     sit at the score's extremes, the other arms' anywhere in the space). One training each."""
-    from benchmarks.gp_analysis import partial_tau
     from nas.engine import cheap_score, score_candidate
-    from nas.engine.stats import bootstrap_ci, bootstrap_tau_difference, kendall_tau
+    from nas.engine.stats import kendall_tau
     from search_spaces import parse_yaml
 
     seen = {p["key"]: p for picks in runs.values() for p in picks}
@@ -354,9 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     recipe = study_recipe(args.recipe, args.version)
     arms = arms_of(args.version)
     tasks = [(arm, seed) for seed in range(args.seeds) for arm in arms]
-    shard, of = (int(v) for v in args.shard.split("/")) if args.shard else (0, 1)
+    shard = shard_arg(p, args.shard)
     runs = {
-        f"{arm}-seed{seed}": run_task(arm, seed, args, recipe) for j, (arm, seed) in enumerate(tasks) if j % of == shard
+        f"{arm}-seed{seed}": run_task(arm, seed, args, recipe) for j, (arm, seed) in enumerate(tasks) if shard.owns(j)
     }
     if args.shard:
         return 0
@@ -404,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     name = result_name("search_efficiency_live", args.recipe, args.version)
     write_result(name, result)
     if args.data:
-        (DATA_DIR / f"{name}.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
+        write_json(DATA_DIR / f"{name}.json", result, indent=1, default=float)
     return 0
 
 

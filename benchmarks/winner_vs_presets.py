@@ -27,10 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import BENCH_DIR, write_result
+from benchmarks.lib.common import BENCH_DIR, write_json, write_result
+from benchmarks.lib.designs import BUDGET
+from benchmarks.lib.recipes import make_recipe, result_name, study_recipe
+from benchmarks.lib.stats import sem
+from benchmarks.lib.study import cand_dir, finished_metrics, shard_arg, walk
 from benchmarks.paper_ablation import config, full_scale_flops
-from benchmarks.rank_study import BUDGET, cand_dir, finished_metrics, make_recipe, result_name, study_recipe
-from nas.engine.stats import sem
 
 RECIPE, VERSION = "reduced", "v2"
 #: seeds no search selected on (the searches trained with seeds 0, 1, ...)
@@ -128,14 +130,17 @@ def main(argv: list[str] | None = None) -> int:
     from evaluators.train import train_from_config
 
     live = json.loads(args.live.read_text())
-    shard, of = (int(v) for v in args.shard.split("/")) if args.shard else (0, 1)
+    shard = shard_arg(p, args.shard)
     recipe = study_recipe(RECIPE, VERSION)
     aps: dict[tuple[str, int], float] = {}
-    for j, (label, cfg, seed, folder) in enumerate(jobs(live)):
-        m = finished_metrics(folder / "metrics.json")
-        if m is None and j % of == shard:
+
+    def done(job: tuple[str, Any, int, Path]) -> bool:
+        return finished_metrics(job[3] / "metrics.json") is not None
+
+    for _, (label, cfg, seed, folder), run in walk(jobs(live), shard, done):
+        if run:
             train_from_config(cfg, make_recipe(recipe, seed), out_dir=folder, progress=False, num_threads=args.threads)
-            m = finished_metrics(folder / "metrics.json")
+        m = finished_metrics(folder / "metrics.json")
         if m is not None:
             aps[(label, seed)] = float(m.get("AP") or 0.0) if m.get("status") == "ok" else 0.0
             print(f"{label} seed {seed}: AP {aps[(label, seed)]:.4f}", flush=True)
@@ -151,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_result("winner_vs_presets", result)
     if args.data:
-        DATA.write_text(json.dumps(result, indent=1) + "\n")
+        write_json(DATA, result, indent=1)
     return 0
 
 

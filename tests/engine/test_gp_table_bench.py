@@ -11,6 +11,7 @@ import json
 import pytest
 
 from benchmarks import gp_table as gt
+from benchmarks.lib import designs
 from search_spaces import from_dict
 
 
@@ -48,7 +49,7 @@ def test_the_strata_are_covered() -> None:
     assert len({(d["blocks"], d["band"]) for d in fit[: gt.LOW_FIDELITY_DESIGNS]}) == 64  # every cell once
     assert len({d["blocks"] for d in held}) == 16 and len({d["band"] for d in held}) == 4
     for d in fit + held:
-        lo, hi = gt.BANDS[d["band"]]
+        lo, hi = designs.BANDS[d["band"]]
         assert lo <= d["flops"] < hi <= 150e9
         assert len(set(d["pattern"].split("/"))) > 1  # heterogeneous
     keys = [from_dict(d["config"]).key() for d in fit + held]

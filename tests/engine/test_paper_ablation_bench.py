@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks import paper_ablation
-from benchmarks.rank_study import result_name
+from benchmarks.lib.recipes import result_name
 
 
 def test_unknown_models_are_refused_in_one_line(capsys) -> None:

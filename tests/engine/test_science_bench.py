@@ -13,16 +13,17 @@ from scipy import stats
 
 from benchmarks import fidelity
 from benchmarks import rank_study as rs
+from benchmarks.lib import designs, recipes, study
 
 
 def test_perstage_candidates_are_feasible_heterogeneous_and_stratified() -> None:
     from nas.core.cost import cost
     from search_spaces import compile_config
 
-    first = rs.candidates(16, 0, "yolor")
-    assert [c.key() for c in first[:3]] == [rs.candidate(i, 0, "yolor").key() for i in range(3)]
+    first = designs.candidates(16, 0, "yolor")
+    assert [c.key() for c in first[:3]] == [designs.candidate(i, 0, "yolor").key() for i in range(3)]
     assert all(c.schema == 2 and len(set(c.pattern())) > 1 for c in first)
-    assert all(cost(compile_config(c)).flops < rs.BUDGET for c in first)
+    assert all(cost(compile_config(c)).flops < designs.BUDGET for c in first)
     strata = []
     for c in first:
         pat = c.pattern()
@@ -30,10 +31,10 @@ def test_perstage_candidates_are_feasible_heterogeneous_and_stratified() -> None
         (b, nb), (n, nn) = Counter(pat[:5]).most_common(1)[0], Counter(pat[5:]).most_common(1)[0]
         assert nb >= 3 and nn >= 3
         strata.append((b, n))
-    assert len(set(strata)) == 16 and rs.majority_blocks(first[0]) == "/".join(strata[0])
+    assert len(set(strata)) == 16 and designs.majority_blocks(first[0]) == "/".join(strata[0])
     # another sampling seed gives other designs; the uniform study's list is unchanged by --space
-    assert {c.key() for c in rs.candidates(4, 1, "yolor")}.isdisjoint(c.key() for c in first)
-    assert rs.candidate(0).schema == 1 and rs.study_dir("yolor") != rs.study_dir("yolor-uniform")
+    assert {c.key() for c in designs.candidates(4, 1, "yolor")}.isdisjoint(c.key() for c in first)
+    assert designs.candidate(0).schema == 1 and rs.study_dir("yolor") != rs.study_dir("yolor-uniform")
 
 
 @pytest.mark.parametrize(
@@ -51,7 +52,7 @@ def test_perstage_candidates_are_feasible_heterogeneous_and_stratified() -> None
 def test_deadline_is_the_nearest_occurrence_of_the_clock_time(deadline: str | None, now: str, passed: bool) -> None:
     hh, mm = (int(v) for v in now.split(":"))
     day = 86400 * 20_000  # any date: only the clock time matters
-    assert rs.deadline_passed(deadline, now=day + hh * 3600 + mm * 60 + 30) is passed
+    assert study.deadline_passed(deadline, now=day + hh * 3600 + mm * 60 + 30) is passed
 
 
 def _fake_run(folder: Path, ap: float, wall: float, history: list[float] | None = None) -> None:
@@ -64,13 +65,13 @@ def test_fidelity_reports_tau_against_the_full_ap_and_the_cost(tmp_path: Path, m
     """On fabricated runs with known APs, the report's τ equals scipy's and the cost ratio is
     the median of the per-candidate wall-time ratios."""
     monkeypatch.chdir(tmp_path)  # BENCH_DIR is relative: the study lives under tmp_path
-    full = rs.study_recipe("reduced", "v2")  # the trainer's default named recipe, as main() builds it
-    cands = rs.candidates(6, 0, "yolor")
+    full = recipes.study_recipe("reduced", "v2")  # the trainer's default named recipe, as main() builds it
+    cands = designs.candidates(6, 0, "yolor")
     ap_full = [0.10, 0.14, 0.08, 0.20, 0.16, 0.12]
     ap_low = [0.05, 0.09, 0.06, 0.07, 0.11, 0.04]
     for cfg, a, b in zip(cands, ap_full, ap_low, strict=True):
-        _fake_run(rs.cand_dir(cfg, full, rs.study_dir("yolor")) / "seed0", a, 100.0, [b / 2, b, a, a, a])
-        _fake_run(rs.cand_dir(cfg, fidelity.OPTIONS["epochs2"](full), fidelity.FIDELITY_DIR) / "seed0", b, 40.0)
+        _fake_run(study.cand_dir(cfg, full, rs.study_dir("yolor")) / "seed0", a, 100.0, [b / 2, b, a, a, a])
+        _fake_run(study.cand_dir(cfg, fidelity.OPTIONS["epochs2"](full), fidelity.FIDELITY_DIR) / "seed0", b, 40.0)
     assert fidelity.main(["--analyze-only", "--candidates", "6", "--bootstrap", "50"]) == 0
     out = json.loads((tmp_path / "runs/bench/fidelity.json").read_text())
     e2 = out["options"]["epochs2"]
@@ -83,17 +84,17 @@ def test_fidelity_reports_tau_against_the_full_ap_and_the_cost(tmp_path: Path, m
 
 
 def test_low_fidelities_are_complete_schedules_of_less_compute() -> None:
-    full = rs.RECIPES["reduced"]
+    full = recipes.RECIPES["reduced"]
     for name, make in fidelity.OPTIONS.items():
         low = make(full)
         assert low != full and 0 < fidelity.steps_ratio(low, full) < 1, name
-        rs.make_recipe(low, 0)  # a valid trainer recipe of its own (own epochs: own cosine)
+        recipes.make_recipe(low, 0)  # a valid trainer recipe of its own (own epochs: own cosine)
 
 
 def test_match_flops_widens_each_design_to_v3_within_two_percent() -> None:
     from benchmarks import paper_ablation as pa
 
-    recipe = rs.RECIPES["reduced"]
+    recipe = recipes.RECIPES["reduced"]
     configs = pa.matched_configs(recipe)
     ref = configs[pa.MATCH_REFERENCE]
     assert set(configs) == {pa.MATCH_REFERENCE, *pa.MATCHED}
@@ -121,7 +122,7 @@ def test_trained_flops_agree_with_torch_flop_counter() -> None:
     from nas.core.module import build
     from search_spaces import compile_config
 
-    recipe = rs.RECIPES["smoke"]
+    recipe = recipes.RECIPES["smoke"]
     cfg = pa.config("yolor-csp")
     arch = dataclasses.replace(cfg, width=cfg.width * recipe["width_mult"], img_size=recipe["img_size"])
     with torch.device("meta"):
@@ -183,9 +184,9 @@ def test_evolution_arm_trains_k_distinct_feasible_children_of_its_best(monkeypat
     from search_spaces import parse_yaml
 
     monkeypatch.setattr(sel, "trained_ap", lambda cfg, recipe, threads: float(len(cfg.key()) % 97) / 97)
-    picks = sel.evolution_run(seed=3, k=6, recipe=rs.RECIPES["smoke"], threads=1)
+    picks = sel.evolution_run(seed=3, k=6, recipe=recipes.RECIPES["smoke"], threads=1)
     assert len(picks) == 6 and len({p["key"] for p in picks}) == 6
-    assert all(p["flops"] < rs.BUDGET for p in picks)
+    assert all(p["flops"] < designs.BUDGET for p in picks)
     cfgs = [parse_yaml(p["config"]) for p in picks]
     for child in cfgs[3:]:
         closest = min(sum(a != b for a, b in zip(child.pattern(), c.pattern(), strict=True)) for c in cfgs[:3])

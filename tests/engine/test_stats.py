@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmarks.rank_study import BUDGET, candidate
-from nas.engine.stats import (
+from benchmarks.lib.designs import BUDGET, candidate
+from benchmarks.lib.stats import (
     bootstrap_ci,
     cv_tau,
     fit_rank_linear,
-    kendall_tau,
     predict_rank_linear,
     spearman_rho,
 )
+from nas.engine.stats import kendall_tau
 
 
 def test_tau_and_rho_known_answers() -> None:
@@ -93,7 +93,7 @@ def test_fitted_cheap_score_directions() -> None:
 def test_a_shipped_fit_is_the_score_the_search_uses(tmp_path) -> None:  # noqa: ANN001
     """``rank_study --ship`` writes the fitted score from the study's fit; the score read back
     from that file equals the ridge model applied by hand."""
-    from benchmarks.rank_study import LOG_FEATURES
+    from benchmarks.lib.features import LOG_FEATURES
     from nas.engine.scores.registry import Candidate, fitted_weights, linear_rank_score, save_fitted_weights
 
     fit = {
