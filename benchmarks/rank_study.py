@@ -51,6 +51,10 @@ import numpy as np
 
 from benchmarks.lib.common import BENCH_DIR, write_result
 from benchmarks.lib.designs import BUDGET, candidates, majority_blocks
+
+#: named by the rules of the registered design files (benchmarks/data/*_designs.json)
+from benchmarks.lib.designs import perstage_candidate as perstage_candidate
+from benchmarks.lib.designs import perstage_draw as perstage_draw
 from benchmarks.lib.features import METRIC_KEYS, transform
 from benchmarks.lib.recipes import RECIPES, add_version_flag, result_name, study_recipe
 from benchmarks.lib.stats import correlation, cv_tau, fit_rank_linear

@@ -139,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--many-seeds", type=int, default=200, help="a second, tighter estimate (0: skip)")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="reduced", help="whose rank study is the pool")
     args = p.parse_args(argv)
-    study = json.loads((BENCH_DIR / f"{result_name('rank_study', args.recipe)}.json").read_text())
+    source = BENCH_DIR / f"{result_name('rank_study', args.recipe)}.json"
+    if not source.is_file():
+        p.exit(2, f"error: {source} is missing; accepted: run python -m benchmarks.rank_study first (its pool)\n")
+    study = json.loads(source.read_text())
     pool = [r for r in study["rows"] if r["status"] == "ok"]
     result: dict[str, Any] = {
         "simulation": "pool-based: arms pick only from configs trained by the rank study (table lookup)",

@@ -6,8 +6,8 @@ Each draw is a pure function of its seed and index (string-seeded ``random.Rando
 larger study extends the same list and a registered list can be re-drawn and compared. The
 registered rules in ``benchmarks/data/*_designs.json`` name these functions where they lived when
 the lists were registered (``benchmarks.rank_study.perstage_candidate``/``perstage_draw``,
-``benchmarks.gp_table.gp_candidate``): they moved here unchanged, and the registrations still
-re-draw to the committed files (tests/engine/test_gp_table_bench.py, test_proxy_noise_bench.py).
+``benchmarks.gp_table.gp_candidate``): they moved here unchanged (``benchmarks.rank_study`` still exports the two names it held), and the
+registrations still re-draw to the committed files (tests/engine/test_gp_table_bench.py, test_proxy_noise_bench.py).
 """
 
 from __future__ import annotations

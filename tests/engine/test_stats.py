@@ -91,7 +91,7 @@ def test_fitted_cheap_score_directions() -> None:
 
 
 def test_a_shipped_fit_is_the_score_the_search_uses(tmp_path) -> None:  # noqa: ANN001
-    """``rank_study --ship`` writes the fitted score from the study's fit; the score read back
+    """``save_fitted_weights`` (what the one ``--ship`` path calls) writes a fit; the score read back
     from that file equals the ridge model applied by hand."""
     from benchmarks.lib.features import LOG_FEATURES
     from nas.engine.scores.registry import Candidate, fitted_weights, linear_rank_score, save_fitted_weights

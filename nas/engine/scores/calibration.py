@@ -2,7 +2,7 @@
 
 The shipped ``fitted`` score was fitted on another run's space and recipe; whether it ranks
 *this* search's candidates is only known once some are trained. After each rung the score is
-refitted by ridge on ranks (:func:`nas.engine.stats.fit_rank_linear`'s model) on the rung's
+refitted by ridge on ranks (the model ``benchmarks.lib.stats.fit_rank_linear`` fits for the shipped score) on the rung's
 measured APs, shrunk toward the shipped weights: with a handful of trainings the prior
 dominates, with many the data. The refit re-ranks the untrained pool and breaks promotion ties.
 

@@ -117,7 +117,7 @@ def fitted_feature(name: str, c: Candidate) -> float:
 
 def linear_rank_score(c: Candidate, features: dict[str, Any]) -> float:
     """Σ weight × (feature − mean) / std, features as logs where marked: the ridge-on-ranks model
-    of :func:`nas.engine.stats.fit_rank_linear`, applied to one candidate."""
+    that ``benchmarks.lib.stats.fit_rank_linear`` fits, applied to one candidate."""
     total = 0.0
     for name, f in features.items():
         x = fitted_feature(name, c)
