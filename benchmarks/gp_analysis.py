@@ -350,6 +350,96 @@ def scale_report(
     return out
 
 
+#: the proxy at the search's own scale: the first 32 fit designs (rounds 0 and 1 of the rule),
+#: registered in docs/gp-features.md before their trainings at ``default``
+SCALE_NOISE_DESIGNS = 32
+
+
+def spearman_brown(icc: float, k: float) -> float:
+    """The ICC of the mean of ``k`` runs from the ICC of one.
+
+    >>> round(spearman_brown(0.5, 2), 3), round(spearman_brown(0.8, 1), 3)
+    (0.667, 0.8)
+    """
+    return k * icc / (1 + (k - 1) * icc)
+
+
+def _per_seed_scores(rows: Sequence[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """designs × seeds arrays of the scores a proxy stage could pick by: AP, and the rank average
+    of AP and −val loss (ranks among the designs within each seed, scaled to [0, 1])."""
+    ap = np.array([[r["trainings"]["full"][s]["AP"] for s in SEEDS] for r in rows], dtype=float)
+    loss = np.array([[-r["trainings"]["full"][s]["val_loss"] for s in SEEDS] for r in rows], dtype=float)
+    scaled = [np.array([ranks(col) / (len(col) - 1) for col in m.T]).T for m in (ap, loss)]
+    return {"AP": ap, "rankavg(AP,-val_loss)": (scaled[0] + scaled[1]) / 2}
+
+
+def _icc_of(m: np.ndarray) -> float:
+    return icc1(m.tolist())["icc"]
+
+
+def scale_noise_report(
+    reference: Sequence[dict[str, Any]], search: Sequence[dict[str, Any]], n_boot: int = N_BOOT
+) -> dict[str, Any]:
+    """The proxy's noise at the search's own scale against the table's, on the first
+    :data:`SCALE_NOISE_DESIGNS` fit designs with both seeds at both scales (docs/gp-features.md,
+    "The proxy at the search's own scale"): per scale and score, ICC(1) of one run with its
+    bootstrap 95 % CI (designs resampled), of the 2-seed mean (measured and by Spearman–Brown),
+    seed and design sd, the median CPU-seconds of a training; at equal CPU, one ``search``-scale
+    run against the mean of k ``reference``-scale runs (k the ratio of the CPU medians), with the
+    paired CI of the difference; and τ between the two scales' 2-seed means.
+
+    >>> mk = lambda a, b, c: {"split": "fit", "AP": (a + b) / 2, "trainings": {"full": {
+    ...     0: {"AP": a, "val_loss": 1 - a, "cpu_s": c}, 1: {"AP": b, "val_loss": 1 - b, "cpu_s": c}}}}
+    >>> ref = [mk(x, x + 0.01, 30) for x in (0.1, 0.2, 0.3, 0.4)]
+    >>> r = scale_noise_report(ref, [mk(x, x + 0.05, 120) for x in (0.1, 0.3, 0.2, 0.4)], n_boot=20)
+    >>> r["designs"], r["equal_cpu"]["k"], round(r["scales"]["reference"]["AP"]["icc"], 2)
+    (4, 4, 1.0)
+    """
+    pairs = [(d, o) for d, o in zip(reference, search, strict=True) if d["split"] == "fit"][:SCALE_NOISE_DESIGNS]
+    pairs = [(d, o) for d, o in pairs if d["AP"] is not None and o["AP"] is not None]
+    out: dict[str, Any] = {"designs": len(pairs), "ids": [d.get("id") for d, _ in pairs], "scales": {}}
+    if len(pairs) < 4:
+        return out
+    n, q = len(pairs), [0.025, 0.975]
+    cpu = {}
+    per = {}
+    for name, rows in (("reference", [d for d, _ in pairs]), ("search", [o for _, o in pairs])):
+        per[name] = _per_seed_scores(rows)
+        cpu[name] = float(np.median([r["trainings"]["full"][s]["cpu_s"] for r in rows for s in SEEDS]))
+        scores = {}
+        for score, m in per[name].items():
+            one = icc1(m.tolist())
+            scores[score] = {
+                **one,
+                "icc_ci95": bootstrap_quantiles(lambda i, m=m: _icc_of(m[i]), n, q, n_boot),
+                "icc_two_seed_mean_spearman_brown": spearman_brown(one["icc"], 2),
+                "seed_tau": kendall_tau(m[:, 0], m[:, 1]),
+            }
+        out["scales"][name] = {"median_cpu_s": cpu[name], **scores}
+    k = max(1, round(cpu["search"] / cpu["reference"]))
+    eq: dict[str, Any] = {"k": k}
+    for score in per["search"]:
+        ref, srch = per["reference"][score], per["search"][score]
+
+        def diff(i: np.ndarray, ref: np.ndarray = ref, srch: np.ndarray = srch) -> float:
+            return spearman_brown(_icc_of(ref[i]), k) - _icc_of(srch[i])
+
+        eq[score] = {
+            "reference_k_runs": spearman_brown(_icc_of(ref), k),
+            "search_one_run": _icc_of(srch),
+            "difference": diff(np.arange(n)),
+            "difference_ci95": bootstrap_quantiles(diff, n, q, n_boot),
+            "per_cpu_second": {
+                "reference": spearman_brown(_icc_of(ref), k) / (k * cpu["reference"]),
+                "search": _icc_of(srch) / cpu["search"],
+            },
+        }
+    out["equal_cpu"] = eq
+    means = [([d["AP"] for d, _ in pairs]), ([o["AP"] for _, o in pairs])]
+    out["tau_between_scales"] = correlation(means[0], means[1], n_boot)
+    return out
+
+
 def score_reliability(designs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """ICC(1) and seed τ of the scores a proxy stage could rank one training by: AP, minus the
     val loss, and their rank average (per seed, ranks among the designs scaled to [0, 1]); and
@@ -530,6 +620,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"also τ between --scale and SCALE (e.g. default) on the first {SCALE_CHECK_DESIGNS} fit designs",
     )
+    p.add_argument(
+        "--scale-noise",
+        metavar="SCALE",
+        default=None,
+        help=f"the proxy's noise at SCALE (e.g. default) against --scale on the first {SCALE_NOISE_DESIGNS} fit designs",
+    )
     p.add_argument("--designs-file", type=Path, default=DESIGNS_FILE, help=argparse.SUPPRESS)
     p.add_argument("--results-file", type=Path, default=RESULTS_FILE, help=argparse.SUPPRESS)
     p.add_argument("--fit-file", type=Path, default=FIT_FILE, help=argparse.SUPPRESS)
@@ -556,6 +652,13 @@ def main(argv: list[str] | None = None) -> int:
         other = load_table(args.designs_file, args.results_file, args.scale_check)
         report["scale_check"] = {"scales": [args.scale, args.scale_check], **scale_report(table, other, args.bootstrap)}
         print("scale check:", json.dumps(report["scale_check"], indent=1, default=float))
+    if args.scale_noise:
+        other = load_table(args.designs_file, args.results_file, args.scale_noise)
+        report["scale_noise"] = {
+            "scales": {"reference": args.scale, "search": args.scale_noise},
+            **scale_noise_report(table, other, args.bootstrap),
+        }
+        print("scale noise:", json.dumps(report["scale_noise"], indent=1, default=float))
     write_result("gp_analysis", report)
     return 0
 
