@@ -236,7 +236,9 @@ def verdict(
         differ = [r for r in rows if r["differs"]]
         blocks = [r["label"] for r in differ if "block" in r["differs"]]
         others = [f"{r['label']} ({', '.join(r['differs'])})" for r in differ if "block" not in r["differs"]]
-        where = [f"another block in {', '.join(blocks)}"] if blocks else []
+        where = (
+            [f"another block in {'every part' if len(blocks) == len(rows) else ', '.join(blocks)}"] if blocks else []
+        )
         where += [f"the same block set otherwise in {'; '.join(others)}"] if others else []
         out.append(
             f"Beside {preset['name']}, the best preset within the budget (section 3 says by which rule), the winner "
