@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -36,18 +37,26 @@ def postgres_bin() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
+INSTALL = "sudo apt-get install -y --no-install-recommends postgresql"
+
+
 def ensure_postgres() -> Path:
-    """Install Debian's ``postgresql`` package when it is missing (root only), as CI's set-up."""
+    """Install Debian's ``postgresql`` package when it is missing (root only), as CI's set-up;
+    where that cannot be done, skip with one line naming the package, why, and the command."""
     bindir = postgres_bin()
-    if bindir is None and os.geteuid() == 0 and shutil.which("apt-get"):
+    why = "not root" if os.geteuid() != 0 else "no apt-get" if not shutil.which("apt-get") else ""
+    if bindir is None and not why:
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"]
-        if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=True)
-            subprocess.run(cmd, env=env, capture_output=True, check=True)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        last = (proc.stderr or proc.stdout).strip().splitlines()
+        why = f"apt-get said: {last[-1][:160]}" if proc.returncode != 0 and last else "apt-get failed"
         bindir = postgres_bin()
     if bindir is None:
-        pytest.skip("PostgreSQL is not installed and cannot be installed here (needs root and apt-get)")
+        pytest.skip(f"postgresql is not installed ({why}); install it with: {INSTALL}")
     return bindir
 
 
@@ -155,3 +164,12 @@ def test_search_on_postgres_killed_and_resumed_then_the_dashboard_api(postgres_u
     code, _ = wsgi_request(app, "DELETE", f"/api/studies/{studies['pg']}")
     assert code.startswith("403")
     assert len(_trials(postgres_url, "pg")) == len(proxy)  # still there
+
+
+def test_without_postgresql_the_skip_says_in_one_line_what_it_lacked(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(sys.modules[__name__], "postgres_bin", lambda: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        ensure_postgres()
+    reason = str(skipped.value)
+    assert "\n" not in reason and "postgresql is not installed" in reason and INSTALL in reason
