@@ -11,8 +11,8 @@ by stage beside the best preset within the budget, the calibration ledger and th
 - :mod:`nas.engine.view.figures`: the matplotlib figures as inline SVG;
 - :mod:`nas.engine.view.page`: what each section says; :mod:`nas.engine.view.render`: the page.
 
-It sits with the driver (layer 3.4): it reads the per-stage features of :mod:`nas.engine.scores`
-and the selection of :mod:`nas.engine.cheap`, and the driver calls it.
+It sits beside the two stages (layer 3.3): it reads what they recorded (:mod:`nas.engine.record`)
+and the per-stage features and score terms of :mod:`nas.engine.scores`; the driver calls it.
 """
 
 from nas.engine.view.render import REPORT_NAME, write_report

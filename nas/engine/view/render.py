@@ -14,7 +14,7 @@ from typing import Any
 
 from nas.core.runio import atomic_write_text
 from nas.engine.view.page import anatomy_section, cheap_section, front_section, latency_model_of, verdict
-from nas.engine.view.references import best_preset, match, presets_within
+from nas.engine.view.references import best_preset, match, presets_within, reference
 from nas.engine.view.run import Run, load_run
 
 __all__ = ["REPORT_NAME", "render", "write_report"]
@@ -178,8 +178,6 @@ def context(run: Run) -> dict[str, Any]:
 
 
 def reference_labels() -> list[str]:
-    from nas.engine.view.references import reference
-
     return [e["label"] for e in reference()["recipes"]]
 
 
