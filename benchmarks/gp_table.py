@@ -68,6 +68,13 @@ RULE = (
     f"{LOW_FIDELITY_DESIGNS} fit designs. docs/gp-features.md"
 )
 HELDOUT_NOTE = "train only after the score fitted on the fit set is committed (--fit-commit)"
+#: the committed file a held-out or active round's trainings wait for (``--fit-commit`` must hold it)
+FIT_FILES = ("benchmarks/data/gp_fit.json", "nas/engine/scores/data/fitted_score.json")
+
+
+def round_file(round_: int) -> Path:
+    """The design file of active round ``round_`` (:mod:`benchmarks.gp_active`); its split is ``a<round>``."""
+    return ROOT / "benchmarks" / "data" / f"gp_active_r{round_}.json"
 
 
 # -- the registered designs -----------------------------------------------------------------------
@@ -210,9 +217,10 @@ def _train(
 
 # -- reading the table ----------------------------------------------------------------------------
 def load_table(
-    designs: Path = DESIGNS_FILE, results: Path = RESULTS_FILE, scale: str = "reduced"
+    designs: Path = DESIGNS_FILE, results: Path = RESULTS_FILE, scale: str = "reduced", rounds: int = 0
 ) -> list[dict[str, Any]]:
-    """Every registered design with its recorded features and its trainings at ``scale``.
+    """Every registered design with its recorded features and its trainings at ``scale``; with
+    ``rounds`` = R, also the designs of active rounds 1 … R (split ``a1`` … ``aR``).
 
     Each entry is the design's record (``id``, ``split``, ``config``, ``flops``, ``params``,
     ``peak_memory_bytes``, ``metrics``, ``stages``, ``levels``, ``aggregates``, ...) plus
@@ -232,9 +240,12 @@ def load_table(
     for r in read_rows(results):
         if r["scale"] == scale and r["status"] == "ok":
             by_design.setdefault(r["design"], {}).setdefault(r["fidelity"], {})[r["seed"]] = r
+    splits = [(split, doc[split]["designs"]) for split in SPLITS]
+    for r in range(1, rounds + 1):
+        splits.append((f"a{r}", json.loads(round_file(r).read_text())[f"a{r}"]["designs"]))
     out = []
-    for split in SPLITS:
-        for d in doc[split]["designs"]:
+    for split, registered in splits:
+        for d in registered:
             trainings = by_design.get(d["id"], {})
             full = trainings.get("full", {})
             ap = sum(full[s]["AP"] for s in SEEDS) / len(SEEDS) if all(s in full for s in SEEDS) else None
@@ -243,15 +254,26 @@ def load_table(
 
 
 def _fit_commit_ok(sha: str) -> bool:
-    """Whether ``sha`` names a commit of this repository (the committed fit the held-out waits for)."""
-    r = subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{sha}^{{commit}}"], capture_output=True)
-    return r.returncode == 0
+    """Whether ``sha`` names a commit of this repository's history (an ancestor of HEAD) that holds
+    a committed fit file: what the held-out set and every active round wait for."""
+
+    def git(*args: str) -> bool:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True).returncode == 0
+
+    return (
+        git("cat-file", "-e", f"{sha}^{{commit}}")
+        and git("merge-base", "--is-ancestor", sha, "HEAD")
+        and any(git("cat-file", "-e", f"{sha}:{f}") for f in FIT_FILES)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--register", action="store_true", help=f"write the design lists ({DESIGNS_FILE.name}) once")
     p.add_argument("--split", choices=sorted(SPLITS), default="fit")
+    p.add_argument(
+        "--round", type=int, default=None, help="train active round R (benchmarks.gp_active) instead of a split"
+    )
     p.add_argument("--fit-commit", default=None, help="the commit of the fitted score (required by --split heldout)")
     p.add_argument("--scale", choices=sorted(SCALES), default="reduced")
     p.add_argument("--fidelity", default="full", help=f"comma-separated, of: {', '.join(FIDELITIES)}")
@@ -273,10 +295,23 @@ def main(argv: list[str] | None = None) -> int:
         )
     shard = shard_arg(p, args.shard)
     training = not (args.register or args.collect)
-    if training and args.split == "heldout" and not (args.fit_commit and _fit_commit_ok(args.fit_commit)):
+    if training and args.round:
+        args.designs_file, args.split = round_file(args.round), f"a{args.round}"
+        if not args.designs_file.exists():
+            p.exit(
+                2,
+                f"error: round {args.round} is not registered ({args.designs_file.name} missing); accepted: python -m benchmarks.gp_active --register {args.round}, committed\n",
+            )
+        args.fit_commit = args.fit_commit or json.loads(args.designs_file.read_text())["score"]["fit_commit"]
+    if (
+        training
+        and (args.split == "heldout" or args.round)
+        and not (args.fit_commit and _fit_commit_ok(args.fit_commit))
+    ):
         p.exit(
             2,
-            f"error: --split heldout needs --fit-commit naming a commit of the fitted score (got {args.fit_commit!r}); {HELDOUT_NOTE}\n",
+            f"error: {'--round' if args.round else '--split heldout'} needs --fit-commit naming a commit of HEAD's "
+            f"history that holds the fitted score (got {args.fit_commit!r}); {HELDOUT_NOTE}\n",
         )
     if args.register:
         doc = register(args.designs_file)

@@ -1,0 +1,199 @@
+"""Active rounds: the gradient-path table grows where the search looks (docs/gp-features.md).
+
+The table's 120 designs were drawn uniformly over block pairs and FLOPs bands; the cheap stage
+then maximises the fitted score over the whole space and lands where the table has almost no
+data. Round ``r`` lets the search itself propose: the cheap stage, scored by the score committed
+at the end of round ``r - 1``, runs at each of the table's four band tops and two seeds; the
+designs it would train (its picks, then its reserve) are registered before any of them trains,
+trained with the table's 2 seeds, and the committed score is tested on them **prospectively**
+before anything is refitted.
+
+    .venv/bin/python -m benchmarks.gp_active --register 1        # once, then commit the file
+    .venv/bin/python -m benchmarks.gp_table --round 1 --shard 0/2 &
+    .venv/bin/python -m benchmarks.gp_table --round 1 --shard 1/2 &
+    .venv/bin/python -m benchmarks.gp_table --collect
+    .venv/bin/python -m benchmarks.gp_active --prospective 1     # the committed score on round 1
+
+The rule (:data:`RULE`) is a pure function of the round, the committed score and the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.gp_table import (
+    DESIGNS_FILE,
+    RESULTS_FILE,
+    ROOT,
+    SEEDS,
+    design_record,
+    load_table,
+    round_file,
+)
+from benchmarks.lib.stats import bootstrap_ci, bootstrap_tau_difference, partial_tau
+from benchmarks.lib.study import write_once
+from nas.engine.stats import kendall_tau
+
+#: the cheap stage runs at the tops of the table's four FLOPs bands (640 px)
+BUDGETS_G = (37.5, 75.0, 112.5, 150.0)
+#: cheap-stage seeds per budget; round r uses seeds 100 r + s
+CHEAP_SEEDS = (0, 1)
+#: designs registered per budget (4 x 8 = 32 per round)
+PER_BUDGET = 8
+#: the search's K and its reserve (nas.engine.driver.RESERVE_FACTOR x K)
+PICKS, RESERVE = 4, 12
+#: the committed score of each round's proposals: the commit that holds its fit file
+FIT_PATH = "nas/engine/scores/data/fitted_score.json"
+RULE = (
+    "round r: for each budget B in 37.5, 75, 112.5, 150 GFLOPs (640 px) and cheap-stage seed "
+    "100 r + s, s in 0, 1: the default cheap stage of nas search (space yolor, 20,000 candidates, "
+    "the fitted score committed at the end of round r-1, FLOPs cost) at budget B; its K = 4 "
+    "picks (select_candidates(trials, 4, B)), then its reserve (select_candidates(trials, 12, B)). "
+    "Per budget, in the order: seed 0's picks, seed 1's picks, seed 0's reserve, seed 1's reserve, "
+    "then the rest of the two pools by cheap score; a design already in the table (any split, "
+    "any earlier round) or already taken is skipped; the first 8. Ids a<r>-00 ... a<r>-31, budget "
+    "by budget. Seeds 0 and 1 at the table's recipe (v2, reduced). docs/gp-features.md"
+)
+
+
+def table_keys(rounds: int) -> set[str]:
+    """The config keys of every design registered so far: the table and the rounds before ``rounds + 1``."""
+    from search_spaces import from_dict
+
+    doc = json.loads(DESIGNS_FILE.read_text())
+    designs = [d for split in ("fit", "heldout") for d in doc[split]["designs"]]
+    for r in range(1, rounds + 1):
+        designs += json.loads(round_file(r).read_text())[f"a{r}"]["designs"]
+    return {from_dict(d["config"]).key() for d in designs}
+
+
+def cheap_pools(round_: int, budget: float) -> list[tuple[list[Any], list[Any], list[Any]]]:
+    """For each cheap-stage seed at ``budget``: (picks, reserve, the feasible pool by score)."""
+    import optuna
+
+    from evaluators.recipe import Recipe
+    from nas.engine import SearchOptions, cheap_stage
+    from nas.engine.cheap.select import feasible_pool, select_candidates
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out = []
+    for s in CHEAP_SEEDS:
+        b = int(budget * 1e9)
+        opts = SearchOptions(budget=b, name=f"active{round_}", recipe=Recipe(seed=100 * round_ + s))
+        trials = cheap_stage(optuna.storages.InMemoryStorage(), opts, False).get_trials(deepcopy=False)
+        pool = sorted(feasible_pool(trials, b), key=lambda t: (-t.values[0], t.number))
+        out.append((select_candidates(trials, PICKS, b), select_candidates(trials, RESERVE, b), pool))
+    return out
+
+
+def propose(round_: int, log: Any = print) -> list[dict[str, Any]]:
+    """The round's designs by :data:`RULE` (each with the cheap score and budget it came from)."""
+    from nas.engine.record.trials import config_of
+    from search_spaces import parse_yaml
+
+    seen = table_keys(round_ - 1)
+    out: list[dict[str, Any]] = []
+    for budget in BUDGETS_G:
+        t0 = time.perf_counter()
+        pools = cheap_pools(round_, budget)
+        order = [t for p in pools for t in p[0]] + [t for p in pools for t in p[1]]
+        order += sorted((t for p in pools for t in p[2]), key=lambda t: -t.values[0])
+        taken = 0
+        for t in order:
+            if taken == PER_BUDGET:
+                break
+            cfg = parse_yaml(config_of(t))
+            if cfg.key() in seen:
+                continue
+            seen.add(cfg.key())
+            rec = design_record(cfg, f"a{round_}-{len(out):02d}", int(t.user_attrs["GFLOPs"] // 37.5))
+            out.append({**rec, "budget_g": budget, "cheap_score": t.values[0]})
+            taken += 1
+        log(f"budget {budget:g} GFLOPs: {taken} designs ({time.perf_counter() - t0:.0f} s)")
+    return out
+
+
+def fit_commit_of(path: str = FIT_PATH) -> str:
+    """The last commit that changed the committed score's file (the score that proposes)."""
+    out = subprocess.run(
+        ["git", "-C", str(ROOT), "log", "-1", "--format=%H", "--", path], capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+def register(round_: int) -> dict[str, Any]:
+    """Write round ``round_``'s design file once (a different list is refused)."""
+    from nas.engine.scores.registry import fitted_weights
+
+    commit = fit_commit_of()
+    doc = {
+        "rule": RULE,
+        "round": round_,
+        "recipe": "v2",
+        "scale": "reduced",
+        "seeds": list(SEEDS),
+        "score": {"name": "fitted", "version": fitted_weights()["version"], "fit_commit": commit, "file": FIT_PATH},
+        f"a{round_}": {"designs": propose(round_)},
+    }
+    return write_once(round_file(round_), doc)
+
+
+# -- the prospective test -------------------------------------------------------------------------
+def prospective(round_: int, n_boot: int = 2000) -> dict[str, Any]:
+    """The committed score of round ``round_ - 1`` on round ``round_``'s trained designs: τ with
+    the 2-seed mean AP, FLOPs' τ, the paired difference with its bootstrap CI, the partial τ given
+    FLOPs, and where the designs lie (their PRN share and AP against the table's)."""
+    from nas.engine import cheap_score
+
+    doc = json.loads(round_file(round_).read_text())
+    table = load_table(rounds=round_)
+    new = [d for d in table if d["split"] == f"a{round_}" and d["AP"] is not None]
+    old = [d for d in table if d["split"] in ("fit", "heldout") and d["AP"] is not None]
+    if len(new) < 10:
+        raise SystemExit(f"error: round {round_} has {len(new)} designs with both seeds; accepted: at least 10")
+    y = np.array([d["AP"] for d in new])
+    score = np.array([cheap_score("fitted", d["flops"], d["params"], d["metrics"]) for d in new])
+    flops = np.array([float(d["flops"]) for d in new])
+    prn = [sum(b == "prn" for b in d["pattern"].split("/")) / 10 for d in new]
+    return {
+        "round": round_,
+        "designs": len(new),
+        "score_version": doc["score"]["version"],
+        "fit_commit": doc["score"]["fit_commit"],
+        "score": {"tau": kendall_tau(score, y), "tau_ci95": bootstrap_ci(score, y, kendall_tau, n_boot)},
+        "flops": {"tau": kendall_tau(flops, y), "tau_ci95": bootstrap_ci(flops, y, kendall_tau, n_boot)},
+        "score_minus_flops_tau": {
+            "mean": kendall_tau(score, y) - kendall_tau(flops, y),
+            "ci95": bootstrap_tau_difference(flops, score, y, n_boot),
+        },
+        "partial_tau_given_flops": partial_tau(score, y, flops),
+        "prn_stage_share": float(np.mean(prn)),
+        "AP": {"mean": float(y.mean()), "max": float(y.max()), "table_max": max(d["AP"] for d in old)},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--register", type=int, metavar="R", help="write round R's design file once (then commit it)")
+    p.add_argument("--prospective", type=int, metavar="R", help="the committed score's test on round R")
+    p.add_argument("--results-file", type=Path, default=RESULTS_FILE, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.register:
+        doc = register(args.register)
+        print(f"{round_file(args.register)}: {len(doc[f'a{args.register}']['designs'])} designs")
+        return 0
+    if args.prospective:
+        print(json.dumps(prospective(args.prospective), indent=1, default=float))
+        return 0
+    p.exit(2, "error: nothing to do; accepted: --register R or --prospective R\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
