@@ -151,6 +151,8 @@ def prospective(round_: int, n_boot: int = 2000) -> dict[str, Any]:
     the 2-seed mean AP, FLOPs' τ, the paired difference with its bootstrap CI, the partial τ given
     FLOPs, and where the designs lie (their PRN share and AP against the table's)."""
     from nas.engine import cheap_score
+    from nas.engine.scores.calibration import features_of
+    from nas.engine.scores.support import support
 
     doc = json.loads(round_file(round_).read_text())
     table = load_table(rounds=round_)
@@ -162,6 +164,16 @@ def prospective(round_: int, n_boot: int = 2000) -> dict[str, Any]:
     score = np.array([cheap_score("fitted", d["flops"], d["params"], d["metrics"]) for d in new])
     flops = np.array([float(d["flops"]) for d in new])
     prn = [sum(b == "prn" for b in d["pattern"].split("/")) / 10 for d in new]
+    inside = support().inside([features_of(d["flops"], d["params"], d["metrics"]) for d in new])
+
+    def tau_where(mask: np.ndarray) -> dict[str, float | None]:
+        ok = mask.sum() >= 5
+        return {
+            "designs": int(mask.sum()),
+            "score": kendall_tau(score[mask], y[mask]) if ok else None,
+            "flops": kendall_tau(flops[mask], y[mask]) if ok else None,
+        }
+
     return {
         "round": round_,
         "designs": len(new),
@@ -175,24 +187,55 @@ def prospective(round_: int, n_boot: int = 2000) -> dict[str, Any]:
         },
         "partial_tau_given_flops": partial_tau(score, y, flops),
         "prn_stage_share": float(np.mean(prn)),
+        "support": {"source": support().source, "inside": tau_where(inside), "outside": tau_where(~inside)},
         "AP": {"mean": float(y.mean()), "max": float(y.max()), "table_max": max(d["AP"] for d in old)},
     }
+
+
+def write_support(rounds: int) -> dict[str, Any]:
+    """Write the product's support file (:mod:`nas.engine.scores.support`) from the table and
+    active rounds 1 … ``rounds``: every design with both seeds, on the shipped score's inputs."""
+    from nas.core.runio import atomic_write_json
+    from nas.engine.scores.calibration import features_of
+    from nas.engine.scores.registry import fitted_weights
+    from nas.engine.scores.support import SUPPORT_FILE, fit_support
+
+    weights = fitted_weights()
+    names = list(weights["features"])
+    table = [d for d in load_table(rounds=rounds) if d["AP"] is not None]
+    rows = [features_of(d["flops"], d["params"], d["metrics"]) for d in table]
+    doc = fit_support(rows, names, [weights["features"][n]["log"] for n in names])
+    doc["rounds"] = rounds
+    splits = sorted({d["split"] for d in table})
+    doc["source"] = (
+        f"benchmarks.gp_active --write-support {rounds}: {len(table)} designs with both seeds "
+        f"({', '.join(splits)}), on the inputs of fitted score {weights['version']}"
+    )
+    atomic_write_json(SUPPORT_FILE, doc)
+    return doc
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--register", type=int, metavar="R", help="write round R's design file once (then commit it)")
     p.add_argument("--prospective", type=int, metavar="R", help="the committed score's test on round R")
+    p.add_argument(
+        "--write-support", type=int, metavar="R", help="write the search's support file (table + rounds <= R)"
+    )
     p.add_argument("--results-file", type=Path, default=RESULTS_FILE, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.register:
         doc = register(args.register)
         print(f"{round_file(args.register)}: {len(doc[f'a{args.register}']['designs'])} designs")
         return 0
+    if args.write_support is not None:
+        doc = write_support(args.write_support)
+        print(f"{doc['source']}; radius {doc['radius']:.3f}")
+        return 0
     if args.prospective:
         print(json.dumps(prospective(args.prospective), indent=1, default=float))
         return 0
-    p.exit(2, "error: nothing to do; accepted: --register R or --prospective R\n")
+    p.exit(2, "error: nothing to do; accepted: --register R, --prospective R or --write-support R\n")
 
 
 if __name__ == "__main__":

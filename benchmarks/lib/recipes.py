@@ -18,13 +18,13 @@ from typing import Any
 from evaluators.recipe import DEFAULT as RECIPE_DEFAULT
 
 RECIPES: dict[str, dict[str, Any]] = {
-    # what two shared CPU cores finish for >= 40 candidates in a few hours
+    # what two shared CPU cores finish for >= 40 candidates in a few hours; nas search's own scale
     "reduced": {"epochs": 5, "images": 480, "img_size": 96, "width_mult": 0.25},
     # the live search-efficiency benchmark: 5 arms x 3 seeds x the compute of 4 trainings in ~30 min
     "live": {"epochs": 5, "images": 240, "img_size": 96, "width_mult": 0.25},
     # a plumbing check of the scripts in seconds, meaningless as a ranking
     "smoke": {"epochs": 1, "images": 16, "img_size": 64, "width_mult": 0.25},
-    # the search's own proxy recipe (evaluators.recipe.DEFAULT): on a GPU, or with many cores
+    # nas train's proxy recipe (evaluators.recipe.DEFAULT; nas search's before it moved to reduced)
     "default": {
         "epochs": RECIPE_DEFAULT.epochs,
         "images": RECIPE_DEFAULT.images,
@@ -32,7 +32,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "width_mult": RECIPE_DEFAULT.width_mult,
     },
 }
-#: proxy scales: the studies' CPU one and the search's own (the recipe's defaults)
+#: proxy scales: the studies' CPU one, also nas search's own, and nas train's (the recipe's defaults)
 SCALES: dict[str, dict[str, Any]] = {
     "reduced": {"epochs": 5, "images": 480, "img_size": 96, "width_mult": 0.25},
     "default": {},

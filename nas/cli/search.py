@@ -15,6 +15,7 @@ from nas.core.cost import parse_flops
 from nas.core.errors import UsageError
 from nas.engine import SCORES, SearchOptions, search
 from nas.engine.export import export, export_config, export_onnx
+from nas.engine.options import SEARCH_SCALE
 from nas.engine.record.dashboard import dashboard
 from nas.engine.record.trials import parse_ms
 from search_spaces import load_config
@@ -54,7 +55,20 @@ def add_search_parsers(sub: Any) -> None:
         "every node mounts at the same path, or s3://…, gs://… (default: runs/NAME/ray)",
     )
     p.add_argument("--storage", default=None, help="Optuna storage URL (default: runs/NAME/optuna.journal)")
-    add_recipe_flags(p)
+    add_recipe_flags(p, SEARCH_SCALE)
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=D.seeds,
+        help="trainings per pick, with seeds --seed, --seed + 1, …: a pick's AP and val loss are their means, "
+        "and the winner is chosen on them (default: %(default)s)",
+    )
+    p.add_argument(
+        "--trust-region",
+        default=D.trust_region,
+        help="none | table: pick only among candidates inside the gradient-path table's support, where the "
+        "fitted score was tested (default: %(default)s)",
+    )
     p.add_argument(
         "--cheap-score",
         default=D.cheap_score,
@@ -169,6 +183,8 @@ def run_search(args: argparse.Namespace) -> int:
         candidates=args.candidates,
         trials=args.trials,
         proxy_stage=args.proxy_stage,
+        seeds=args.seeds,
+        trust_region=args.trust_region,
         data=args.data,
         recipe=recipe_flags(args),  # validated with the other options
         workers=args.workers,

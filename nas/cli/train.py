@@ -45,47 +45,50 @@ def add_train_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def add_recipe_flags(p: argparse.ArgumentParser) -> None:
+def add_recipe_flags(p: argparse.ArgumentParser, scale: dict[str, Any] | None = None) -> None:
     """The proxy recipe's flags, shared by ``nas train`` and ``nas search``: ``--recipe`` names
-    the base (:data:`evaluators.recipe.RECIPES`), the others override its fields."""
+    the base (:data:`evaluators.recipe.RECIPES`), the others override its fields. ``scale``: the
+    fields a command changes on every named recipe (``nas search``'s proxy scale), shown as its defaults."""
+    shown = dataclasses.replace(DEFAULT, **(scale or {}))  # the defaults the help gives
+    p.set_defaults(recipe_scale=scale or {})
     p.add_argument(
         "--recipe",
-        default=DEFAULT.version,
+        default=shown.version,
         metavar="|".join(RECIPES),
         help="named proxy recipe; v1: the recipe before the proxy-noise study, for old runs (default: %(default)s)",
     )
-    p.add_argument("--epochs", type=int, default=None, metavar="E", help=f"proxy epochs (default: {DEFAULT.epochs})")
+    p.add_argument("--epochs", type=int, default=None, metavar="E", help=f"proxy epochs (default: {shown.epochs})")
     p.add_argument(
-        "--img-size", type=int, default=None, metavar="S", help=f"proxy image size (default: {DEFAULT.img_size})"
+        "--img-size", type=int, default=None, metavar="S", help=f"proxy image size (default: {shown.img_size})"
     )
     p.add_argument(
         "--width-mult",
         type=float,
         default=None,
         metavar="W",
-        help=f"proxy width multiplier (default: {DEFAULT.width_mult})",
+        help=f"proxy width multiplier (default: {shown.width_mult})",
     )
     p.add_argument(
         "--images",
         type=int,
         default=None,
         metavar="N",
-        help=f"training images (default: {DEFAULT.images})",
+        help=f"training images (default: {shown.images})",
     )
     p.add_argument(
         "--val-images",
         type=int,
         default=None,
         metavar="N",
-        help=f"val images, fixed whatever --images is (default: {DEFAULT.val_images}; v1: a quarter of --images)",
+        help=f"val images, fixed whatever --images is (default: {shown.val_images}; v1: a quarter of --images)",
     )
     p.add_argument(
         "--precision",
         default=None,
         metavar="auto|fp32|bf16",
-        help=f"proxy arithmetic; auto: fp32 on CPU (bf16: opt-in, see README), AMP on CUDA (default: {DEFAULT.precision})",
+        help=f"proxy arithmetic; auto: fp32 on CPU (bf16: opt-in, see README), AMP on CUDA (default: {shown.precision})",
     )
-    p.add_argument("--seed", type=int, default=None, metavar="S", help=f"(default: {DEFAULT.seed})")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help=f"(default: {shown.seed})")
 
 
 def default_out_dir(args: argparse.Namespace) -> Path:
@@ -137,7 +140,8 @@ def recipe_flags(args: argparse.Namespace) -> Recipe:
         raise RecipeError(f"--recipe: {args.recipe!r} is not accepted; accepted: {', '.join(RECIPES)}")
     names = ("epochs", "img_size", "width_mult", "images", "val_images", "seed", "precision")
     given = {k: getattr(args, k) for k in names}
-    return dataclasses.replace(RECIPES[args.recipe], **{k: v for k, v in given.items() if v is not None})
+    scale = getattr(args, "recipe_scale", None) or {}
+    return dataclasses.replace(RECIPES[args.recipe], **{**scale, **{k: v for k, v in given.items() if v is not None}})
 
 
 def recipe_of(args: argparse.Namespace) -> Recipe:

@@ -31,12 +31,12 @@ from typing import Any
 
 from nas.core.runio import RunLock, atomic_write_json
 from nas.core.table import format_table
-from nas.engine.cheap.select import feasible_pool, pattern_of, select_candidates
+from nas.engine.cheap.select import feasible_pool, inside_support, pattern_of, select_candidates
 from nas.engine.cheap.stage import cheap_stage, mark_dashboard_view
 from nas.engine.options import SearchError, SearchOptions
 from nas.engine.proxy.fidelity import Rung, plan_proxy
 from nas.engine.proxy.stage import proxy_stage
-from nas.engine.record.report import format_front, write_outputs
+from nas.engine.record.report import format_front, format_winner, write_outputs
 from nas.engine.record.storage import open_storage, prepare_journal
 from nas.engine.record.trials import config_of, flops_of, format_pattern, latency_of, params_of
 from nas.engine.validate import validate_options
@@ -162,11 +162,12 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
             f"cheap stage: {len(trials)} candidates, {feasible} within {opts.budget / 1e9:g} GFLOPs{lat} ({time.perf_counter() - t0:.1f} s)"
         )
         pool = feasible_pool(trials, opts.budget)
-        plan = plan_proxy(opts.proxy_stage, opts.trials, opts.recipe.epochs, pool=len(pool))
-        chosen = select_candidates(trials, plan[0].n if plan else PICKS_WITHOUT_TRAINING, opts.budget)
+        only = trust_region(trials, opts, len(pool), log)
+        plan = plan_proxy(opts.proxy_stage, opts.trials, opts.recipe.epochs, pool=len(only or pool))
+        chosen = select_candidates(trials, plan[0].n if plan else PICKS_WITHOUT_TRAINING, opts.budget, only)
         if not chosen:
             raise SearchError(f"no candidate fits the budget of {opts.budget / 1e9:g} GFLOPs; raise --budget")
-        reserve = select_candidates(trials, RESERVE_FACTOR * len(chosen), opts.budget)
+        reserve = select_candidates(trials, RESERVE_FACTOR * len(chosen), opts.budget, only)
         mark_dashboard_view(cheap, opts, [t.number for t in (*chosen, *reserve)])
         if opts.trials == 0:
             summary = picks_summary(chosen, cheap, time.perf_counter() - t0)
@@ -183,6 +184,8 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
         summary["wall_s"] = time.perf_counter() - t0
         log("Pareto front (AP vs FLOPs, * = best.yaml):")
         log(format_front(summary))
+        if format_winner(summary):
+            log(format_winner(summary))
         log(f"outputs in {run_dir}/: best.yaml summary.json pareto.png report.html; dashboard: nas dashboard {run_dir}")
         summary["report"] = write_run_report(run_dir, storage, log)
         return summary
@@ -190,6 +193,20 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
         lock.release()
         if created and not started:
             _remove_unstarted(created)
+
+
+def trust_region(trials: list[Any], opts: SearchOptions, feasible: int, log: Callable[[str], None]) -> set[int] | None:
+    """The cheap trials the picks may come from under ``--trust-region`` (None: every feasible one),
+    said in one line. With ``table``: those inside the table's support; when none is, every
+    feasible one, and the line says so."""
+    if opts.trust_region == "none" or not feasible:
+        return None
+    inside = inside_support(trials, opts.budget)
+    if not inside:
+        log(f"trust region: none of {feasible} feasible candidates lies inside the table's support; picking among all")
+        return None
+    log(f"trust region: {len(inside)} of {feasible} feasible candidates inside the table's support")
+    return inside
 
 
 def write_run_report(

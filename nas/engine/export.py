@@ -14,6 +14,7 @@ from nas.core.yolo_yaml import FLAVOURS, to_yaml
 from nas.engine.options import SearchError, SearchOptions
 from nas.engine.proxy.stage import fidelity_of
 from nas.engine.proxy.worker import storage_fs, stored_checkpoints, trial_folder
+from nas.engine.record.report import choose_winner
 from nas.engine.record.storage import open_run
 from nas.engine.record.trials import config_of, flops_of, latency_of, metrics_of
 from nas.engine.scores.candidate import score_candidate
@@ -73,7 +74,8 @@ def export(
     weights: str | None = None,
 ) -> dict[str, Any]:
     """Write a trained trial's ArchConfig in format ``fmt`` (default YAML): ``trial`` by number, else
-    the best-AP COMPLETE trial within ``max_flops`` (default: the search budget). The config is
+    the winner among the COMPLETE trials within ``max_flops`` (default: the search budget), by the
+    rule that chose ``best.yaml`` (:func:`~nas.engine.record.report.choose_winner`). The config is
     re-compiled and must reproduce the FLOPs and gradient-path metrics the trial recorded, or nothing
     is written. ``onnx`` also writes the full-size model as ONNX. ``weights="proxy"`` (``torch`` only):
     the model is the proxy-scale network the trial trained, its scored weights written beside it
@@ -98,7 +100,8 @@ def export(
         fits = [t for t in done if flops_of(t) <= limit and t.user_attrs.get("feasible", True) is not False]
         if not fits:
             raise SearchError(f"no completed trial within {limit / 1e9:g} GFLOPs; accepted: a larger --max-flops")
-        chosen = max(fits, key=lambda t: (t.values[0], -flops_of(t)))
+        number, _ = choose_winner([(t.number, t.values[0], t.user_attrs.get("val_loss"), flops_of(t)) for t in fits])
+        chosen = next(t for t in fits if t.number == number)
     cfg = parse_yaml(config_of(chosen))
     again = score_candidate(cfg)
     if again["flops"] != flops_of(chosen) or again["metrics"] != metrics_of(chosen):

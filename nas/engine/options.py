@@ -17,6 +17,17 @@ class SearchError(GradpathError):
     """A user-facing search problem (bad options, storage that cannot be used, run in use)."""
 
 
+#: the proxy scale ``nas search`` trains at, on top of its named recipe (``--recipe``): the
+#: gradient-path table's ``reduced`` scale. Measured on 32 table designs (docs/results.md): one
+#: training here has ICC 0.77, one at the recipe's own 160 px scale 0.75 for 3.3 x the CPU, and
+#: the 2-seed mean here 0.87 (``benchmarks.gp_analysis --scale-noise default``)
+SEARCH_SCALE: dict[str, Any] = {"epochs": 5, "images": 480, "img_size": 96, "width_mult": 0.25}
+#: ``--trust-region``: picks anywhere feasible, or only inside the gradient-path table's support
+TRUST_REGIONS = ("none", "table")
+#: the search's default recipe: ``v2`` at :data:`SEARCH_SCALE`
+SEARCH_RECIPE = DEFAULT_RECIPE.replace(**SEARCH_SCALE)
+
+
 @dataclasses.dataclass(frozen=True)
 class SearchOptions:
     """Everything that defines a search; stored in ``runs/<name>/search.json`` so that a re-run
@@ -38,8 +49,14 @@ class SearchOptions:
     #: how the proxy stage spends ``trials`` (nas.engine.proxy.fidelity.PROXY_STAGES): ``select`` trains
     #: the K best picks at full fidelity, ``halving`` spends the same compute by successive halving
     proxy_stage: str = "select"
+    #: trainings per pick, seeds ``seed``, ``seed + 1``, …: a pick's AP and val loss are their
+    #: means (the 2-seed mean's ICC at the search's scale is 0.87, one training's 0.77)
+    seeds: int = 2
+    #: where the picks may lie: ``none`` (anywhere feasible) or ``table`` (inside the gradient-path
+    #: table's support, :mod:`nas.engine.scores.support`, where the fitted score was tested)
+    trust_region: str = "none"
     data: str = "shapes"
-    recipe: Recipe = DEFAULT_RECIPE
+    recipe: Recipe = SEARCH_RECIPE
     workers: int = 1
     cheap_score: str = "fitted"
     #: the cost objective of the cheap stage and the proxy study: ``flops`` (GFLOPs) or ``latency``
@@ -62,7 +79,7 @@ class SearchOptions:
     #: recipe fields recorded only when not at their named recipe's value, so older ``search.json`` files still match
     OPTIONAL_RECIPE_FIELDS = ("precision", "val_images")
     #: options added later, recorded only when not at the value every run before them had
-    LEGACY: ClassVar[dict[str, Any]] = {"proxy_stage": "halving"}
+    LEGACY: ClassVar[dict[str, Any]] = {"proxy_stage": "halving", "seeds": 1, "trust_region": "none"}
 
     @property
     def seed(self) -> int:

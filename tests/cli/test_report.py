@@ -73,16 +73,27 @@ def test_the_report_is_one_self_contained_page_with_every_section(tiny, tmp_path
         assert f"nas export {run} --trial {r['trial']} -o trial{r['trial']}.yaml" in text or r["trial"] == best
     assert f"nas show {run}/best.yaml" in text
     assert f"<title>trial {best}:" in html  # the point's tooltip
-    # the winner beside the best preset: at the default recipe no preset is measured, so the rule says so
-    assert "beside yolor-elan-2-2" in text and "no preset has been measured at this recipe" in text
+    # the winner beside the best preset measured at the search's default recipe (the table's reduced scale)
+    preset = next(e for e in reference()["recipes"] if e["id"] == "v2-reduced")
+    measured = {p["name"]: p for p in preset["presets"]}
+    assert "beside yolor-elan-2-2" in text and "no preset has been measured at this recipe" not in text
+    assert f"Against yolor-elan-2-2 (AP {measured['yolor-elan-2-2']['AP']:.3f}, the mean of 2 training(s)" in text
     assert re.search(
         r"the winner differs in \d+ of 10 parts: (another block|the same block set otherwise) in stage 1", text
     )
     assert "not additive per stage" in text and "rank-linear on network-level metrics" in text
-    noise = next(e for e in reference()["recipes"] if e["id"] == "v2-default")["noise"]
-    assert f"ICC {noise['icc']:.2f}" in text and "single-run ICC(1)" in text  # the default recipe's noise
+    assert f"ICC {preset['noise']['icc']:.2f}" in text and "single-run ICC(1)" in text  # the default recipe's noise
+    assert f"It was chosen by {summary['winner']['method']}" in text
     assert "f" * 64 in text  # the data fingerprint a training recorded
     assert "τ (cheap score vs AP)" in text and "within the budget" in text
+
+
+def test_at_a_recipe_where_no_preset_is_measured_the_rule_says_so(tiny, tmp_path, capsys):
+    run = _copy(tiny, tmp_path, epochs=6, img_size=160, images=800)  # nas train's 160 px scale
+    text = _text(_report(run, capsys))
+    assert "beside yolor-" in text and "no preset has been measured at this recipe" in text
+    noise = next(e for e in reference()["recipes"] if e["id"] == "v2-default")["noise"]
+    assert f"ICC {noise['icc']:.2f}" in text
 
 
 def test_the_figures_and_tables_agree_with_the_run(tiny, tmp_path, capsys):

@@ -6,6 +6,7 @@ through the stage's own Tune callback, with an AP that is a known function of th
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -33,14 +34,16 @@ class FakeTune:
         self.ap, self.fail, self.launched = ap, fail, []
 
     def __call__(self, opts, ray_trials, study, pending, bar, rung: Rung, index: int) -> None:
-        cb = P._tune_callback(study, pending, rung, bar, [])
+        cb = P._tune_callback(study, pending, rung, bar, [], opts.seeds)
+        keys = {n: ot.user_attrs["key"] for n, ot in pending.items()}
         for job in ray_trials:
             self.launched.append((job["number"], rung.epochs, job["out_dir"]))
-            key = pending[job["number"]].user_attrs["key"]
-            if key in self.fail:
+            key, k = keys[job["number"]], job.get("seed_index", 0)
+            if key in self.fail or (key, k) in self.fail:  # a design, or one of its seeds
                 last = {"epoch": -1, "AP": 0.0, "failed": "injected"}
-            else:
-                last = {"epoch": rung.epochs, "AP": self.ap(key, rung.epochs), "AP50": 0.0}
+            else:  # seed k's AP: the design's plus k / 100; its val loss falls with its AP
+                ap = self.ap(key, rung.epochs) + k / 100
+                last = {"epoch": rung.epochs, "AP": ap, "AP50": 0.0, "val_loss": 5.0 - ap}
             cb.on_trial_complete(0, [], SimpleNamespace(config={"trial": job}, last_result=last))
 
 
@@ -52,6 +55,7 @@ def cheap(tmp_path):
         candidates=80,
         trials=4,
         proxy_stage="halving",
+        seeds=1,
         recipe=Recipe(epochs=6),
         runs_dir=str(tmp_path),
     )
@@ -117,6 +121,39 @@ def test_the_default_select_stage_trains_the_k_picks_in_full_and_keeps_the_ledge
     ledger = study.user_attrs["calibration"]
     assert len(ledger) == 1 and ledger[0]["n"] == opts.trials and "promoted" not in ledger[0]
     assert sum(line.startswith("calibration rung") for line in lines) == 1
+
+
+def test_every_pick_trains_once_per_seed_and_is_told_once_with_the_means(cheap, monkeypatch):
+    import dataclasses
+
+    opts, storage, trials = cheap
+    opts = dataclasses.replace(opts, proxy_stage="select", seeds=2)
+    fake = FakeTune()
+    study, chosen = _run(opts, storage, trials, fake, monkeypatch)
+    proxy = study.get_trials()
+    assert len(proxy) == opts.trials and len(fake.launched) == 2 * opts.trials
+    folders = [Path(o).name for _, _, o in fake.launched]
+    assert len(set(folders)) == len(folders) and sum(f.endswith("-s1") for f in folders) == opts.trials
+    for t in proxy:
+        base = _ap(t.user_attrs["key"], 6)
+        assert t.state.name == "COMPLETE" and t.user_attrs["AP_seeds"] == [base, base + 0.01]
+        assert t.values[0] == pytest.approx(base + 0.005)
+        assert t.user_attrs["val_loss"] == pytest.approx(5.0 - base - 0.005)
+    again = FakeTune()
+    _run(opts, storage, trials, again, monkeypatch)
+    assert again.launched == []  # a pick told once is never trained again
+
+
+def test_one_failed_seed_fails_its_pick_once(cheap, monkeypatch):
+    import dataclasses
+
+    opts, storage, trials = cheap
+    opts = dataclasses.replace(opts, proxy_stage="select", seeds=2)
+    plan = plan_proxy("select", opts.trials, 6, pool=200)
+    bad = select_candidates(trials, plan[0].n, opts.budget)[0].user_attrs["key"]
+    study, _ = _run(opts, storage, trials, FakeTune(fail={(bad, 1)}), monkeypatch)  # its second seed fails
+    states = {t.user_attrs["key"]: t.state.name for t in study.get_trials()}
+    assert states[bad] == "FAIL" and list(states.values()).count("COMPLETE") == len(states) - 1
 
 
 def test_the_same_command_again_trains_nothing(cheap, monkeypatch):

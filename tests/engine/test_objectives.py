@@ -167,6 +167,27 @@ def test_identity_records_the_proxy_stage_and_reads_older_runs_as_halving():
     assert SearchOptions.from_identity(select.identity()) == select
 
 
+def test_identity_records_the_seeds_and_reads_older_runs_as_one_seed():
+    """Two seeds per pick since the proxy moved to the search's own scale; a search.json from
+    before trained each pick once."""
+    two = SearchOptions(budget=10**11)
+    assert two.seeds == 2 and two.identity()["seeds"] == 2
+    one = SearchOptions(budget=10**11, seeds=1)
+    assert "seeds" not in one.identity()  # old search.json files still match
+    assert SearchOptions.from_identity(one.identity()) == one
+    assert SearchOptions.from_identity(two.identity()) == two
+    assert SearchOptions.identity_differences(one.identity(), two.identity()) == ["--seeds 1 (now: 2)"]
+
+
+def test_the_search_trains_at_the_tables_reduced_scale_by_default():
+    from benchmarks.lib.recipes import SCALES
+    from evaluators.recipe import DEFAULT
+
+    recipe = SearchOptions(budget=10**11).recipe
+    assert recipe == DEFAULT.replace(**SCALES["reduced"])  # the scale the table and its noise were measured at
+    assert (recipe.img_size, recipe.epochs) != (DEFAULT.img_size, DEFAULT.epochs)  # nas train keeps its own
+
+
 def test_identity_records_the_precision_only_when_set():
     """A resumed run must train at the precision it started with; ``auto`` runs' search.json is unchanged."""
     from evaluators.recipe import Recipe
@@ -186,6 +207,9 @@ def test_identity_records_the_precision_only_when_set():
         ({"device": "tpu", "cost": "latency"}, "--device: 'tpu' is not known"),
         ({"device": "tpu"}, "--device: 'tpu' is not known"),
         ({"proxy_stage": "hyperband"}, "--proxy-stage: 'hyperband' is unknown; accepted: select, halving"),
+        ({"seeds": 0}, "--seeds: 0 is out of range; accepted: an integer from 1 to 16"),
+        ({"trust_region": "box"}, "--trust-region: 'box' is unknown; accepted: none, table"),
+        ({"seeds": 17}, "--seeds: 17 is out of range"),
     ],
 )
 def test_bad_cost_options_are_refused(kw, needle):

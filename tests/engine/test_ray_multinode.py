@@ -163,7 +163,16 @@ def test_a_search_needs_no_shared_run_folder_and_a_killed_one_resumes_on_a_new_n
     assert [h["epoch"] for h in resumed] == [1, 2, 3]
     assert resumed[: len(history)] == history
     (tmp_path / "cfg.yaml").write_text(config_of(full))
-    cmd = [sys.executable, "-m", "nas.cli", "train", str(tmp_path / "cfg.yaml"), *TINY[6:], "--epochs", "3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nas.cli",
+        "train",
+        str(tmp_path / "cfg.yaml"),
+        *TINY[TINY.index("--images") : TINY.index("--seeds")],
+        "--epochs",
+        "3",
+    ]
     cmd += ["--threads", "1", "--out", str(tmp_path / "unbroken"), "--json"]
     ref = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert ref.returncode == 0, ref.stderr[-2000:]

@@ -22,11 +22,13 @@ from evaluators.recipe import Recipe
 from nas.core.cost import parse_flops
 from nas.engine import SearchOptions, cheap_stage, score_candidate, select_candidates
 from nas.engine.options import SearchError
+from nas.engine.proxy.worker import trial_folder
+from nas.engine.record.report import ROBUST_RULE
 from nas.engine.record.storage import open_storage
 from nas.engine.record.trials import config_of, flops_of, metrics_of
 from nas.engine.stats import pareto_fronts
 from search_spaces import parse_yaml
-from tests.support.helpers import TINY, search_cmd, tiny_search
+from tests.support.helpers import search_cmd, tiny_search
 
 
 @pytest.mark.parametrize(
@@ -268,9 +270,13 @@ def test_a_run_made_before_the_channel_rule_is_refused_on_resume(tmp_path):
 
 
 # -- end to end (Ray) --------------------------------------------------------------------------
+#: the default's seeds per pick: the end-to-end and kill tests run them
+TWO_SEEDS = tiny_search(seeds=2)
+
+
 @pytest.mark.slow
 def test_end_to_end_search_export_and_dashboard(tmp_path):
-    proc = subprocess.run(search_cmd(tmp_path, "e2e", *TINY), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(search_cmd(tmp_path, "e2e", *TWO_SEEDS), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run = tmp_path / "e2e"
     for name in ("best.yaml", "summary.json", "pareto.png", "optuna.journal"):
@@ -287,6 +293,26 @@ def test_end_to_end_search_export_and_dashboard(tmp_path):
     assert len(proxy) == 2 and len({t.user_attrs["key"] for t in proxy}) == 2
     best = next(t for t in proxy if t.number == summary["best_trial"])
     assert parse_yaml((run / "best.yaml").read_text()) == parse_yaml(config_of(best))
+
+    # every pick trained twice (seeds 0 and 1, a folder each) and told once, with the means
+    for t in proxy:
+        seeds = t.user_attrs["AP_seeds"]
+        assert len(seeds) == 2 and t.values[0] == pytest.approx(sum(seeds) / 2)
+        assert t.user_attrs["val_loss"] == pytest.approx(sum(t.user_attrs["val_loss_seeds"]) / 2)
+        folder = trial_folder(t.user_attrs["key"], 2, 2)
+        for name in (folder, f"{folder}-s1"):
+            history = json.loads((run / "trials" / name / "metrics.json").read_text())["history"]
+            assert len(history) == 2
+        seed_of = {
+            json.loads((run / "trials" / n / "metrics.json").read_text())["recipe"]["seed"]
+            for n in (folder, f"{folder}-s1")
+        }
+        assert seed_of == {0, 1}
+    winner = summary["winner"]
+    assert winner["trial"] == summary["best_trial"] and winner["method"] == ROBUST_RULE
+    low, high = winner["AP_ci95"]
+    assert low < winner["AP"] < high and winner["df"] == 2
+    assert "best.yaml: trial" in proc.stdout
 
     out = tmp_path / "arch.yaml"
     proc = subprocess.run(
@@ -317,7 +343,9 @@ def test_end_to_end_search_export_and_dashboard(tmp_path):
 @pytest.mark.slow
 def test_proxy_stage_killed_and_resumed_keeps_finished_and_duplicates_nothing(tmp_path):
     run = tmp_path / "kill"
-    proc = subprocess.Popen(search_cmd(tmp_path, "kill", *TINY), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        search_cmd(tmp_path, "kill", *TWO_SEEDS), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     # kill once the first proxy trial has a checkpoint on disk (mid-training)
     assert _wait_for(lambda: any(run.glob("trials/*/checkpoint.pt")), 600)
     assert proc.poll() is None  # still running
@@ -328,7 +356,7 @@ def test_proxy_stage_killed_and_resumed_keeps_finished_and_duplicates_nothing(tm
         for t in _journal_trials(run / "optuna.journal", "kill")
         if t.state.name in ("COMPLETE", "PRUNED")
     }
-    proc = subprocess.run(search_cmd(tmp_path, "kill", *TINY), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(search_cmd(tmp_path, "kill", *TWO_SEEDS), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     proxy = _journal_trials(run / "optuna.journal", "kill")
     finished = [t for t in proxy if t.state.name in ("COMPLETE", "PRUNED")]

@@ -6,11 +6,12 @@ import sys
 from pathlib import Path
 
 
-def tiny_search(epochs: int = 2, images: int = 32) -> list[str]:
-    """The smallest search the end-to-end tests run: a few cheap candidates, two units of
-    trainings of ``epochs`` on ``images`` tiny images (``--images`` onward are also ``nas train``'s)."""
+def tiny_search(epochs: int = 2, images: int = 32, seeds: int = 1) -> list[str]:
+    """The smallest search the end-to-end tests run: a few cheap candidates, two picks trained
+    ``seeds`` times for ``epochs`` on ``images`` tiny images (``--images`` onward are also ``nas
+    train``'s). One seed unless a test is about the seeds: the default's 2 double every training."""
     cheap = ["--candidates", "120", "--trials", "2", "--epochs", str(epochs)]
-    return [*cheap, "--images", str(images), "--val-images", "16", "--img-size", "64"]
+    return [*cheap, "--images", str(images), "--val-images", "16", "--img-size", "64", "--seeds", str(seeds)]
 
 
 TINY = tiny_search()

@@ -46,7 +46,20 @@ def feasible_pool(trials: list[Any], budget: int) -> list[Any]:
     return pool
 
 
-def select_candidates(trials: list[Any], k: int, budget: int) -> list[Any]:
+def inside_support(trials: list[Any], budget: int) -> set[int]:
+    """The feasible cheap trials inside the gradient-path table's support
+    (:mod:`nas.engine.scores.support`): the search's trust region, where the fitted score was
+    tested (``--trust-region table``)."""
+    from nas.engine.record.trials import metrics_of, params_of
+    from nas.engine.scores.calibration import features_of
+    from nas.engine.scores.support import support
+
+    pool = feasible_pool(trials, budget)
+    rows = [features_of(flops_of(t), params_of(t), metrics_of(t)) for t in pool]
+    return {t.number for t, ok in zip(pool, support().inside(rows), strict=True) if ok}
+
+
+def select_candidates(trials: list[Any], k: int, budget: int, only: set[int] | None = None) -> list[Any]:
     """The K candidates to train: feasible and deduplicated, then one per FLOPs band — K bands of
     equal width from the smallest feasible candidate to the budget, the best cheap score in each,
     largest band first (K = 1: the best-scored candidate). The trained trials then span the AP-vs-
@@ -58,8 +71,10 @@ def select_candidates(trials: list[Any], k: int, budget: int) -> list[Any]:
     (0.1) × the score's standard deviation among feasible candidates, a difference the cheap score
     cannot resolve — are as good as its best. A band whose best repeats the block pattern of
     another band's pick takes, instead, its best near-best candidate of a pattern no pick has
-    yet (bands in pick order), so the K picks compare designs, not one design at K sizes."""
-    pool = feasible_pool(trials, budget)
+    yet (bands in pick order), so the K picks compare designs, not one design at K sizes.
+
+    ``only``: the trial numbers that may be picked (the trust region), else every feasible one."""
+    pool = [t for t in feasible_pool(trials, budget) if only is None or t.number in only]
     if not pool:
         return []
     flops = {t.number: flops_of(t) for t in pool}  # the bands are FLOPs bands whatever the cost objective

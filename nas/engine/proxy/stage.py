@@ -44,8 +44,32 @@ from nas.engine.record.trials import (
 from nas.engine.stats import pareto_fronts
 
 
-def _tune_callback(study, pending: dict[int, Any], rung: Rung, bar: Any, failure: list[BaseException]):  # noqa: ANN001, ANN202
-    """Tells Optuna as each Ray trial ends, in the driver, so a kill loses nothing finished.
+def combine_seeds(results: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """One pick's result from its trainings' last results (seed index -> result): AP, AP50 and
+    val loss are their means, the per-seed values are kept in seed order.
+
+    >>> r = combine_seeds({1: {"epoch": 5, "AP": 0.3, "val_loss": 4.0}, 0: {"epoch": 5, "AP": 0.2, "val_loss": 5.0}})
+    >>> round(r["AP"], 3), r["AP_seeds"], r["val_loss"], r["val_loss_seeds"]
+    (0.25, [0.2, 0.3], 4.5, [5.0, 4.0])
+    """
+    order = [results[k] for k in sorted(results)]
+
+    def mean(key: str) -> float | None:
+        vals = [r.get(key) for r in order]
+        return None if any(v is None for v in vals) else sum(vals) / len(vals)
+
+    out = {**order[0], "epoch": min(r.get("epoch", 0) for r in order), "AP": mean("AP"), "AP50": mean("AP50")}
+    out["AP_seeds"] = [r.get("AP") for r in order]
+    out["val_loss"] = mean("val_loss")
+    out["val_loss_seeds"] = [r.get("val_loss") for r in order]
+    return out
+
+
+def _tune_callback(study, pending: dict[int, Any], rung: Rung, bar: Any, failure: list[BaseException], seeds: int = 1):  # noqa: ANN001, ANN202
+    """Tells Optuna as each pick's trainings end, in the driver, so a kill loses nothing finished.
+    A pick trains ``seeds`` times (one Tune trial each, the same proxy-study trial number): it is
+    told once all have finished, with their means (:func:`combine_seeds`); one that fails or
+    stops early decides for the pick.
 
     A storage write that fails here (disk full, permission lost) is kept in ``failure`` instead of
     raised: Tune would treat it as the *trial's* failure and retry the trial. The search's stopper
@@ -53,6 +77,8 @@ def _tune_callback(study, pending: dict[int, Any], rung: Rung, bar: Any, failure
     node that cannot run trainings (its ``SETUP_ERROR`` report) stops the search the same way."""
     import optuna
     from ray.tune import Callback
+
+    parts: dict[int, dict[int, dict[str, Any]]] = {}  # pick -> seed index -> its last result
 
     class OptunaTeller(Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):  # noqa: ANN001, ANN003
@@ -74,16 +100,26 @@ def _tune_callback(study, pending: dict[int, Any], rung: Rung, bar: Any, failure
             number = trial.config["trial"]["number"]
             if failure:  # the storage failed: leave the trial RUNNING, the next run re-runs it
                 return
-            ot = pending.pop(number, None)
+            ot = pending.get(number)
             if ot is None:
                 return
             last = trial.last_result or {}
+            if "failed" not in last and last.get("epoch", 0) >= rung.epochs:
+                parts.setdefault(number, {})[trial.config["trial"].get("seed_index", 0)] = last
+                if len(parts[number]) < seeds:  # the pick's other seeds are still training
+                    bar.update(1)
+                    return
+                last = combine_seeds(parts.pop(number))
+            pending.pop(number, None)
             try:
                 if "failed" in last:
                     ot.set_user_attr("reason", str(last["failed"]))
                     study.tell(ot, state=optuna.trial.TrialState.FAIL)
                 elif last.get("epoch", 0) >= rung.epochs and rung.full:
                     ot.set_user_attr("AP50", last.get("AP50"))
+                    for key in ("val_loss", "AP_seeds", "val_loss_seeds"):
+                        if last.get(key) is not None:
+                            ot.set_user_attr(key, last[key])
                     study.tell(ot, [float(last["AP"]), ot.user_attrs[study.metric_names[1]]])  # GFLOPs | latency_ms
                 elif last.get("epoch", 0) >= rung.epochs:  # a complete low-fidelity schedule
                     ot.set_user_attr("AP_low", float(last["AP"]))
@@ -210,7 +246,7 @@ def proxy_stage(  # noqa: ANN201
     picked = {t.number for t in chosen}
     untrained = list(chosen[plan[0].n :]) + [t for t in reserve if t.number not in picked]
     ledger = list(study.user_attrs.get("calibration") or [])[: len(plan)]
-    bar = progress_bar(sum(r.n for r in plan), "proxy stage", progress)
+    bar = progress_bar(sum(r.n for r in plan) * opts.seeds, "proxy stage", progress)
     ray_started: list[bool] = []
     try:
         for r, rung in enumerate(plan):
@@ -220,12 +256,14 @@ def proxy_stage(  # noqa: ANN201
             for cheap in candidates:
                 key = cheap.user_attrs["key"]
                 if (key, rung.epochs) in done:
-                    bar.update(1)
+                    bar.update(opts.seeds)
                     continue
                 ot = _ask_training(study, space, opts, cheap, rung, r)
                 pending[ot.number] = ot
-                out_dir = (opts.run_dir / "trials" / trial_folder(key, rung.epochs, full)).resolve()
-                ray_trials.append({"number": ot.number, "config": config_of(cheap), "out_dir": str(out_dir)})
+                for k in range(opts.seeds):
+                    out_dir = (opts.run_dir / "trials" / trial_folder(key, rung.epochs, full, k)).resolve()
+                    job = {"number": ot.number, "config": config_of(cheap), "out_dir": str(out_dir)}
+                    ray_trials.append({**job, "seed_index": k} if k else job)
             if ray_trials:
                 if not ray_started:
                     ray_started.append(_start_ray(opts))
@@ -421,7 +459,7 @@ def _run_tune(
             storage_path=options["storage"],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # each epoch's holds every earlier one
             verbose=0,
-            callbacks=[_tune_callback(study, pending, rung, bar, failure)],
+            callbacks=[_tune_callback(study, pending, rung, bar, failure, opts.seeds)],
             stop=_stop_all(failure),
             failure_config=tune.FailureConfig(max_failures=1),
         ),

@@ -42,15 +42,17 @@ def config_hash(key: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
-def trial_folder(key: str, epochs: int, of: int) -> str:
-    """A training's folder under ``runs/<name>/trials/``: one per config and fidelity, so a
-    low-rung checkpoint (its own short schedule) is never resumed as the full one.
+def trial_folder(key: str, epochs: int, of: int, seed_index: int = 0) -> str:
+    """A training's folder under ``runs/<name>/trials/``: one per config, fidelity and seed, so a
+    low-rung checkpoint (its own short schedule) is never resumed as the full one, nor one seed's
+    as another's (the first seed keeps the name runs made before ``--seeds`` gave it).
 
-    >>> trial_folder("k", 6, 6), trial_folder("k", 2, 6)
-    ('13fbd79c3d39', '13fbd79c3d39-e2')
+    >>> trial_folder("k", 6, 6), trial_folder("k", 2, 6), trial_folder("k", 6, 6, seed_index=1)
+    ('13fbd79c3d39', '13fbd79c3d39-e2', '13fbd79c3d39-s1')
     """
     h = config_hash(key)
-    return h if epochs == of else f"{h}-e{epochs}"
+    name = h if epochs == of else f"{h}-e{epochs}"
+    return name if seed_index == 0 else f"{name}-s{seed_index}"
 
 
 def tune_trial_name(number: int, out_dir: str) -> str:
@@ -128,6 +130,9 @@ def _train_trial(o: dict[str, Any], job: dict[str, Any], out_dir: Path) -> None:
         reported[0] = epoch
         first[:] = first or [epoch - 1]
         result = {"epoch": epoch, "AP": float(metrics.get("AP") or 0.0), "AP50": float(metrics.get("AP50") or 0.0)}
+        val_loss = metrics.get("val_loss") or ((metrics.get("history") or [{}])[-1]).get("val_loss")
+        if val_loss is not None:  # the last epoch's (recipe v2): the winner's second opinion
+            result["val_loss"] = float(val_loss)
         result.update(resumed_from=first[0], ray_node=f"{socket.gethostname()} (node {node[:8]})")
         tune.report(result, checkpoint=_epoch_checkpoint(out_dir, epoch))
 
@@ -135,9 +140,10 @@ def _train_trial(o: dict[str, Any], job: dict[str, Any], out_dir: Path) -> None:
         fire(epoch)  # after the epoch's checkpoint is written, before Tune hears of the epoch
         tell_tune(epoch, metrics)
 
+    recipe = Recipe(**o["recipe"])  # the pick's k-th training: the search's seed + k
     result = train_from_config(
         parse_yaml(job["config"]),
-        Recipe(**o["recipe"]),
+        recipe.replace(seed=recipe.seed + job.get("seed_index", 0)),
         data=o["data"],
         out_dir=out_dir,
         data_root=_node_local(Path(o["data_root"])),

@@ -231,6 +231,14 @@ def verdict(
         f"{winner['flops'] / 1e9:.1f} GFLOPs, within the budget of {run.opts.budget / 1e9:g} GFLOPs. "
         f"It is {run.run_dir}/best.yaml."
     ]
+    chosen = (run.summary or {}).get("winner")
+    if chosen:  # runs before the robust winner: best.yaml was the highest AP
+        ci = chosen.get("AP_ci95")
+        out.append(
+            f"It was chosen by {chosen['method']}"
+            + (f" over {len(chosen['AP_seeds'])} seeds each" if len(chosen.get("AP_seeds") or []) > 1 else "")
+            + (f"; its AP's 95 % interval from this run's seed noise is [{ci[0]:.3f}, {ci[1]:.3f}]." if ci else ".")
+        )
     out += _noise_sentences(run, winner, preset, (here or {}).get("noise"))
     if preset is not None and rows:
         differ = [r for r in rows if r["differs"]]
@@ -251,10 +259,16 @@ def verdict(
             f"the same way to compare: nas train {preset['name']} --recipe {r.version} --epochs {r.epochs} "
             f"--img-size {r.img_size} --images {r.images} --width-mult {r.width_mult:g}."
         )
+    n = run.opts.seeds
+    picked_on = (
+        "this one training"
+        if n == 1
+        else f"the mean of its {n} trainings (seeds {run.opts.seed}–{run.opts.seed + n - 1})"
+    )
     out.append(
-        "A search picks its winner on this one training, which favours it (the winner's curse): retrain it with "
-        f"other seeds (nas train {run.run_dir}/best.yaml --seed 1, with the recipe flags of this run) before "
-        "trusting a small lead."
+        f"A search picks its winner on {picked_on}, which favours it (the winner's curse): retrain it with "
+        f"fresh seeds (nas train {run.run_dir}/best.yaml --seed {run.opts.seed + n}, with the recipe flags of this "
+        "run) before trusting a small lead."
     )
     return out
 
@@ -272,20 +286,22 @@ def _noise_sentences(
         f"design, not the seed), so two single trainings differ beyond the noise only by more than "
         f"{2 * sd * math.sqrt(2):.3f} AP (2 sd of a difference)."
     ]
-    done = sorted((r for r in run.trials if r["state"] == "COMPLETE"), key=lambda r: -r["AP"])
-    if len(done) > 1 and done[0]["trial"] == winner["trial"]:
-        g = gap(done[0]["AP"], done[1]["AP"], sd)
+    n = run.opts.seeds  # the winner's AP is the mean of this many trainings
+    each = "one training each" if n == 1 else f"{n} trainings each"
+    others = sorted(
+        (r for r in run.trials if r["state"] == "COMPLETE" and r["trial"] != winner["trial"]), key=lambda r: -r["AP"]
+    )
+    if others:
+        g = gap(winner["AP"], others[0]["AP"], sd, n, n)
+        lead = "leads the runner-up" if g["diff"] >= 0 else "trails the best-AP trial"
         out.append(
-            f"The winner leads the runner-up (trial {done[1]['trial']}, AP {done[1]['AP']:.3f}) by {g['diff']:.3f} AP, "
-            f"{g['sds']:.1f} sd of a difference: "
-            + (
-                "beyond the noise."
-                if g["beyond"]
-                else "within the noise, so one training each does not tell them apart."
-            )
+            f"The winner {lead} (trial {others[0]['trial']}, AP {others[0]['AP']:.3f}) by {abs(g['diff']):.3f} AP, "
+            f"{abs(g['sds']):.1f} sd of a difference"
+            + (f" of {n}-seed means: " if n > 1 else ": ")
+            + ("beyond the noise." if g["beyond"] else f"within the noise, so {each} does not tell them apart.")
         )
     if preset is not None and preset.get("AP") is not None:
-        g = gap(winner["AP"], preset["AP"], sd, 1, max(1, preset["seeds"]))
+        g = gap(winner["AP"], preset["AP"], sd, n, max(1, preset["seeds"]))
         out.append(
             f"Against {preset['name']} (AP {preset['AP']:.3f}, the mean of {preset['seeds']} training(s) at this "
             f"recipe): {g['diff']:+.3f} AP, {g['sds']:+.1f} sd of a difference: "

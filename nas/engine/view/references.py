@@ -7,7 +7,7 @@ recipe's measured noise.
 >>> from evaluators.recipe import Recipe
 >>> from nas.engine.options import SearchOptions
 >>> match(SearchOptions(budget=150 * 10**9))["id"], match(SearchOptions(budget=1, recipe=Recipe(epochs=3))) is None
-('v2-default', True)
+('v2-reduced', True)
 >>> gap(0.22, 0.15, seed_sd=0.02)["beyond"], gap(0.16, 0.15, seed_sd=0.02)["beyond"]
 (True, False)
 """
