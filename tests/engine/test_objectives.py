@@ -179,6 +179,15 @@ def test_identity_records_the_seeds_and_reads_older_runs_as_one_seed():
     assert SearchOptions.identity_differences(one.identity(), two.identity()) == ["--seeds 1 (now: 2)"]
 
 
+def test_identity_records_the_trust_region_and_reads_older_runs_as_none():
+    default = SearchOptions(budget=10**11)
+    assert default.trust_region == "table" and default.identity()["trust_region"] == "table"
+    anywhere = SearchOptions(budget=10**11, trust_region="none")
+    assert "trust_region" not in anywhere.identity()  # what every run before the option did
+    assert SearchOptions.from_identity(anywhere.identity()) == anywhere
+    assert SearchOptions.identity_differences({}, {"trust_region": "table"}) == ["--trust-region none (now: table)"]
+
+
 def test_the_search_trains_at_the_tables_reduced_scale_by_default():
     from benchmarks.lib.recipes import SCALES
     from evaluators.recipe import DEFAULT
