@@ -74,6 +74,49 @@ def table_keys(rounds: int) -> set[str]:
     return {from_dict(d["config"]).key() for d in designs}
 
 
+def fit_file(round_: int) -> Path:
+    """The score committed at the end of round ``round_`` (round 0: the shipped score's file)."""
+    return ROOT / FIT_PATH if round_ == 0 else ROOT / "benchmarks" / "data" / f"gp_fit_r{round_}.json"
+
+
+def proposing_score(round_: int) -> str:
+    """The cheap score that proposes round ``round_``: the shipped ``fitted``, or the score
+    committed at the end of round ``round_ - 1``, registered under its own name."""
+    from nas.engine.scores.registry import SCORES, fitted_weights, linear_rank_score, register_score
+
+    if round_ == 1:
+        return "fitted"
+    name = f"fitted-r{round_ - 1}"
+    if name not in SCORES:
+        weights = fitted_weights(fit_file(round_ - 1))["features"]
+        register_score(name)(lambda c: linear_rank_score(c, weights))
+    return name
+
+
+def refit(round_: int) -> dict[str, Any]:
+    """The rule's fallback after round ``round_``: the shipped model (``gp_all+flops``) refitted on
+    every design with both seeds (the table and rounds 1 … ``round_``), written once to
+    :func:`fit_file` in the shipped score's format. It proposes round ``round_ + 1``."""
+    from benchmarks.gp_analysis import fit_model, resolve
+    from benchmarks.lib.features import LOG_FEATURES
+    from nas.engine.scores.registry import fitted_weights, save_fitted_weights
+
+    path = fit_file(round_)
+    if path.exists():
+        return fitted_weights(path)
+    table = [d for d in load_table(rounds=round_) if d["AP"] is not None]
+    names = resolve("gp_all+flops", table)
+    return save_fitted_weights(
+        path,
+        fit_model(table, "gp_all+flops"),
+        version=f"gp-table-r{round_}-gp_all+flops-{len(names)}f",
+        source=f"benchmarks.gp_active --refit {round_}: the shipped model on {len(table)} designs (table + rounds <= {round_})",
+        log_features=tuple(n for n in names if n in LOG_FEATURES),
+        designs=len(table),
+        replaces=fitted_weights()["version"],
+    )
+
+
 def cheap_pools(round_: int, budget: float) -> list[tuple[list[Any], list[Any], list[Any]]]:
     """For each cheap-stage seed at ``budget``: (picks, reserve, the feasible pool by score)."""
     import optuna
@@ -83,10 +126,12 @@ def cheap_pools(round_: int, budget: float) -> list[tuple[list[Any], list[Any], 
     from nas.engine.cheap.select import feasible_pool, select_candidates
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    score = proposing_score(round_)
     out = []
     for s in CHEAP_SEEDS:
         b = int(budget * 1e9)
-        opts = SearchOptions(budget=b, name=f"active{round_}", recipe=Recipe(seed=100 * round_ + s))
+        recipe = Recipe(seed=100 * round_ + s)
+        opts = SearchOptions(budget=b, name=f"active{round_}", recipe=recipe, cheap_score=score)
         trials = cheap_stage(optuna.storages.InMemoryStorage(), opts, False).get_trials(deepcopy=False)
         pool = sorted(feasible_pool(trials, b), key=lambda t: (-t.values[0], t.number))
         out.append((select_candidates(trials, PICKS, b), select_candidates(trials, RESERVE, b), pool))
@@ -132,14 +177,25 @@ def register(round_: int) -> dict[str, Any]:
     """Write round ``round_``'s design file once (a different list is refused)."""
     from nas.engine.scores.registry import fitted_weights
 
-    commit = fit_commit_of()
+    path = fit_file(round_ - 1)
+    rel = str(path.relative_to(ROOT))
+    commit = fit_commit_of(rel)
+    if not commit:
+        raise SystemExit(
+            f"error: {rel} is not committed; accepted: commit the score that proposes round {round_} first"
+        )
     doc = {
         "rule": RULE,
         "round": round_,
         "recipe": "v2",
         "scale": "reduced",
         "seeds": list(SEEDS),
-        "score": {"name": "fitted", "version": fitted_weights()["version"], "fit_commit": commit, "file": FIT_PATH},
+        "score": {
+            "name": proposing_score(round_),
+            "version": fitted_weights(path)["version"],
+            "fit_commit": commit,
+            "file": rel,
+        },
         f"a{round_}": {"designs": propose(round_)},
     }
     return write_once(round_file(round_), doc)
@@ -222,11 +278,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--write-support", type=int, metavar="R", help="write the search's support file (table + rounds <= R)"
     )
+    p.add_argument(
+        "--refit", type=int, metavar="R", help="write once the shipped model refitted on table + rounds <= R"
+    )
     p.add_argument("--results-file", type=Path, default=RESULTS_FILE, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.register:
         doc = register(args.register)
         print(f"{round_file(args.register)}: {len(doc[f'a{args.register}']['designs'])} designs")
+        return 0
+    if args.refit is not None:
+        doc = refit(args.refit)
+        print(f"{fit_file(args.refit)}: {doc['version']} ({doc['source']})")
         return 0
     if args.write_support is not None:
         doc = write_support(args.write_support)
