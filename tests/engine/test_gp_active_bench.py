@@ -57,3 +57,24 @@ def test_the_round_runner_refuses_an_unregistered_round_and_a_stray_fit_commit(c
         gt.main(["--round", "1", "--fit-commit", "0" * 40, "--designs", "1"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith("error: --round needs --fit-commit") and len(err.splitlines()) == 1
+
+
+def test_round_two_is_proposed_by_the_refit_committed_after_round_one() -> None:
+    """The refit is the shipped model on every design through round 1, and the registered score
+    that proposes round 2 is that file, scored as gp_analysis scores a fit."""
+    from benchmarks.gp_analysis import apply_fit, fit_model
+    from nas.engine import cheap_score
+    from nas.engine.scores.registry import fitted_weights
+
+    doc = fitted_weights(ga.fit_file(1))
+    table = [d for d in gt.load_table(rounds=1) if d["AP"] is not None]
+    assert doc["designs"] == len(table) == 152
+    refit = fit_model(table, "gp_all+flops")
+    assert {k.removeprefix("gp."): round(v["weight"], 6) for k, v in refit.items()} == {
+        k: v["weight"] for k, v in doc["features"].items()
+    }
+    name = ga.proposing_score(2)
+    assert name == "fitted-r1" and ga.proposing_score(1) == "fitted"
+    for d in table[::37]:
+        mine = cheap_score(name, d["flops"], d["params"], d["metrics"])
+        assert mine == pytest.approx(apply_fit(d, refit), abs=1e-4)
