@@ -326,9 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     designs = load_designs(args.designs_file, args.split)[: args.designs]
     todo = jobs(designs, fidelities, args.low_designs)
 
+    collected = {row_key(r) for r in read_rows(args.results_file)} if args.results_file.exists() else set()
+
     def done(job: tuple[dict[str, Any], int, str]) -> bool:
+        """Trained here (its folder's marker) or on another machine or session (its committed row)."""
         d, seed, fidelity = job
-        return (job_dir(args.scale, fidelity, d, seed, args.study_dir) / "scores.json").exists()
+        marker = job_dir(args.scale, fidelity, d, seed, args.study_dir) / "scores.json"
+        return marker.exists() or (args.scale, fidelity, d["id"], seed) in collected
 
     for j, (d, seed, fidelity) in pending(todo, shard, done, args.deadline):
         r = run_job(args.scale, fidelity, d, seed, args.study_dir, args.fit_commit)

@@ -96,6 +96,13 @@ def test_a_toy_table_trains_resumes_collects_and_reads(tmp_path, monkeypatch, ca
     assert capsys.readouterr().out == ""
     assert gt.main(["--collect", *common]) == 0 and gt.read_rows(results) == rows
     assert not (tmp_path / "runs" / "bench" / "gp_table").exists()
+    # in a later session (runs/ is not kept) the committed rows alone mark the jobs done
+    import shutil
+
+    shutil.rmtree(study)
+    capsys.readouterr()
+    assert gt.main(train) == 0
+    assert capsys.readouterr().out == "" and not study.exists()
 
 
 def test_bad_input_is_one_line_and_the_held_out_set_waits_for_the_fit(capsys) -> None:
