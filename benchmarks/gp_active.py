@@ -217,7 +217,8 @@ def prospective(round_: int, n_boot: int = 2000) -> dict[str, Any]:
     if len(new) < 10:
         raise SystemExit(f"error: round {round_} has {len(new)} designs with both seeds; accepted: at least 10")
     y = np.array([d["AP"] for d in new])
-    score = np.array([cheap_score("fitted", d["flops"], d["params"], d["metrics"]) for d in new])
+    name = proposing_score(round_)  # the score committed before the round
+    score = np.array([cheap_score(name, d["flops"], d["params"], d["metrics"]) for d in new])
     flops = np.array([float(d["flops"]) for d in new])
     prn = [sum(b == "prn" for b in d["pattern"].split("/")) / 10 for d in new]
     inside = support().inside([features_of(d["flops"], d["params"], d["metrics"]) for d in new])
