@@ -112,9 +112,19 @@ def format_picks(picks: list[dict[str, Any]]) -> str:
 RESERVE_FACTOR = 3
 
 
-def format_plan(plan: list[Rung]) -> str:
-    """``6 × 2 epochs, then 2 × 6 epochs``: what the proxy stage will train."""
-    return ", then ".join(f"{r.n} × {r.epochs} epoch{'s' if r.epochs > 1 else ''}" for r in plan)
+def format_plan(plan: list[Rung], seeds: int = 1) -> str:
+    """What the proxy stage will train: ``6 × 2 epochs, then 2 × 6 epochs``; with several seeds per
+    pick, ``4 picks × 2 seeds × 5 epochs``.
+
+    >>> format_plan([Rung(5, 4, 5)], seeds=2), format_plan([Rung(2, 6, 6), Rung(6, 2, 6)])
+    ('4 picks × 2 seeds × 5 epochs', '6 × 2 epochs, then 2 × 6 epochs')
+    """
+
+    def rung(r: Rung) -> str:
+        epochs = f"{r.epochs} epoch{'s' if r.epochs > 1 else ''}"
+        return f"{r.n} × {epochs}" if seeds == 1 else f"{r.n} picks × {seeds} seeds × {epochs}"
+
+    return ", then ".join(rung(r) for r in plan)
 
 
 # -- the whole search --------------------------------------------------------------------------
@@ -175,7 +185,7 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
             log(format_picks(summary["picks"]))
             summary["report"] = write_run_report(run_dir, storage, log, picks=[t.number for t in chosen])
             return summary
-        log(f"proxy stage: {format_plan(plan)} (the compute of {opts.trials} full trainings)")
+        log(f"proxy stage: {format_plan(plan, opts.seeds)} (the compute of {opts.trials * opts.seeds} full trainings)")
         study = proxy_stage(storage, opts, chosen, plan, progress, reserve=reserve, log=log)
         summary = write_outputs(study, opts)
         summary["calibration"] = study.user_attrs.get("calibration") or []

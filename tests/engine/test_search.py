@@ -314,6 +314,7 @@ def test_end_to_end_search_export_and_dashboard(tmp_path):
     low, high = winner["AP_ci95"]
     assert low < winner["AP"] < high and winner["df"] == 2
     assert "best.yaml: trial" in proc.stdout
+    assert "proxy stage: 2 picks × 2 seeds × 2 epochs (the compute of 4 full trainings)" in proc.stdout
     assert "trust region: " in proc.stdout  # the default trust region says where it picked
 
     out = tmp_path / "arch.yaml"
