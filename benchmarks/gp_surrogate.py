@@ -35,6 +35,7 @@ from benchmarks.lib.stats import (
     predict_rank_linear,
 )
 from benchmarks.lib.study import write_once
+from nas.engine.scores.support import fit_matrix, nearest_distances
 from nas.engine.stats import kendall_tau
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,13 +173,9 @@ def fit_surrogate(designs: Sequence[dict[str, Any]], model: str) -> Surrogate:
 
 # -- support --------------------------------------------------------------------------------------
 def _support(train_x: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, float]:
-    mu, sd = train_x.mean(axis=0), train_x.std(axis=0)
-    sd = np.where(sd > 0, sd, 1.0)
-    t, z = (train_x - mu) / sd, (x - mu) / sd
-    dist = np.sqrt(((z[:, None, :] - t[None, :, :]) ** 2).sum(axis=2)).min(axis=1)
-    loo = np.sqrt(((t[:, None, :] - t[None, :, :]) ** 2).sum(axis=2))
-    np.fill_diagonal(loo, np.inf)
-    return dist, float(np.quantile(loo.min(axis=1), 0.95))
+    """The product's support rule (:mod:`nas.engine.scores.support`) on this module's inputs."""
+    mean, sd, points, radius = fit_matrix(train_x)
+    return nearest_distances(points, (x - mean) / sd), radius
 
 
 def support_distance(

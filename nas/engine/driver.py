@@ -172,7 +172,7 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
             f"cheap stage: {len(trials)} candidates, {feasible} within {opts.budget / 1e9:g} GFLOPs{lat} ({time.perf_counter() - t0:.1f} s)"
         )
         pool = feasible_pool(trials, opts.budget)
-        only = trust_region(trials, opts, len(pool), log)
+        only = trust_region(pool, opts, log)
         plan = plan_proxy(opts.proxy_stage, opts.trials, opts.recipe.epochs, pool=len(only or pool))
         chosen = select_candidates(trials, plan[0].n if plan else PICKS_WITHOUT_TRAINING, opts.budget, only)
         if not chosen:
@@ -205,13 +205,14 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
             _remove_unstarted(created)
 
 
-def trust_region(trials: list[Any], opts: SearchOptions, feasible: int, log: Callable[[str], None]) -> set[int] | None:
-    """The cheap trials the picks may come from under ``--trust-region`` (None: every feasible one),
+def trust_region(pool: list[Any], opts: SearchOptions, log: Callable[[str], None]) -> set[int] | None:
+    """The feasible cheap trials (``pool``) the picks may come from under ``--trust-region`` (None: every one),
     said in one line. With ``table``: those inside the table's support; when none is, every
     feasible one, and the line says so."""
+    feasible = len(pool)
     if opts.trust_region == "none" or not feasible:
         return None
-    inside = inside_support(trials, opts.budget)
+    inside = inside_support(pool)
     if not inside:
         log(f"trust region: none of {feasible} feasible candidates lies inside the table's support; picking among all")
         return None

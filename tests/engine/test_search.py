@@ -21,7 +21,7 @@ from benchmarks.kill_resume import dashboard_api
 from evaluators.recipe import Recipe
 from nas.core.cost import parse_flops
 from nas.engine import SearchOptions, cheap_stage, score_candidate, select_candidates
-from nas.engine.cheap.select import inside_support
+from nas.engine.cheap.select import feasible_pool, inside_support
 from nas.engine.options import SearchError
 from nas.engine.proxy.worker import trial_folder
 from nas.engine.record.report import ROBUST_RULE
@@ -368,7 +368,9 @@ def test_proxy_stage_killed_and_resumed_keeps_finished_and_duplicates_nothing(tm
     for key, number in finished_before.items():  # nothing finished was recomputed
         assert any(t.number == number and t.user_attrs["key"] == key for t in finished)
     cheap = _journal_trials(run / "optuna.journal", "kill-cheap")
-    only = inside_support(cheap, parse_flops("45G")) or None  # the default trust region, as the driver applies it
+    only = (
+        inside_support(feasible_pool(cheap, parse_flops("45G"))) or None
+    )  # the default trust region, as the driver applies it
     expected = {t.user_attrs["key"] for t in select_candidates(cheap, 2, parse_flops("45G"), only)}
     assert set(keys) == expected
     assert all(t.user_attrs.get("interrupted") for t in proxy if t.state.name == "FAIL")

@@ -71,7 +71,7 @@ def test_the_shipped_support_is_the_tables_written_by_its_command():
 def test_a_trust_region_search_picks_only_inside_the_support(tmp_path):
     opts = SearchOptions(budget=parse_flops("150G"), name="tr", candidates=300, runs_dir=str(tmp_path))
     trials = cheap_stage(optuna.storages.InMemoryStorage(), opts, False).get_trials(deepcopy=False)
-    inside = inside_support(trials, opts.budget)
+    inside = inside_support(feasible_pool(trials, opts.budget))
     pool = feasible_pool(trials, opts.budget)
     outside = {t.number for t in pool} - inside
     assert inside and outside  # the cheap stage proposes on both sides of the boundary

@@ -46,15 +46,14 @@ def feasible_pool(trials: list[Any], budget: int) -> list[Any]:
     return pool
 
 
-def inside_support(trials: list[Any], budget: int) -> set[int]:
-    """The feasible cheap trials inside the gradient-path table's support
-    (:mod:`nas.engine.scores.support`): the search's trust region, where the fitted score was
-    tested (``--trust-region table``)."""
+def inside_support(pool: list[Any]) -> set[int]:
+    """The numbers of the trials of ``pool`` (the feasible cheap trials, :func:`feasible_pool`)
+    inside the gradient-path table's support (:mod:`nas.engine.scores.support`): the search's
+    trust region, where the fitted score was tested (``--trust-region table``)."""
     from nas.engine.record.trials import metrics_of, params_of
     from nas.engine.scores.calibration import features_of
     from nas.engine.scores.support import support
 
-    pool = feasible_pool(trials, budget)
     rows = [features_of(flops_of(t), params_of(t), metrics_of(t)) for t in pool]
     return {t.number for t, ok in zip(pool, support().inside(rows), strict=True) if ok}
 

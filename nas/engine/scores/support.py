@@ -61,12 +61,36 @@ class Support:
         """Each row's distance to its nearest table design (rows: ``flops`` and the metrics)."""
         if not rows:
             return np.zeros(0)
-        x = self.standardise(rows)
-        d2 = (x**2).sum(1)[:, None] + (self.points**2).sum(1)[None, :] - 2 * x @ self.points.T
-        return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+        return nearest_distances(self.points, self.standardise(rows))
 
     def inside(self, rows: Sequence[dict[str, float]]) -> np.ndarray:
         return self.distances(rows) <= self.radius
+
+
+def fit_matrix(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """The support of table rows ``x`` (one design per row, inputs as the score takes them): the
+    standardisation's mean and sd, the standardised points, and the radius.
+
+    >>> mean, sd, z, radius = fit_matrix(np.array([[0.0], [1.0], [3.0]]))
+    >>> [round(float(v), 3) for v in z[:, 0]], round(radius, 3)
+    ([-1.069, -0.267, 1.336], 1.523)
+    """
+    mean, sd = x.mean(0), x.std(0)
+    sd = np.where(sd > 0, sd, 1.0)
+    z = (x - mean) / sd
+    d = np.sqrt(((z[:, None, :] - z[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    return mean, sd, z, float(np.percentile(d.min(1), RADIUS_PERCENTILE))
+
+
+def nearest_distances(points: np.ndarray, z: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Each standardised row of ``z``'s Euclidean distance to its nearest point: exact (a table
+    design lies at 0.0), in chunks of rows so 20,000 candidates stay within a few MB."""
+    out = np.empty(len(z))
+    for i in range(0, len(z), chunk):
+        d = np.sqrt(((z[i : i + chunk, None, :] - points[None, :, :]) ** 2).sum(-1))
+        out[i : i + chunk] = d.min(axis=1)
+    return out
 
 
 def fit_support(rows: Sequence[dict[str, float]], features: Sequence[str], log: Sequence[bool]) -> dict[str, Any]:
@@ -77,19 +101,14 @@ def fit_support(rows: Sequence[dict[str, float]], features: Sequence[str], log: 
     ([-1.069], 1.523)
     """
     x = np.array([[float(r[f]) for f in features] for r in rows], dtype=float)
-    x = np.where(np.array(log), np.log(np.maximum(x, 1e-12)), x)
-    mean, sd = x.mean(0), x.std(0)
-    sd[sd == 0] = 1.0
-    z = (x - mean) / sd
-    d = np.sqrt(((z[:, None, :] - z[None, :, :]) ** 2).sum(-1))
-    np.fill_diagonal(d, np.inf)
+    mean, sd, z, radius = fit_matrix(np.where(np.array(log), np.log(np.maximum(x, 1e-12)), x))
     return {
         "features": list(features),
         "log": [bool(v) for v in log],
         "mean": mean.tolist(),
         "sd": sd.tolist(),
         "points": z.tolist(),
-        "radius": float(np.percentile(d.min(1), RADIUS_PERCENTILE)),
+        "radius": radius,
     }
 
 
