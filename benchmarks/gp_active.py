@@ -51,6 +51,8 @@ PER_BUDGET = 8
 PICKS, RESERVE = 4, 12
 #: the committed score of each round's proposals: the commit that holds its fit file
 FIT_PATH = "nas/engine/scores/data/fitted_score.json"
+#: a re-scoring surrogate (below) reads the best candidates of each of the K FLOPs bands by the steering score
+TOP_PER_BAND = 250
 RULE = (
     "round r: for each budget B in 37.5, 75, 112.5, 150 GFLOPs (640 px) and cheap-stage seed "
     "100 r + s, s in 0, 1: the default cheap stage of nas search (space yolor, 20,000 candidates, "
@@ -59,7 +61,14 @@ RULE = (
     "Per budget, in the order: seed 0's picks, seed 1's picks, seed 0's reserve, seed 1's reserve, "
     "then the rest of the two pools by cheap score; a design already in the table (any split, "
     "any earlier round) or already taken is skipped; the first 8. Ids a<r>-00 ... a<r>-31, budget "
-    "by budget. Seeds 0 and 1 at the table's recipe (v2, reduced). docs/gp-features.md"
+    "by budget. Seeds 0 and 1 at the table's recipe (v2, reduced). Re-scoring (fixed after round 3, "
+    "before round 4 was drawn): when the registered decision after round r-1 "
+    "(benchmarks.gp_surrogate.prospective_report on round r-1, every design before it known) ships a "
+    "fitted model other than linear-net (the steering refit itself), the cheap stage is steered as "
+    "above and that model, fitted on every design with AP of the table and rounds 1 ... r-1, "
+    "re-scores the 250 best feasible candidates of each of the K = 4 "
+    "FLOPs bands of select_candidates (by the steering score); picks, reserve and the rest of the "
+    "pools then come from those candidates by the model's score. docs/gp-features.md"
 )
 
 
@@ -117,22 +126,77 @@ def refit(round_: int) -> dict[str, Any]:
     )
 
 
+def decision_after(round_: int) -> dict[str, Any]:
+    """The registered surrogate decision on round ``round_`` (``benchmarks.gp_surrogate``): every
+    model fitted on the designs before it; ``ships`` names whether ``best_fitted`` beat both FLOPs
+    and the shipped score there."""
+    from benchmarks.gp_surrogate import prospective_report
+
+    table = load_table(rounds=round_)
+    known = [d for d in table if d["split"] != f"a{round_}"]
+    return prospective_report(known, [d for d in table if d["split"] == f"a{round_}"], n_boot=200)["decision"]
+
+
+def rescoring_model(round_: int) -> str | None:
+    """The fitted model that re-scores round ``round_``'s proposals (None: the steering score alone;
+    also when the decision ships ``linear-net``, which is the steering refit itself)."""
+    if round_ < 2:
+        return None
+    decision = decision_after(round_ - 1)
+    return decision["best_fitted"] if decision["ships"] and decision["best_fitted"] != "linear-net" else None
+
+
+def rescore(trials: list[Any], budget: int, model: Any) -> list[Any]:
+    """The :data:`TOP_PER_BAND` best feasible trials of each of select_candidates' K FLOPs bands
+    (by the steering score), as stand-ins scored by the fitted surrogate ``model``."""
+    from types import SimpleNamespace
+
+    from nas.engine.cheap.select import feasible_pool
+    from nas.engine.record.trials import config_of, flops_of
+    from search_spaces import parse_yaml
+
+    pool = feasible_pool(trials, budget)
+    low = min(flops_of(t) for t in pool)
+    width = (budget - low) / PICKS or 1.0
+    bands: dict[int, list[Any]] = {}
+    for t in pool:
+        bands.setdefault(min(PICKS - 1, int((flops_of(t) - low) / width)), []).append(t)
+    top = [t for b in sorted(bands) for t in sorted(bands[b], key=lambda t: (-t.values[0], t.number))[:TOP_PER_BAND]]
+    records = [design_record(parse_yaml(config_of(t)), f"c{t.number}", 0) for t in top]
+    mean, _ = model.predict(records)
+    return [
+        SimpleNamespace(
+            number=t.number,
+            state=t.state,
+            values=[float(m), t.values[1]],
+            user_attrs=t.user_attrs,
+            system_attrs=getattr(t, "system_attrs", {}),
+        )
+        for t, m in zip(top, mean, strict=True)
+    ]
+
+
 def cheap_pools(round_: int, budget: float) -> list[tuple[list[Any], list[Any], list[Any]]]:
     """For each cheap-stage seed at ``budget``: (picks, reserve, the feasible pool by score)."""
     import optuna
 
+    from benchmarks.gp_surrogate import fit_surrogate
     from evaluators.recipe import Recipe
     from nas.engine import SearchOptions, cheap_stage
     from nas.engine.cheap.select import feasible_pool, select_candidates
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     score = proposing_score(round_)
+    name = rescoring_model(round_)
+    model = fit_surrogate(load_table(rounds=round_ - 1), name) if name else None
     out = []
     for s in CHEAP_SEEDS:
         b = int(budget * 1e9)
         recipe = Recipe(seed=100 * round_ + s)
         opts = SearchOptions(budget=b, name=f"active{round_}", recipe=recipe, cheap_score=score)
         trials = cheap_stage(optuna.storages.InMemoryStorage(), opts, False).get_trials(deepcopy=False)
+        if model is not None:
+            trials = rescore(trials, b, model)
         pool = sorted(feasible_pool(trials, b), key=lambda t: (-t.values[0], t.number))
         out.append((select_candidates(trials, PICKS, b), select_candidates(trials, RESERVE, b), pool))
     return out
@@ -144,6 +208,7 @@ def propose(round_: int, log: Any = print) -> list[dict[str, Any]]:
     from search_spaces import parse_yaml
 
     seen = table_keys(round_ - 1)
+    log(f"round {round_}: steered by {proposing_score(round_)}, re-scored by {rescoring_model(round_) or 'nothing'}")
     out: list[dict[str, Any]] = []
     for budget in BUDGETS_G:
         t0 = time.perf_counter()
@@ -195,6 +260,7 @@ def register(round_: int) -> dict[str, Any]:
             "version": fitted_weights(path)["version"],
             "fit_commit": commit,
             "file": rel,
+            "rescored_by": rescoring_model(round_),
         },
         f"a{round_}": {"designs": propose(round_)},
     }
@@ -231,9 +297,27 @@ def prospective(round_: int, n_boot: int = 2000) -> dict[str, Any]:
             "flops": kendall_tau(flops[mask], y[mask]) if ok else None,
         }
 
+    rescorer = doc["score"].get("rescored_by")  # the model that chose among the steered candidates
+    rescored: dict[str, Any] | None = None
+    if rescorer:
+        from benchmarks.gp_surrogate import fit_surrogate
+
+        known = [d for d in table if d["split"] != f"a{round_}" and d["AP"] is not None]
+        p = fit_surrogate(known, rescorer).predict(new)[0]
+        rescored = {
+            "model": rescorer,
+            "tau": kendall_tau(p, y),
+            "tau_ci95": bootstrap_ci(p, y, kendall_tau, n_boot),
+            "minus_flops_tau": {
+                "mean": kendall_tau(p, y) - kendall_tau(flops, y),
+                "ci95": bootstrap_tau_difference(flops, p, y, n_boot),
+            },
+            "partial_tau_given_flops": partial_tau(p, y, flops),
+        }
     return {
         "round": round_,
         "designs": len(new),
+        "rescored_by": rescored,
         "score_version": doc["score"]["version"],
         "fit_commit": doc["score"]["fit_commit"],
         "score": {"tau": kendall_tau(score, y), "tau_ci95": bootstrap_ci(score, y, kendall_tau, n_boot)},

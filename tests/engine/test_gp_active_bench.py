@@ -81,3 +81,47 @@ def test_round_two_is_proposed_by_the_refit_committed_after_round_one(monkeypatc
     for d in table[::37]:
         mine = cheap_score(name, d["flops"], d["params"], d["metrics"])
         assert mine == pytest.approx(apply_fit(d, refit), abs=1e-4)
+
+
+def test_each_round_is_re_scored_by_what_the_registered_decision_on_the_round_before_ships() -> None:
+    """Rounds 1-3 were proposed by the steering score alone: after round 2 the decision shipped
+    linear-net, which is the steering refit itself. After round 3 it ships the forest."""
+    assert ga.decision_after(1)["ships"] is False
+    after_two = ga.decision_after(2)
+    assert after_two["ships"] and after_two["best_fitted"] == "linear-net"
+    assert [ga.rescoring_model(r) for r in (1, 2, 3)] == [None, None, None]
+    after_three = ga.decision_after(3)
+    assert after_three["ships"] and ga.rescoring_model(4) == after_three["best_fitted"] == "forest"
+
+
+def test_rescoring_reads_the_top_of_each_flops_band_and_scores_them_by_the_model(monkeypatch, tmp_path) -> None:
+    import optuna
+
+    from nas.core.cost import parse_flops
+    from nas.engine import SearchOptions, cheap_stage
+    from nas.engine.cheap.select import feasible_pool
+    from nas.engine.record.trials import config_of, flops_of
+    from search_spaces import parse_yaml
+
+    class ByParams:  # a stand-in surrogate: its score is a design's params
+        def predict(self, records):
+            self.records = records
+            return [float(r["params"]) for r in records], None
+
+    monkeypatch.setattr(ga, "TOP_PER_BAND", 5)
+    budget = parse_flops("150G")
+    opts = SearchOptions(budget=budget, name="rescore", candidates=120, runs_dir=str(tmp_path))
+    trials = cheap_stage(optuna.storages.InMemoryStorage(), opts, False).get_trials(deepcopy=False)
+    model = ByParams()
+    out = ga.rescore(trials, budget, model)
+    pool = feasible_pool(trials, budget)
+    low = min(flops_of(t) for t in pool)
+    band = {t.number: min(3, int((flops_of(t) - low) / ((budget - low) / 4))) for t in pool}
+    for b in set(band.values()):  # per band: its 5 best by the steering score, no other
+        mine = sorted((t for t in pool if band[t.number] == b), key=lambda t: (-t.values[0], t.number))
+        assert {t.number for t in out if band[t.number] == b} == {t.number for t in mine[:5]}
+    by_number = {t.number: t for t in pool}
+    for s, r in zip(out, model.records, strict=True):
+        t = by_number[s.number]
+        assert s.values == [r["params"], t.values[1]] and s.user_attrs is t.user_attrs
+        assert r["config"] == parse_yaml(config_of(t)).to_dict() == parse_yaml(config_of(s)).to_dict()
