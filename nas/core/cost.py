@@ -76,16 +76,19 @@ def parse_flops(text: str) -> int:
 
     >>> parse_flops("150GFLOPs"), parse_flops("0.15TFLOPs"), parse_flops("1.5e11")
     (150000000000, 150000000000, 150000000000)
+    >>> try:  # a budget under one FLOP would round to 0: nothing fits it
+    ...     parse_flops("0.1FLOPs")
+    ... except ValueError as e:
+    ...     print(str(e).split(";")[0])
+    budget: '0.1FLOPs' is out of range
     """
     import re
 
-    accepted = (
-        "a positive number with an optional K/M/G/T prefix and FLOPs suffix, e.g. 150GFLOPs, 150G, 1.5e11, 900MFLOPs"
-    )
+    accepted = "a number of at least 1 FLOP with an optional K/M/G/T prefix and FLOPs suffix, e.g. 150GFLOPs, 150G, 1.5e11, 900MFLOPs"
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)(?:flops?)?\s*", text, re.IGNORECASE)
     if m is None:
         raise ValueError(f"budget: {text!r} is not a FLOPs amount; accepted: {accepted}")
     value = float(m.group(1)) * _UNITS[m.group(2).lower()]
-    if not 0 < value < 1e18:
+    if not 1 <= value < 1e18:
         raise ValueError(f"budget: {text!r} is out of range; accepted: {accepted}")
     return int(round(value))
