@@ -26,14 +26,15 @@ rank-linear, ``benchmarks.gp_analysis``) and picks with the search's selection
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
 
 from benchmarks.gp_analysis import model_matrix, resolve
-from benchmarks.gp_search import Design, Lab, Pool, Training, _select, build_pool, ci95, judge
+from benchmarks.gp_search import Design, Lab, Pool, Training, build_pool, ci95, judge, select_designs
 from benchmarks.gp_table import load_table, round_file
 from benchmarks.lib.common import write_result
 from benchmarks.lib.stats import fit_rank_linear, predict_rank_linear
@@ -72,15 +73,17 @@ class Scorer:
         return predict_rank_linear(rows, w, self.x)
 
 
-def pick(offered: list[Design], scores: np.ndarray, k: int, exclude: set[int] = frozenset()) -> list[Design]:
-    """The search's selection of ``k`` among the offered designs not in ``exclude``, by ``scores``."""
+def pick(offered: list[Design], scores: np.ndarray, k: int, exclude: Collection[int] = ()) -> list[Design]:
+    """The search's selection of ``k`` among the offered designs not in ``exclude``, by ``scores``
+    (one per FLOPs band, the largest band first)."""
     free = [d for d in offered if d.index not in exclude]
-    rescored = [Design(**{**d.__dict__, "scores": {"s": float(scores[d.index])}}) for d in free]
+    rescored = [dataclasses.replace(d, scores={"s": float(scores[d.index])}) for d in free]
     by_index = {d.index: d for d in free}
-    return [by_index[d.index] for d in _select(rescored, k, "s")]
+    return [by_index[d.index] for d in select_designs(rescored, k, "s")]
 
 
 def one_round(lab: Lab, offered: list[Design], table_scores: np.ndarray, k: int) -> list[Training]:
+    """``one-round``: the K picks by the table's model, each trained once."""
     for d in pick(offered, table_scores, k):
         lab.train(d, "full")
     return lab.trainings
@@ -95,6 +98,8 @@ def explore_exploit(
     k: int,
     weighted: bool,
 ) -> list[Training]:
+    """``explore-exploit`` (``weighted``: ``-w``): half the bands by the table's model, trained;
+    the other half by the model refitted on the table and what they observed."""
     explore = pick(offered, table_scores, k)[0::2]  # every other FLOPs band, the largest first
     run = {d.index: lab.train(d, "full") for d in explore}
     refit = scorer.fit_run(table, run, max(1, round(len(table) / len(run))) if weighted else 1)

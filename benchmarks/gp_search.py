@@ -181,7 +181,7 @@ class Lab:
 Arm = Callable[[Pool, list[Design], int, random.Random], list[Training]]
 
 
-def _select(designs: Sequence[Design], k: int, score: str) -> list[Design]:
+def select_designs(designs: Sequence[Design], k: int, score: str) -> list[Design]:
     """The search's selection (``select_candidates``) of ``k`` among ``designs`` by ``score``."""
     trials = [stand_in_trial(i, d.scores[score], d.flops, d.key, None, d.pattern) for i, d in enumerate(designs)]
     return [designs[i] for i in select_indices(trials, k, BUDGET)]
@@ -206,7 +206,7 @@ def today(pool: Pool, offered: list[Design], k: int, rng: random.Random, score: 
     for r in plan:
         if not r.full and r.epochs != pool.low_epochs:
             raise ValueError(f"the plan trains {r.epochs} of {r.of} epochs; the table has {pool.low_epochs}")
-    rung = _select(eligible, plan[0].n, score)
+    rung = select_designs(eligible, plan[0].n, score)
     for i, r in enumerate(plan):
         if i:
             ranked = sorted(range(len(rung)), key=lambda j: -observed[j])  # stable: ties keep order
@@ -218,7 +218,7 @@ def today(pool: Pool, offered: list[Design], k: int, rng: random.Random, score: 
 def select(pool: Pool, offered: list[Design], k: int, rng: random.Random, score: str = "fitted") -> list[Training]:
     """K picks of ``select_candidates`` by ``score``, all trained at full fidelity."""
     lab = Lab(pool, rng)
-    for d in _select(offered, k, score):
+    for d in select_designs(offered, k, score):
         lab.train(d, "full")
     return lab.trainings
 
@@ -271,7 +271,7 @@ def evolution(
     neighbours, the best by ``score``), and the oldest member dies."""
     lab = Lab(pool, rng)
     size = min(max(2, k // 4), k, len(offered))
-    first = _select(offered, size, score) if front else rng.sample(offered, size)
+    first = select_designs(offered, size, score) if front else rng.sample(offered, size)
     population: deque[tuple[Design, float]] = deque((d, lab.train(d, "full")) for d in first)
     tournament = max(2, size // 2)
     while len(lab.trainings) < k:
