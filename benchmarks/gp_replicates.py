@@ -75,7 +75,7 @@ def replicates(
 def picking_score(ap: np.ndarray, loss: np.ndarray) -> np.ndarray:
     """Per design, the rank average of ``ap`` and ``-loss`` among the designs, scaled to [0, 1]."""
     n = len(ap)
-    return (ranks(ap) + ranks(-loss)) / 2 / max(1, n - 1)
+    return (ranks(ap) + ranks(-loss) - 2) / 2 / max(1, n - 1)  # ranks count from 1
 
 
 def analyze(data: dict[str, np.ndarray], n_boot: int = 2000) -> dict[str, Any]:
@@ -83,7 +83,7 @@ def analyze(data: dict[str, np.ndarray], n_boot: int = 2000) -> dict[str, Any]:
     ap, loss = data["AP"], data["val_loss"]
     n = len(ap)
     if n < 4:
-        raise SystemExit(f"error: {n} designs have all 4 seeds; accepted: at least 4 (train and --collect first)")
+        raise ValueError(f"{n} designs have all 4 seeds; accepted: at least 4 (train and --collect first)")
     mean_ap = np.stack([ap[:, :2].mean(1), ap[:, 2:].mean(1)], axis=1)
     mean_loss = np.stack([loss[:, :2].mean(1), loss[:, 2:].mean(1)], axis=1)
 
@@ -136,7 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.results_file}: {len(rows)} trainings")
     if args.analyze:
         data = replicates(read_rows(RESULTS_FILE), read_rows(args.results_file), reg["designs"])
-        report = analyze(data)
+        try:
+            report = analyze(data)
+        except ValueError as e:
+            p.exit(2, f"error: {e}\n")
         print(json.dumps({k: v for k, v in report.items() if k != "ids"}, indent=1))
         write_result("gp_replicates", report)
     if args.collect or args.analyze:
