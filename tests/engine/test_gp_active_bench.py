@@ -125,3 +125,17 @@ def test_rescoring_reads_the_top_of_each_flops_band_and_scores_them_by_the_model
         t = by_number[s.number]
         assert s.values == [r["params"], t.values[1]] and s.user_attrs is t.user_attrs
         assert r["config"] == parse_yaml(config_of(t)).to_dict() == parse_yaml(config_of(s)).to_dict()
+
+
+def test_round_four_is_tested_on_the_model_that_chose_it_as_the_surrogate_comparison_reads_it() -> None:
+    from benchmarks.gp_surrogate import prospective_report
+
+    doc = json.loads(gt.round_file(4).read_text())
+    assert doc["score"]["rescored_by"] == "forest" and ga.prospective(3, n_boot=50)["rescored_by"] is None
+    mine = ga.prospective(4, n_boot=50)["rescored_by"]
+    table = gt.load_table(rounds=4)
+    theirs = prospective_report(
+        [d for d in table if d["split"] != "a4"], [d for d in table if d["split"] == "a4"], n_boot=50
+    )["models"]["forest"]
+    assert mine["model"] == "forest" and mine["tau"] == pytest.approx(theirs["tau"])
+    assert mine["partial_tau_given_flops"] == pytest.approx(theirs["partial_tau_given_flops"])
