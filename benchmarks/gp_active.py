@@ -318,6 +318,7 @@ def prospective(round_: int, n_boot: int = 2000) -> dict[str, Any]:
         "round": round_,
         "designs": len(new),
         "rescored_by": rescored,
+        "AP_vs_earlier_rounds_at_equal_flops": equal_flops_gain(table, round_, n_boot),
         "score_version": doc["score"]["version"],
         "fit_commit": doc["score"]["fit_commit"],
         "score": {"tau": kendall_tau(score, y), "tau_ci95": bootstrap_ci(score, y, kendall_tau, n_boot)},
@@ -330,6 +331,32 @@ def prospective(round_: int, n_boot: int = 2000) -> dict[str, Any]:
         "prn_stage_share": float(np.mean(prn)),
         "support": {"source": support().source, "inside": tau_where(inside), "outside": tau_where(~inside)},
         "AP": {"mean": float(y.mean()), "max": float(y.max()), "table_max": max(d["AP"] for d in old)},
+    }
+
+
+def equal_flops_gain(table: list[dict[str, Any]], round_: int, n_boot: int = 2000) -> dict[str, Any] | None:
+    """Whether round ``round_`` proposed better designs than the rounds before it at equal FLOPs:
+    the mean residual of its AP from the line of AP on log FLOPs fitted on rounds 1 … R − 1, minus
+    theirs (0 by construction), with a bootstrap 95 % CI (both groups resampled)."""
+
+    def split(r: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = [d for d in table if d["split"] == f"a{r}" and d["AP"] is not None]
+        return np.log([float(d["flops"]) for d in rows]), np.array([d["AP"] for d in rows])
+
+    if round_ < 2:
+        return None
+    old = [split(r) for r in range(1, round_)]
+    x, y = np.concatenate([o[0] for o in old]), np.concatenate([o[1] for o in old])
+    slope, icept = np.polyfit(x, y, 1)
+    nx, ny = split(round_)
+    mine, theirs = ny - (slope * nx + icept), y - (slope * x + icept)
+    rng = np.random.default_rng(0)
+    boot = [rng.choice(mine, len(mine)).mean() - rng.choice(theirs, len(theirs)).mean() for _ in range(n_boot)]
+    return {
+        "earlier_rounds": round_ - 1,
+        "mean": float(mine.mean() - theirs.mean()),
+        "ci95": [float(q) for q in np.quantile(boot, [0.025, 0.975])],
+        "mean_GFLOPs": {"this": float(np.exp(nx).mean() / 1e9), "earlier": float(np.exp(x).mean() / 1e9)},
     }
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 
+import numpy as np
 import pytest
 
 from benchmarks import gp_active as ga
@@ -139,3 +140,13 @@ def test_round_four_is_tested_on_the_model_that_chose_it_as_the_surrogate_compar
     )["models"]["forest"]
     assert mine["model"] == "forest" and mine["tau"] == pytest.approx(theirs["tau"])
     assert mine["partial_tau_given_flops"] == pytest.approx(theirs["partial_tau_given_flops"])
+
+
+def test_the_equal_flops_gain_is_the_residual_from_the_earlier_rounds_line() -> None:
+    rng = np.random.default_rng(1)
+    flops = rng.uniform(20e9, 150e9, 40)
+    table = [{"split": "a1", "flops": f, "AP": 0.02 * np.log(f) - 0.3 + rng.normal(0, 0.005)} for f in flops[:20]]
+    table += [{"split": "a2", "flops": f, "AP": 0.02 * np.log(f) - 0.3 + 0.01} for f in flops[20:]]
+    gain = ga.equal_flops_gain(table, 2, n_boot=200)
+    assert gain["mean"] == pytest.approx(0.01, abs=0.004) and gain["ci95"][0] < gain["mean"] < gain["ci95"][1]
+    assert ga.equal_flops_gain(table, 1) is None
