@@ -15,7 +15,9 @@ winner is the pick with the best rank average of mean AP and mean val loss (ties
 those count. Reported as the headline: the mean winner against the best preset (4 seeds each,
 ``benchmarks/data/search_vs_presets.json``), with the same bootstrap CI.
 
-    .venv/bin/python -m benchmarks.search_rescored [--data]
+    .venv/bin/python -m benchmarks.search_rescored --only 0 1 2 &     # workers: disjoint seeds
+    .venv/bin/python -m benchmarks.search_rescored --only 3 4 &
+    wait; .venv/bin/python -m benchmarks.search_rescored --data      # every seed, all trained: the report
 """
 
 from __future__ import annotations
@@ -87,11 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--searches", type=int, default=len(SEARCH_SEEDS))
+    p.add_argument("--only", type=int, nargs="+", default=None, help="train these search seeds only (a worker)")
     p.add_argument("--data", action="store_true", help=f"also write {OUT.name}")
     args = p.parse_args(argv)
     model = fit_surrogate(load_table(rounds=TABLE_ROUNDS), "forest")
     rows = []
-    for s in SEARCH_SEEDS[: args.searches]:
+    for s in args.only or SEARCH_SEEDS[: args.searches]:
         chosen = []
         for t in picks(s, model):
             cfg = config_of(t)
