@@ -27,6 +27,7 @@ from benchmarks.gp_table import DESIGNS_FILE, RESULTS_FILE, ROOT, SEEDS, job_dir
 from benchmarks.lib.common import BENCH_DIR, write_result
 from benchmarks.lib.stats import bootstrap_quantiles, icc1, ranks
 from benchmarks.lib.study import collect, pending, read_rows, shard_arg, write_once
+from nas.engine.stats import kendall_tau
 
 REGISTRATION = ROOT / "benchmarks" / "data" / "gp_replicates.json"
 REPLICATES_FILE = ROOT / "benchmarks" / "data" / "gp_replicates_results.jsonl"
@@ -100,18 +101,12 @@ def analyze(data: dict[str, np.ndarray], n_boot: int = 2000) -> dict[str, Any]:
             "icc_ci95": bootstrap_quantiles(
                 lambda i, name=name: icc1(quantity(name, i).tolist())["icc"], n, [0.025, 0.975], n_boot
             ),
-            "replicate_tau": float(_tau(m[:, 0], m[:, 1])),
+            "replicate_tau": float(kendall_tau(m[:, 0], m[:, 1])),
         }
     single = icc1(ap.tolist())
     out["AP"]["icc_single_training"] = single["icc"]
     out["AP"]["spearman_brown_two"] = spearman_brown(single["icc"], 2)
     return out
-
-
-def _tau(a: np.ndarray, b: np.ndarray) -> float:
-    from nas.engine.stats import kendall_tau
-
-    return kendall_tau(a, b)
 
 
 def main(argv: list[str] | None = None) -> int:
