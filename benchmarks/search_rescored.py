@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 
 from benchmarks.search_vs_presets import BUDGET, DATA, FRESH_SEEDS, ROOT, SEARCH_SEEDS, arm_dir, difference_ci, retrain
-from nas.engine.stats import ranks
 
 PICKS = 4
 TABLE_ROUNDS = 4
@@ -61,11 +60,13 @@ def picks(seed: int, model: Any) -> list[Any]:
 
 
 def winner(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The pick with the best rank average of mean AP and minus mean val loss (ties: higher AP)."""
-    ap = np.array([r["AP"] for r in rows])
-    loss = np.array([r["val_loss"] for r in rows])
-    score = ranks(ap) + ranks(-loss)
-    return rows[max(range(len(rows)), key=lambda i: (score[i], ap[i]))]
+    """The pick ``nas search`` would write to ``best.yaml`` (``choose_winner``: the best rank
+    average of mean AP and mean val loss)."""
+    from nas.engine.record.report import choose_winner
+
+    chosen = choose_winner([(i, r["AP"], r["val_loss"], r["GFLOPs"]) for i, r in enumerate(rows)])
+    assert chosen is not None
+    return rows[chosen[0]]
 
 
 def trained(config_yaml: str, seed: int, threads: int) -> tuple[float, float]:

@@ -20,3 +20,18 @@ def test_the_table_best_are_the_top_designs_by_committed_ap_and_rebuild_from_the
     assert [d["AP"] for d in with_rounds] == sorted((d["AP"] for d in with_rounds), reverse=True)
     for d in best:  # what retrain() builds is the registered design, to the FLOP
         assert cost(compile_config(from_dict(d["config"]))).flops == d["flops"]
+
+
+def test_the_prototype_picks_its_winner_by_the_searchs_rule_and_checks_the_rounds_best() -> None:
+    from benchmarks import search_rescored as sr
+
+    rows = [
+        {"AP": 0.30, "val_loss": 4.0, "GFLOPs": 90.0},
+        {"AP": 0.31, "val_loss": 4.6, "GFLOPs": 80.0},
+        {"AP": 0.29, "val_loss": 4.2, "GFLOPs": 70.0},
+    ]
+    assert sr.winner(rows) is rows[0]  # AP ranks 2, 3, 1 and val loss 3, 1, 2: the first leads
+    best = sr.round_best((4,))
+    a4 = sorted((d["AP"] for d in load_table(rounds=4) if d["split"] == "a4" and d["AP"] is not None), reverse=True)
+    assert [d["AP"] for d in best] == a4[:3] and {d["split"] for d in best} == {"a4"}
+    assert {d["split"] for d in sr.round_best((1, 2, 3), n=40)} == {"a1", "a2", "a3"}
