@@ -28,7 +28,16 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.search_vs_presets import BUDGET, DATA, FRESH_SEEDS, ROOT, SEARCH_SEEDS, arm_dir, difference_ci, retrain
+from benchmarks.search_vs_presets import (
+    BUDGET,
+    DATA,
+    FRESH_SEEDS,
+    ROOT,
+    SEARCH_SEEDS,
+    against_presets,
+    arm_dir,
+    retrain,
+)
 
 PICKS = 4
 TABLE_ROUNDS = 4
@@ -149,23 +158,12 @@ def main(argv: list[str] | None = None) -> int:
             f"{best['GFLOPs']:.1f} G chosen at {best['AP']:.3f}, fresh {rows[-1]['AP']:.3f}",
             flush=True,
         )
-    presets = json.loads(DATA.read_text())["presets"]
-    top = max(presets, key=lambda r: r["AP"])
-    winners = [r["AP"] for r in rows]
     result = {
         "rule": __doc__.split("\n\n")[1],
         "searches": rows,
-        "winners_mean_AP": float(np.mean(winners)),
-        "best_preset": top["design"],
-        "best_preset_AP": top["AP"],
-        "difference": float(np.mean(winners)) - top["AP"],
-        "difference_ci95": difference_ci(winners, {r["design"]: r["seed_APs"] for r in presets}),
+        **against_presets([r["AP"] for r in rows], json.loads(DATA.read_text())["presets"]),
         "rounds_best_fresh": fresh_check(args.threads),
     }
-    print(
-        f"winners {result['winners_mean_AP']:.3f} - {top['design']} {top['AP']:.3f} = {result['difference']:+.3f} "
-        f"[{result['difference_ci95'][0]:+.3f}, {result['difference_ci95'][1]:+.3f}]"
-    )
     print(f"wrote {write_result('search_rescored', result)}")
     if args.data:
         write_json(OUT, result)

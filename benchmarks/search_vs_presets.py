@@ -119,6 +119,24 @@ def difference_ci(winners: list[float], preset_seeds: dict[str, list[float]], n_
     return [float(q) for q in np.quantile(diffs, [0.025, 0.975])]
 
 
+def against_presets(winners: list[float], presets: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean winner against the best of ``presets`` (rows with ``design``, ``AP`` and
+    ``seed_APs``), with the bootstrap CI of :func:`difference_ci`, printed in one line."""
+    best = max(presets, key=lambda r: r["AP"])
+    out = {
+        "winners_mean_AP": float(np.mean(winners)),
+        "best_preset": best["design"],
+        "best_preset_AP": best["AP"],
+        "difference": float(np.mean(winners)) - best["AP"],
+        "difference_ci95": difference_ci(winners, {r["design"]: r["seed_APs"] for r in presets}),
+    }
+    print(
+        f"winners {out['winners_mean_AP']:.3f} (mean of {len(winners)}) - {best['design']} {best['AP']:.3f} = "
+        f"{out['difference']:+.3f} [{out['difference_ci95'][0]:+.3f}, {out['difference_ci95'][1]:+.3f}]"
+    )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--search-args", default="", help="extra nas search options of every search (a variant arm)")
@@ -172,7 +190,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"table {d['id']}: committed {d['AP']:.3f}, fresh {table_rows[-1]['AP']:.3f}", flush=True)
     winners = [r["AP"] for r in rows]
-    best = max(preset_rows, key=lambda r: r["AP"])
     top = max(table_rows, key=lambda r: r["AP"])
     result = {
         "recipe": RECIPE,
@@ -181,19 +198,11 @@ def main(argv: list[str] | None = None) -> int:
         "fresh_seeds": list(FRESH_SEEDS),
         "searches": rows,
         "presets": preset_rows,
-        "winners_mean_AP": float(np.mean(winners)),
-        "best_preset": best["design"],
-        "best_preset_AP": best["AP"],
-        "difference": float(np.mean(winners)) - best["AP"],
-        "difference_ci95": difference_ci(winners, {r["design"]: r["seed_APs"] for r in preset_rows}),
+        **against_presets(winners, preset_rows),
         "table_best": table_rows,
         "vs_table_best": float(np.mean(winners)) - top["AP"],
         "vs_table_best_ci95": difference_ci(winners, {r["design"]: r["fresh_APs"] for r in table_rows}),
     }
-    print(
-        f"winners {result['winners_mean_AP']:.3f} (mean of {len(rows)}) - {best['design']} {best['AP']:.3f} = "
-        f"{result['difference']:+.3f} [{result['difference_ci95'][0]:+.3f}, {result['difference_ci95'][1]:+.3f}]"
-    )
     print(
         f"winners - the table's best fresh ({top['design']} {top['AP']:.3f}) = {result['vs_table_best']:+.3f} "
         f"[{result['vs_table_best_ci95'][0]:+.3f}, {result['vs_table_best_ci95'][1]:+.3f}]"
