@@ -151,16 +151,11 @@ def rescore(trials: list[Any], budget: int, model: Any) -> list[Any]:
     (by the steering score), as stand-ins scored by the fitted surrogate ``model``."""
     from types import SimpleNamespace
 
-    from nas.engine.cheap.select import feasible_pool
-    from nas.engine.record.trials import config_of, flops_of
+    from nas.engine.cheap.select import feasible_pool, flops_bands
+    from nas.engine.record.trials import config_of
     from search_spaces import parse_yaml
 
-    pool = feasible_pool(trials, budget)
-    low = min(flops_of(t) for t in pool)
-    width = (budget - low) / PICKS or 1.0
-    bands: dict[int, list[Any]] = {}
-    for t in pool:
-        bands.setdefault(min(PICKS - 1, int((flops_of(t) - low) / width)), []).append(t)
+    bands = flops_bands(feasible_pool(trials, budget), PICKS, budget)
     top = [t for b in sorted(bands) for t in sorted(bands[b], key=lambda t: (-t.values[0], t.number))[:TOP_PER_BAND]]
     records = [design_record(parse_yaml(config_of(t)), f"c{t.number}", 0) for t in top]
     mean, _ = model.predict(records)

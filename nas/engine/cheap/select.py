@@ -58,6 +58,18 @@ def inside_support(pool: list[Any]) -> set[int]:
     return {t.number for t, ok in zip(pool, support().inside(rows), strict=True) if ok}
 
 
+def flops_bands(pool: list[Any], k: int, budget: int) -> dict[int, list[Any]]:
+    """``pool`` split into K FLOPs bands of equal width from its smallest candidate to the budget
+    (whatever the cost objective), band index -> its candidates in pool order."""
+    flops = {t.number: flops_of(t) for t in pool}
+    low = min(flops.values())
+    width = (budget - low) / k or 1.0
+    bands: dict[int, list[Any]] = {}
+    for t in pool:
+        bands.setdefault(min(k - 1, int((flops[t.number] - low) / width)), []).append(t)
+    return bands
+
+
 def select_candidates(trials: list[Any], k: int, budget: int, only: set[int] | None = None) -> list[Any]:
     """The K candidates to train: feasible and deduplicated, then one per FLOPs band — K bands of
     equal width from the smallest feasible candidate to the budget, the best cheap score in each,
@@ -76,12 +88,7 @@ def select_candidates(trials: list[Any], k: int, budget: int, only: set[int] | N
     pool = [t for t in feasible_pool(trials, budget) if only is None or t.number in only]
     if not pool:
         return []
-    flops = {t.number: flops_of(t) for t in pool}  # the bands are FLOPs bands whatever the cost objective
-    low = min(flops.values())
-    width = (budget - low) / k or 1.0
-    bands: dict[int, list] = {}
-    for t in pool:
-        bands.setdefault(min(k - 1, int((flops[t.number] - low) / width)), []).append(t)
+    bands = flops_bands(pool, k, budget)
     order = sorted(bands, reverse=True)
     best = {b: max(bands[b], key=lambda t: (t.values[0], -t.values[1], -t.number)) for b in order}
     chosen = _diversify(best, bands, order, pool)
