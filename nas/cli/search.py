@@ -70,6 +70,12 @@ def add_search_parsers(sub: Any) -> None:
         "fitted score was tested (default: %(default)s)",
     )
     p.add_argument(
+        "--picks",
+        default=D.picks,
+        help="front | top: spread the picks over the FLOPs range, one per band (the AP-vs-FLOPs front), or put "
+        "them all at 75%% of the budget or more, where best.yaml comes from (default: %(default)s)",
+    )
+    p.add_argument(
         "--cheap-score",
         default=D.cheap_score,
         help=f"{' | '.join(SCORES)} (default: %(default)s)",
@@ -185,6 +191,7 @@ def run_search(args: argparse.Namespace) -> int:
         proxy_stage=args.proxy_stage,
         seeds=args.seeds,
         trust_region=args.trust_region,
+        picks=args.picks,
         data=args.data,
         recipe=recipe_flags(args),  # validated with the other options
         workers=args.workers,

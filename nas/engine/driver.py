@@ -174,10 +174,10 @@ def search(opts: SearchOptions, progress: bool = True, log: Callable[[str], None
         pool = feasible_pool(trials, opts.budget)
         only = trust_region(pool, opts, log)
         plan = plan_proxy(opts.proxy_stage, opts.trials, opts.recipe.epochs, pool=len(only or pool))
-        chosen = select_candidates(trials, plan[0].n if plan else PICKS_WITHOUT_TRAINING, opts.budget, only)
+        chosen = select_candidates(trials, plan[0].n if plan else PICKS_WITHOUT_TRAINING, opts.budget, only, opts.picks)
         if not chosen:
             raise SearchError(f"no candidate fits the budget of {opts.budget / 1e9:g} GFLOPs; raise --budget")
-        reserve = select_candidates(trials, RESERVE_FACTOR * len(chosen), opts.budget, only)
+        reserve = select_candidates(trials, RESERVE_FACTOR * len(chosen), opts.budget, only, opts.picks)
         mark_dashboard_view(cheap, opts, [t.number for t in (*chosen, *reserve)])
         if opts.trials == 0:
             summary = picks_summary(chosen, cheap, time.perf_counter() - t0)

@@ -24,6 +24,9 @@ class SearchError(GradpathError):
 SEARCH_SCALE: dict[str, Any] = {"epochs": 5, "images": 480, "img_size": 96, "width_mult": 0.25}
 #: ``--trust-region``: picks anywhere feasible, or only inside the gradient-path table's support
 TRUST_REGIONS = ("none", "table")
+#: ``--picks``: spread the K picks over the FLOPs range (the AP-vs-FLOPs front), or put them all near
+#: the budget, where ``best.yaml`` comes from (:func:`nas.engine.cheap.select.select_candidates`)
+PICKS = ("front", "top")
 #: the search's default recipe: ``v2`` at :data:`SEARCH_SCALE`
 SEARCH_RECIPE = DEFAULT_RECIPE.replace(**SEARCH_SCALE)
 
@@ -57,6 +60,9 @@ class SearchOptions:
     #: feasible). ``table`` by the rule registered before round 1 (docs/gp-features.md): the score
     #: did not beat FLOPs on the designs the search proposed (τ 0.657 against 0.658)
     trust_region: str = "table"
+    #: how the K picks spread (:data:`PICKS`): ``front`` (one per FLOPs band
+    #: from the smallest candidate to the budget) or ``top`` (all at 75 % of the budget or more)
+    picks: str = "front"
     data: str = "shapes"
     recipe: Recipe = SEARCH_RECIPE
     workers: int = 1
@@ -81,7 +87,7 @@ class SearchOptions:
     #: recipe fields recorded only when not at their named recipe's value, so older ``search.json`` files still match
     OPTIONAL_RECIPE_FIELDS = ("precision", "val_images")
     #: options added later, recorded only when not at the value every run before them had
-    LEGACY: ClassVar[dict[str, Any]] = {"proxy_stage": "halving", "seeds": 1, "trust_region": "none"}
+    LEGACY: ClassVar[dict[str, Any]] = {"proxy_stage": "halving", "seeds": 1, "trust_region": "none", "picks": "front"}
 
     @property
     def seed(self) -> int:

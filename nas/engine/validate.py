@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from evaluators.recipe import RecipeError
-from nas.engine.options import TRUST_REGIONS, SearchError, SearchOptions
+from nas.engine.options import PICKS, TRUST_REGIONS, SearchError, SearchOptions
 
 #: the URI schemes of the filesystems Ray Tune's storage resolves through pyarrow
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss", "file")
@@ -55,6 +55,8 @@ def validate_options(opts: SearchOptions) -> None:
             raise SearchError(str(e)) from None
     if opts.trust_region not in TRUST_REGIONS:
         raise SearchError(f"--trust-region: {opts.trust_region!r} is unknown; accepted: {', '.join(TRUST_REGIONS)}")
+    if opts.picks not in PICKS:
+        raise SearchError(f"--picks: {opts.picks!r} is unknown; accepted: {', '.join(PICKS)}")
     for flag, value, lo, hi in (
         ("--candidates", opts.candidates, 1, 10**6),
         ("--trials", opts.trials, 0, 10**4),

@@ -10,6 +10,8 @@ from nas.engine.stats import pareto_fronts
 
 #: the diversity margin, in standard deviations of the cheap score among feasible candidates
 DIVERSITY_MARGIN_SD = 0.1
+#: ``--picks top``: the least FLOPs of a pick, as a share of the budget
+TOP_SHARE = 0.75
 
 
 def block_pattern(cfg: Any) -> tuple[str, ...]:
@@ -70,7 +72,9 @@ def flops_bands(pool: list[Any], k: int, budget: int) -> dict[int, list[Any]]:
     return bands
 
 
-def select_candidates(trials: list[Any], k: int, budget: int, only: set[int] | None = None) -> list[Any]:
+def select_candidates(
+    trials: list[Any], k: int, budget: int, only: set[int] | None = None, picks: str = "front"
+) -> list[Any]:
     """The K candidates to train: feasible and deduplicated, then one per FLOPs band — K bands of
     equal width from the smallest feasible candidate to the budget, the best cheap score in each,
     largest band first (K = 1: the best-scored candidate). The trained trials then span the AP-vs-
@@ -84,8 +88,14 @@ def select_candidates(trials: list[Any], k: int, budget: int, only: set[int] | N
     another band's pick takes, instead, its best near-best candidate of a pattern no pick has
     yet (bands in pick order), so the K picks compare designs, not one design at K sizes.
 
-    ``only``: the trial numbers that may be picked (the trust region), else every feasible one."""
+    ``only``: the trial numbers that may be picked (the trust region), else every feasible one.
+    ``picks="top"``: only candidates of at least :data:`TOP_SHARE` of the budget (every one when
+    none is), banded the same way: the K picks compete for ``best.yaml`` instead of spanning the
+    front, since the winner of a K = 4 front came from its two largest bands in every headline
+    search (``benchmarks/search_rescored.py``)."""
     pool = [t for t in feasible_pool(trials, budget) if only is None or t.number in only]
+    if picks == "top":
+        pool = [t for t in pool if flops_of(t) >= TOP_SHARE * budget] or pool
     if not pool:
         return []
     bands = flops_bands(pool, k, budget)
