@@ -132,6 +132,41 @@ def fresh_check(threads: int) -> dict[str, Any]:
     return out
 
 
+def union_winners() -> list[dict[str, Any]]:
+    """Exploratory, after both variants were trained (no rule was registered for it): would more
+    picks of the same cheap stage help? Per search, every distinct pick of the default and of both
+    variants (10–12, each trained with the search's two seeds), the winner by ``nas search``'s
+    rule among them, and its fresh AP (known whenever it is one of the three runs' winners)."""
+    from search_spaces import from_dict, parse_yaml
+
+    headline = json.loads(DATA.read_text())["searches"]
+    variants = [json.loads(path.read_text())["searches"] for path in OUT.values()]
+    out = []
+    for s in SEARCH_SEEDS:
+        summary = json.loads((arm_dir("") / "runs" / f"s{s}" / "summary.json").read_text())
+        picks = {}
+        for t in summary["trials"]:
+            if t["state"] == "COMPLETE":
+                cfg = from_dict(t["config"])
+                picks[cfg.key()] = {
+                    "key": cfg.key(),
+                    "AP": t["AP"],
+                    "val_loss": t["val_loss"],
+                    "GFLOPs": t["flops"] / 1e9,
+                }
+        won = from_dict(summary["trials"][summary["winner"]["trial"]]["config"]).key()
+        fresh = {won: next(r["AP"] for r in headline if r["search_seed"] == s)}
+        for rows in variants:
+            row = next(r for r in rows if r["search_seed"] == s)
+            fresh[parse_yaml(row["winner"]["config"]).key()] = row["AP"]
+            for c in row["picks"]:
+                key = parse_yaml(c["config"]).key()
+                picks.setdefault(key, {"key": key, "AP": c["AP"], "val_loss": c["val_loss"], "GFLOPs": c["GFLOPs"]})
+        best = winner(list(picks.values()))
+        out.append({"search_seed": s, "picks": len(picks), **best, "fresh_AP": fresh.get(best["key"])})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from benchmarks.gp_surrogate import fit_surrogate
     from benchmarks.gp_table import load_table
@@ -146,7 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", type=int, nargs="+", default=None, help="train these search seeds only (a worker)")
     p.add_argument("--data", action="store_true", help="also write the variant's committed results file")
     p.add_argument("--fresh-check", action="store_true", help="only retrain the rounds' best designs with fresh seeds")
+    p.add_argument("--union", action="store_true", help="only the winners among every variant's picks (exploratory)")
     args = p.parse_args(argv)
+    if args.union:
+        for r in union_winners():
+            print(
+                f"search seed {r['search_seed']}: {r['picks']} picks; winner {r['GFLOPs']:.0f} G chosen at "
+                f"{r['AP']:.3f}, fresh {r['fresh_AP']}"
+            )
+        return 0
     if args.fresh_check:
         print(json.dumps(fresh_check(args.threads), indent=1))
         return 0

@@ -236,3 +236,13 @@ def test_search_with_trials_0_prints_the_picks_and_trains_nothing(tmp_path):
 
     names = {s.study_name for s in optuna.get_all_study_summaries(open_storage(None, tmp_path / "z"))}
     assert names == {"z-cheap"}
+    top = subprocess.run(
+        [*cmd[:-4], "--name", "t", *cmd[-2:], "--candidates", "600", "--trials", "0", "--picks", "top", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert top.returncode == 0, top.stderr[-2000:]
+    near = [p["flops"] for p in json.loads(top.stdout)["picks"]]  # the same candidates, all near the budget
+    assert len(near) == 4 and all(0.75 * parse_flops("60G") <= f <= parse_flops("60G") for f in near)
+    assert json.loads((tmp_path / "t" / "search.json").read_text())["picks"] == "top"

@@ -188,6 +188,13 @@ def test_identity_records_the_trust_region_and_reads_older_runs_as_none():
     assert SearchOptions.identity_differences({}, {"trust_region": "table"}) == ["--trust-region none (now: table)"]
 
 
+def test_identity_records_top_picks_only():
+    top = SearchOptions(budget=10**11, picks="top")
+    assert top.identity()["picks"] == "top" and "picks" not in SearchOptions(budget=10**11).identity()
+    assert SearchOptions.from_identity(top.identity()) == top
+    assert SearchOptions.identity_differences({}, {"picks": "top"}) == ["--picks front (now: top)"]
+
+
 def test_the_search_trains_at_the_tables_reduced_scale_by_default():
     from benchmarks.lib.recipes import SCALES
     from evaluators.recipe import DEFAULT
@@ -218,6 +225,7 @@ def test_identity_records_the_precision_only_when_set():
         ({"proxy_stage": "hyperband"}, "--proxy-stage: 'hyperband' is unknown; accepted: select, halving"),
         ({"seeds": 0}, "--seeds: 0 is out of range; accepted: an integer from 1 to 16"),
         ({"trust_region": "box"}, "--trust-region: 'box' is unknown; accepted: none, table"),
+        ({"picks": "all"}, "--picks: 'all' is unknown; accepted: front, top"),
         ({"seeds": 17}, "--seeds: 17 is out of range"),
     ],
 )

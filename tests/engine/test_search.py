@@ -112,6 +112,22 @@ def test_selection_takes_the_best_score_of_every_flops_band(points, k):
             assert max(t.values[0] for t in inside) in [t.values[0] for t in chosen if t in inside]
 
 
+@given(
+    st.lists(st.tuples(st.floats(-5, 5), st.integers(1, 200)), min_size=1, max_size=30),
+    st.integers(1, 8),
+)
+def test_top_picks_are_the_front_selection_of_the_candidates_near_the_budget(points, k):
+    """``--picks top``: the same bands and diversity, over the candidates of ≥ 75 % of the budget
+    only; with none there, the default's picks."""
+    trials = [_fake(n, score, flops, f"k{n}") for n, (score, flops) in enumerate(points)]
+    budget = 150
+    near = [t for t in trials if 0.75 * budget <= t.values[1] <= budget]
+    top = select_candidates(trials, k, budget, picks="top")
+    assert top == select_candidates(near or trials, k, budget)
+    if near:
+        assert len(top) == min(k, len(near)) and all(t.values[1] >= 112.5 for t in top)
+
+
 def test_cheap_stage_records_every_candidate(tmp_path):
     opts = SearchOptions(budget=parse_flops("60G"), name="cheap", candidates=40, runs_dir=str(tmp_path))
     study = cheap_stage(open_storage(None, opts.run_dir), opts, progress=False)

@@ -35,3 +35,26 @@ def test_the_prototype_picks_its_winner_by_the_searchs_rule_and_checks_the_round
     a4 = sorted((d["AP"] for d in load_table(rounds=4) if d["split"] == "a4" and d["AP"] is not None), reverse=True)
     assert [d["AP"] for d in best] == a4[:3] and {d["split"] for d in best} == {"a4"}
     assert {d["split"] for d in sr.round_best((1, 2, 3), n=40)} == {"a1", "a2", "a3"}
+
+
+def test_the_top_variants_committed_searches_follow_its_registered_rule() -> None:
+    """search_top.json: every pick near the budget, each winner the product's choice among its
+    picks, and the comparison with the presets recomputed from the rows."""
+    import json
+
+    from benchmarks import search_rescored as sr
+    from nas.engine.cheap.select import TOP_SHARE
+    from search_spaces import parse_yaml
+
+    result = json.loads(sr.OUT["top"].read_text())
+    assert [r["search_seed"] for r in result["searches"]] == list(svp.SEARCH_SEEDS)
+    for r in result["searches"]:
+        assert len(r["picks"]) == sr.PICKS
+        for p in r["picks"]:
+            flops = cost(compile_config(parse_yaml(p["config"]))).flops
+            assert TOP_SHARE * 150e9 <= flops <= 150e9 and abs(flops / 1e9 - p["GFLOPs"]) < 1e-6
+            assert abs(sum(p["AP_seeds"]) / 2 - p["AP"]) < 1e-12
+        assert r["winner"] == sr.winner(r["picks"]) and abs(sum(r["fresh_APs"]) / 2 - r["AP"]) < 1e-12
+    presets = json.loads(svp.DATA.read_text())["presets"]
+    again = svp.against_presets([r["AP"] for r in result["searches"]], presets)
+    assert again == {k: result[k] for k in again}
