@@ -151,6 +151,7 @@ def union_winners() -> list[dict[str, Any]]:
                 picks[cfg.key()] = {
                     "key": cfg.key(),
                     "AP": t["AP"],
+                    "AP_seeds": t["AP_seeds"],
                     "val_loss": t["val_loss"],
                     "GFLOPs": t["flops"] / 1e9,
                 }
@@ -161,10 +162,31 @@ def union_winners() -> list[dict[str, Any]]:
             fresh[parse_yaml(row["winner"]["config"]).key()] = row["AP"]
             for c in row["picks"]:
                 key = parse_yaml(c["config"]).key()
-                picks.setdefault(key, {"key": key, "AP": c["AP"], "val_loss": c["val_loss"], "GFLOPs": c["GFLOPs"]})
+                picks.setdefault(key, {"key": key, **{k: c[k] for k in ("AP", "AP_seeds", "val_loss", "GFLOPs")}})
         best = winner(list(picks.values()))
-        out.append({"search_seed": s, "picks": len(picks), **best, "fresh_AP": fresh.get(best["key"])})
+        out.append({"search_seed": s, "picks": len(picks), **best, "fresh_AP": fresh.get(best["key"]), "all": picks})
     return out
+
+
+def pick_noise(picks: list[dict[str, Any]], n_boot: int = 2000) -> dict[str, Any]:
+    """Can the 2-seed mean tell ``picks`` (rows with ``AP_seeds``) apart? Their seed and design
+    sd (one-way ICC(1)), the ICC of the 2-seed mean (Spearman–Brown), and its bootstrap 95 % CI
+    over the picks."""
+    from benchmarks.lib.stats import icc1
+
+    def icc2(groups: list[list[float]]) -> float:
+        icc = icc1(groups)["icc"]
+        return 2 * icc / (1 + icc)
+
+    groups = [p["AP_seeds"] for p in picks]
+    rng = np.random.default_rng(0)
+    boot = [icc2([groups[i] for i in rng.integers(0, len(groups), len(groups))]) for _ in range(n_boot)]
+    return {
+        "picks": len(groups),
+        **icc1(groups),
+        "icc_of_2_seed_mean": icc2(groups),
+        "icc_of_2_seed_mean_ci95": [float(v) for v in np.nanpercentile(boot, [2.5, 97.5])],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,10 +206,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--union", action="store_true", help="only the winners among every variant's picks (exploratory)")
     args = p.parse_args(argv)
     if args.union:
-        for r in union_winners():
+        from nas.core.cost import parse_flops
+        from nas.engine.cheap.select import TOP_SHARE
+
+        searches = union_winners()
+        for r in searches:
             print(
                 f"search seed {r['search_seed']}: {r['picks']} picks; winner {r['GFLOPs']:.0f} G chosen at "
                 f"{r['AP']:.3f}, fresh {r['fresh_AP']}"
+            )
+        every = [p for r in searches for p in r["all"].values()]
+        near = [p for p in every if p["GFLOPs"] * 1e9 >= TOP_SHARE * parse_flops(BUDGET)]
+        for name, rows in (("every pick", every), (f"picks at >= {TOP_SHARE:.0%} of the budget", near)):
+            n = pick_noise(rows)
+            ci = n["icc_of_2_seed_mean_ci95"]
+            print(
+                f"{name} ({n['picks']}): seed sd {n['seed_sd']:.4f}, design sd {n['design_sd']:.4f}, "
+                f"ICC of the 2-seed mean {n['icc_of_2_seed_mean']:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
             )
         return 0
     if args.fresh_check:
