@@ -58,3 +58,21 @@ def test_the_top_variants_committed_searches_follow_its_registered_rule() -> Non
     presets = json.loads(svp.DATA.read_text())["presets"]
     again = svp.against_presets([r["AP"] for r in result["searches"]], presets)
     assert again == {k: result[k] for k in again}
+
+
+def test_pick_noise_is_the_spearman_brown_icc_of_the_picks_seed_pairs() -> None:
+    import numpy as np
+
+    from benchmarks.lib.stats import icc1
+    from benchmarks.search_rescored import pick_noise
+
+    rng = np.random.default_rng(1)
+    designs = rng.normal(0.15, 0.02, 40)
+    picks = [{"AP_seeds": list(d + rng.normal(0, 0.01, 2))} for d in designs]
+    n = pick_noise(picks, n_boot=300)
+    one = icc1([p["AP_seeds"] for p in picks])["icc"]
+    assert abs(n["icc_of_2_seed_mean"] - 2 * one / (1 + one)) < 1e-12
+    assert n["icc_of_2_seed_mean_ci95"][0] <= n["icc_of_2_seed_mean"] <= n["icc_of_2_seed_mean_ci95"][1]
+    assert abs(n["seed_sd"] - 0.01) < 0.004 and abs(n["design_sd"] - 0.02) < 0.008  # the simulated sds
+    alike = pick_noise([{"AP_seeds": list(0.15 + rng.normal(0, 0.01, 2))} for _ in range(40)], n_boot=300)
+    assert alike["icc_of_2_seed_mean"] < n["icc_of_2_seed_mean"]  # designs alike: the mean cannot rank them
