@@ -72,8 +72,9 @@ def add_search_parsers(sub: Any) -> None:
     p.add_argument(
         "--picks",
         default=D.picks,
-        help="front | top: spread the picks over the FLOPs range, one per band (the AP-vs-FLOPs front), or put "
-        "them all at 75%% of the budget or more, where best.yaml comes from (default: %(default)s)",
+        help="front | top | families: spread the picks over the FLOPs range, one per band (the AP-vs-FLOPs "
+        "front); put them all at 75%% of the budget or more, where best.yaml comes from; or the same, one per "
+        "block family (res, csp, elan, prn) (default: %(default)s)",
     )
     p.add_argument(
         "--cheap-score",

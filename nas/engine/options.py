@@ -26,7 +26,7 @@ SEARCH_SCALE: dict[str, Any] = {"epochs": 5, "images": 480, "img_size": 96, "wid
 TRUST_REGIONS = ("none", "table")
 #: ``--picks``: spread the K picks over the FLOPs range (the AP-vs-FLOPs front), or put them all near
 #: the budget, where ``best.yaml`` comes from (:func:`nas.engine.cheap.select.select_candidates`)
-PICKS = ("front", "top")
+PICKS = ("front", "top", "families")
 #: the search's default recipe: ``v2`` at :data:`SEARCH_SCALE`
 SEARCH_RECIPE = DEFAULT_RECIPE.replace(**SEARCH_SCALE)
 
@@ -61,7 +61,8 @@ class SearchOptions:
     #: did not beat FLOPs on the designs the search proposed (τ 0.657 against 0.658)
     trust_region: str = "table"
     #: how the K picks spread (:data:`PICKS`): ``front`` (one per FLOPs band
-    #: from the smallest candidate to the budget) or ``top`` (all at 75 % of the budget or more)
+    #: from the smallest candidate to the budget), ``top`` (all at 75 % of the budget or more) or
+    #: ``families`` (the same, one per block family)
     picks: str = "front"
     data: str = "shapes"
     recipe: Recipe = SEARCH_RECIPE

@@ -225,7 +225,7 @@ def test_identity_records_the_precision_only_when_set():
         ({"proxy_stage": "hyperband"}, "--proxy-stage: 'hyperband' is unknown; accepted: select, halving"),
         ({"seeds": 0}, "--seeds: 0 is out of range; accepted: an integer from 1 to 16"),
         ({"trust_region": "box"}, "--trust-region: 'box' is unknown; accepted: none, table"),
-        ({"picks": "all"}, "--picks: 'all' is unknown; accepted: front, top"),
+        ({"picks": "all"}, "--picks: 'all' is unknown; accepted: front, top, families"),
         ({"seeds": 17}, "--seeds: 17 is out of range"),
     ],
 )

@@ -128,6 +128,28 @@ def test_top_picks_are_the_front_selection_of_the_candidates_near_the_budget(poi
         assert len(top) == min(k, len(near)) and all(t.values[1] >= 112.5 for t in top)
 
 
+@given(
+    st.lists(
+        st.tuples(st.floats(-5, 5), st.integers(100, 150), st.sampled_from(["res", "csp", "elan", "prn"])),
+        min_size=1,
+        max_size=30,
+    ),
+    st.integers(1, 8),
+)
+def test_family_picks_take_every_familys_best_before_any_seconds(points, k):
+    """``--picks families``, against a brute-force reading of its rule: the best of each block
+    family in the order of those bests, then the second bests, and so on."""
+    trials = [_fake(n, score, flops, f"k{n}", bb=block, nk=block) for n, (score, flops, block) in enumerate(points)]
+    near = [t for t in trials if t.values[1] >= 112.5]
+    chosen = select_candidates(trials, k, 150, picks="families")
+    ranked = {}
+    for t in sorted(near or trials, key=lambda t: (-t.values[0], t.values[1], t.number)):
+        ranked.setdefault(t.user_attrs["config"], []).append(t)
+    queues = sorted(ranked.values(), key=lambda q: (-q[0].values[0], q[0].number))
+    expected = [q[r] for r in range(len(near or trials)) for q in queues if r < len(q)][:k]
+    assert chosen == expected
+
+
 def test_cheap_stage_records_every_candidate(tmp_path):
     opts = SearchOptions(budget=parse_flops("60G"), name="cheap", candidates=40, runs_dir=str(tmp_path))
     study = cheap_stage(open_storage(None, opts.run_dir), opts, progress=False)

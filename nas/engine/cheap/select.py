@@ -92,12 +92,15 @@ def select_candidates(
     ``picks="top"``: only candidates of at least :data:`TOP_SHARE` of the budget (every one when
     none is), banded the same way: the K picks compete for ``best.yaml`` instead of spanning the
     front, since the winner of a K = 4 front came from its two largest bands in every headline
-    search (``benchmarks/search_rescored.py``)."""
+    search (``benchmarks/search_rescored.py``). ``picks="families"``: the same candidates, one
+    pick per block family instead (:func:`family_picks`)."""
     pool = [t for t in feasible_pool(trials, budget) if only is None or t.number in only]
-    if picks == "top":
+    if picks in ("top", "families"):
         pool = [t for t in pool if flops_of(t) >= TOP_SHARE * budget] or pool
     if not pool:
         return []
+    if picks == "families":
+        return family_picks(pool, k)
     bands = flops_bands(pool, k, budget)
     order = sorted(bands, reverse=True)
     best = {b: max(bands[b], key=lambda t: (t.values[0], -t.values[1], -t.number)) for b in order}
@@ -111,6 +114,37 @@ def select_candidates(
         key=lambda i: (front_of[i], -pool[i].values[0], pool[i].number),
     )
     return chosen + [pool[i] for i in rest[: k - len(chosen)]]
+
+
+def family_of(trial: Any) -> str:
+    """A candidate's block family: its most frequent block over the backbone stages and neck
+    nodes (ties: the first name in alphabetical order).
+
+    >>> from types import SimpleNamespace
+    >>> family_of(SimpleNamespace(user_attrs={"pattern": "elan/prn/elan/res/prn"}))
+    'elan'
+    """
+    parts = pattern_of(trial).split("/")
+    return min(set(parts), key=lambda b: (-parts.count(b), b))
+
+
+def family_picks(pool: list[Any], k: int) -> list[Any]:
+    """``--picks families``: the best-scored candidate of every block family in ``pool``, the
+    families in the order of their best scores; then each family's second best, and so on, until
+    K. The cheap score ranks designs of one family far better than it ranks families against each
+    other (near the budget its favourite family, PRN, differs by a design sd of 0.006 AP, while
+    designs of mixed families differ by 0.027: ``benchmarks/search_rescored.py --union``), so the
+    K trainings compare the paper's strategies at the budget instead of K near-copies of one."""
+    families: dict[str, list[Any]] = {}
+    for t in sorted(pool, key=lambda t: (-t.values[0], t.values[1], t.number)):
+        families.setdefault(family_of(t), []).append(t)
+    queues = sorted(families.values(), key=lambda q: (-q[0].values[0], q[0].number))
+    chosen: list[Any] = []
+    for rank in range(max(len(q) for q in queues)):
+        chosen += [q[rank] for q in queues if rank < len(q)][: k - len(chosen)]
+        if len(chosen) == k:
+            break
+    return chosen
 
 
 def _diversify(best: dict[int, Any], bands: dict[int, list], order: list[int], pool: list[Any]) -> list[Any]:
