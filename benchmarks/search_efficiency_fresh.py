@@ -6,8 +6,9 @@ table's recipe (``reduced``, v2), a budget of 150 GFLOPs, the compute of 8 full 
 
 - ``search``: the default ``nas search --budget 150GFLOPs --seed s`` — the headline's own runs
   (``benchmarks/search_vs_presets.py``): 4 picks × 2 seeds; it reports ``best.yaml``. When the
-  default is ``--picks top``, its picks and winners are ``benchmarks/search_rescored.py --variant
-  top``'s (the same searches' candidates, selected as ``--picks top`` selects).
+  default is another ``--picks`` (``top``, ``families``), its picks and winners are
+  ``benchmarks/search_rescored.py --variant``'s (the same searches' candidates, selected as that
+  ``--picks`` selects).
 - ``optuna-tpe``, ``random``, ``evolution``: ``benchmarks/search_efficiency_live.py``'s arms at
   K = 8 single trainings (training seed 0, its folders), proposal seed s; each reports the design
   of its best observed AP. (``halving``, the default before issue 28, is not rerun: it lost to the
@@ -58,11 +59,11 @@ def default_picks() -> str:
 
 def search_arm(seed: int, picks: str) -> dict[str, Any]:
     """The default search with ``--seed seed``: its trained picks (2-seed means) and its winner's
-    fresh APs, from the headline's runs (``front``) or the top variant's (``top``)."""
-    if picks == "top":
+    fresh APs, from the headline's runs (``front``) or the variant's (``top``, ``families``)."""
+    if picks != "front":
         from benchmarks.search_rescored import OUT as VARIANTS
 
-        row = next(r for r in json.loads(VARIANTS["top"].read_text())["searches"] if r["search_seed"] == seed)
+        row = next(r for r in json.loads(VARIANTS[picks].read_text())["searches"] if r["search_seed"] == seed)
         trained = [{"config": p["config"], "AP": p["AP"], "flops": p["GFLOPs"] * 1e9} for p in row["picks"]]
         return {"picks": trained, "reported": row["winner"]["config"], "fresh_APs": row["fresh_APs"]}
     from search_spaces import from_dict

@@ -4,6 +4,8 @@ winners are, from their config."""
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks import search_vs_presets as svp
 from benchmarks.gp_table import load_table
 from nas.core.cost import cost
@@ -37,16 +39,25 @@ def test_the_prototype_picks_its_winner_by_the_searchs_rule_and_checks_the_round
     assert {d["split"] for d in sr.round_best((1, 2, 3), n=40)} == {"a1", "a2", "a3"}
 
 
-def test_the_top_variants_committed_searches_follow_its_registered_rule() -> None:
-    """search_top.json: every pick near the budget, each winner the product's choice among its
-    picks, and the comparison with the presets recomputed from the rows."""
+@pytest.mark.parametrize("variant", ["top", "families"])
+def test_the_near_budget_variants_committed_searches_follow_their_registered_rule(variant: str) -> None:
+    """search_top.json, search_families.json: every pick near the budget (families: of distinct
+    block families), each winner the product's choice among its picks, and the comparison with
+    the presets recomputed from the rows."""
     import json
+    from types import SimpleNamespace
 
     from benchmarks import search_rescored as sr
-    from nas.engine.cheap.select import TOP_SHARE
+    from nas.engine.cheap.select import TOP_SHARE, family_of
     from search_spaces import parse_yaml
 
-    result = json.loads(sr.OUT["top"].read_text())
+    result = json.loads(sr.OUT[variant].read_text())
+    assert result["variant"] == variant
+    for r in result["searches"]:
+        families = [
+            family_of(SimpleNamespace(user_attrs={"pattern": p["pattern"].replace(",", "/")})) for p in r["picks"]
+        ]
+        assert variant == "top" or len(set(families)) == len(families)
     assert [r["search_seed"] for r in result["searches"]] == list(svp.SEARCH_SEEDS)
     for r in result["searches"]:
         assert len(r["picks"]) == sr.PICKS
