@@ -25,7 +25,8 @@ SEARCH_SCALE: dict[str, Any] = {"epochs": 5, "images": 480, "img_size": 96, "wid
 #: ``--trust-region``: picks anywhere feasible, or only inside the gradient-path table's support
 TRUST_REGIONS = ("none", "table")
 #: ``--picks``: spread the K picks over the FLOPs range (the AP-vs-FLOPs front), or put them all near
-#: the budget, where ``best.yaml`` comes from (:func:`nas.engine.cheap.select.select_candidates`)
+#: the budget, where ``best.yaml`` comes from, by FLOPs band or one per block family
+#: (:func:`nas.engine.cheap.select.select_candidates`)
 PICKS = ("front", "top", "families")
 #: the search's default recipe: ``v2`` at :data:`SEARCH_SCALE`
 SEARCH_RECIPE = DEFAULT_RECIPE.replace(**SEARCH_SCALE)
