@@ -302,8 +302,8 @@ def verify(
     run: Path, kills: list[dict[str, Any]], snapshots: list[dict[str, Any]], end: dict[str, Any], candidates: int
 ) -> dict[str, Any]:
     from nas.core.cost import parse_flops
-    from nas.engine import select_candidates
-    from nas.engine.cheap.select import feasible_pool
+    from nas.engine import SearchOptions, select_candidates
+    from nas.engine.cheap.select import feasible_pool, inside_support
     from nas.engine.proxy.fidelity import plan_rungs
 
     lost_cheap = lost_proxy = 0
@@ -314,8 +314,10 @@ def verify(
     storage = _storage(run)
     cheap_trials = _trials(storage, f"{NAME}-cheap")
     # every bottom-rung pick trained at the bottom fidelity, and the full rung's count at full fidelity
-    plan = plan_rungs(TRIALS, EPOCHS, pool=len(feasible_pool(cheap_trials, parse_flops("45G"))))
-    picks = select_candidates(cheap_trials, plan[0].n, parse_flops("45G"))
+    pool = feasible_pool(cheap_trials, parse_flops("45G"))
+    only = inside_support(pool) or None  # the default trust region and picks, as the driver applies them
+    plan = plan_rungs(TRIALS, EPOCHS, pool=len(only or pool))
+    picks = select_candidates(cheap_trials, plan[0].n, parse_flops("45G"), only, SearchOptions(budget=1).picks)
     expected = {f"{t.user_attrs['key']}@{plan[0].epochs}" for t in picks}
     full_trained = sum(1 for k in set(finished_keys) if k.endswith(f"@{EPOCHS}"))
     sessions = tune_sessions(run)

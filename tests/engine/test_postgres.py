@@ -25,7 +25,7 @@ import pytest
 
 from benchmarks.kill_resume import dashboard_api, wsgi_request
 from nas.core.cost import parse_flops
-from nas.engine import select_candidates
+from nas.engine import SearchOptions, select_candidates
 from nas.engine.cheap.select import feasible_pool, inside_support
 from nas.engine.record.dashboard import read_only
 from nas.engine.record.storage import open_storage
@@ -152,8 +152,9 @@ def test_search_on_postgres_killed_and_resumed_then_the_dashboard_api(postgres_u
     assert len(cheap) == 120
     only = (
         inside_support(feasible_pool(cheap, parse_flops("45G"))) or None
-    )  # the default trust region, as the driver applies it
-    assert set(keys) == {t.user_attrs["key"] for t in select_candidates(cheap, 2, parse_flops("45G"), only)}
+    )  # the default trust region and picks, as the driver applies them
+    default = SearchOptions(budget=1).picks
+    assert set(keys) == {t.user_attrs["key"] for t in select_candidates(cheap, 2, parse_flops("45G"), only, default)}
     assert all(t.user_attrs.get("interrupted") for t in proxy if t.state.name == "FAIL")
 
     # optuna-dashboard on the same database, read-only as `nas dashboard` serves it

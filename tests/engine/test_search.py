@@ -408,8 +408,9 @@ def test_proxy_stage_killed_and_resumed_keeps_finished_and_duplicates_nothing(tm
     cheap = _journal_trials(run / "optuna.journal", "kill-cheap")
     only = (
         inside_support(feasible_pool(cheap, parse_flops("45G"))) or None
-    )  # the default trust region, as the driver applies it
-    expected = {t.user_attrs["key"] for t in select_candidates(cheap, 2, parse_flops("45G"), only)}
+    )  # the default trust region and picks, as the driver applies them
+    default = SearchOptions(budget=1).picks
+    expected = {t.user_attrs["key"] for t in select_candidates(cheap, 2, parse_flops("45G"), only, default)}
     assert set(keys) == expected
     assert all(t.user_attrs.get("interrupted") for t in proxy if t.state.name == "FAIL")
 
