@@ -188,10 +188,13 @@ def test_identity_records_the_trust_region_and_reads_older_runs_as_none():
     assert SearchOptions.identity_differences({}, {"trust_region": "table"}) == ["--trust-region none (now: table)"]
 
 
-def test_identity_records_top_picks_only():
-    top = SearchOptions(budget=10**11, picks="top")
-    assert top.identity()["picks"] == "top" and "picks" not in SearchOptions(budget=10**11).identity()
-    assert SearchOptions.from_identity(top.identity()) == top
+def test_identity_records_the_picks_and_reads_older_runs_as_front():
+    from nas.engine.options import PICKS
+
+    for picks in PICKS:
+        opts = SearchOptions(budget=10**11, picks=picks)
+        assert ("picks" in opts.identity()) == (picks != "front")  # front: what every run before the option did
+        assert SearchOptions.from_identity(opts.identity()) == opts
     assert SearchOptions.identity_differences({}, {"picks": "top"}) == ["--picks front (now: top)"]
 
 
