@@ -39,9 +39,10 @@ def test_the_prototype_picks_its_winner_by_the_searchs_rule_and_checks_the_round
     assert {d["split"] for d in sr.round_best((1, 2, 3), n=40)} == {"a1", "a2", "a3"}
 
 
-@pytest.mark.parametrize("variant", ["top", "families"])
+@pytest.mark.parametrize("variant", ["top", "families", "confirm"])
 def test_the_near_budget_variants_committed_searches_follow_their_registered_rule(variant: str) -> None:
-    """search_top.json, search_families.json: every pick near the budget (families: of distinct
+    """search_top.json, search_families.json and its confirmation on ten searches: every pick near
+    the budget (families: of distinct
     block families), each winner the product's choice among its picks, and the comparison with
     the presets recomputed from the rows."""
     import json
@@ -51,14 +52,16 @@ def test_the_near_budget_variants_committed_searches_follow_their_registered_rul
     from nas.engine.cheap.select import TOP_SHARE, family_of
     from search_spaces import parse_yaml
 
-    result = json.loads(sr.OUT[variant].read_text())
+    result = json.loads((sr.CONFIRM_OUT if variant == "confirm" else sr.OUT[variant]).read_text())
+    seeds = (*svp.SEARCH_SEEDS, *sr.CONFIRM_SEEDS) if variant == "confirm" else svp.SEARCH_SEEDS
+    variant = "families" if variant == "confirm" else variant
     assert result["variant"] == variant
     for r in result["searches"]:
         families = [
             family_of(SimpleNamespace(user_attrs={"pattern": p["pattern"].replace(",", "/")})) for p in r["picks"]
         ]
         assert variant == "top" or len(set(families)) == len(families)
-    assert [r["search_seed"] for r in result["searches"]] == list(svp.SEARCH_SEEDS)
+    assert [r["search_seed"] for r in result["searches"]] == list(seeds)
     for r in result["searches"]:
         assert len(r["picks"]) == sr.PICKS
         for p in r["picks"]:
@@ -87,3 +90,16 @@ def test_pick_noise_is_the_spearman_brown_icc_of_the_picks_seed_pairs() -> None:
     assert abs(n["seed_sd"] - 0.01) < 0.004 and abs(n["design_sd"] - 0.02) < 0.008  # the simulated sds
     alike = pick_noise([{"AP_seeds": list(0.15 + rng.normal(0, 0.01, 2))} for _ in range(40)], n_boot=300)
     assert alike["icc_of_2_seed_mean"] < n["icc_of_2_seed_mean"]  # designs alike: the mean cannot rank them
+
+
+def test_the_families_confirmation_repeats_the_first_five_searches_and_reports_the_new_five() -> None:
+    import json
+
+    from benchmarks import search_rescored as sr
+
+    confirm = json.loads(sr.CONFIRM_OUT.read_text())
+    first = json.loads(sr.OUT["families"].read_text())
+    assert confirm["searches"][: len(first["searches"])] == first["searches"]  # the same trainings, read back
+    presets = json.loads(svp.DATA.read_text())["presets"]
+    new = [r["AP"] for r in confirm["searches"] if r["search_seed"] in sr.CONFIRM_SEEDS]
+    assert len(new) == len(sr.CONFIRM_SEEDS) and confirm["new_searches"] == svp.against_presets(new, presets)
