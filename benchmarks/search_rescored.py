@@ -183,14 +183,14 @@ def fresh_check(threads: int) -> dict[str, Any]:
 
 
 def union_winners() -> list[dict[str, Any]]:
-    """Exploratory, after both variants were trained (no rule was registered for it): would more
-    picks of the same cheap stage help? Per search, every distinct pick of the default and of both
-    variants (10–12, each trained with the search's two seeds), the winner by ``nas search``'s
+    """Exploratory, after the rescored and top variants were trained (no rule was registered for
+    it): would more picks of the same cheap stage help? Per search, every distinct pick of the
+    default and of those two variants (10–12, each trained with the search's two seeds), the winner by ``nas search``'s
     rule among them, and its fresh AP (known whenever it is one of the three runs' winners)."""
     from search_spaces import from_dict, parse_yaml
 
     headline = json.loads(DATA.read_text())["searches"]
-    variants = [json.loads(path.read_text())["searches"] for path in OUT.values()]
+    variants = [json.loads(OUT[v].read_text())["searches"] for v in ("rescored", "top")]  # as it was read
     out = []
     for s in SEARCH_SEEDS:
         summary = json.loads((arm_dir("") / "runs" / f"s{s}" / "summary.json").read_text())
