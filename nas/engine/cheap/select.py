@@ -131,10 +131,11 @@ def family_of(trial: Any) -> str:
 def family_picks(pool: list[Any], k: int) -> list[Any]:
     """``--picks families``: the best-scored candidate of every block family in ``pool``, the
     families in the order of their best scores; then each family's second best, and so on, until
-    K. The cheap score ranks designs of one family far better than it ranks families against each
-    other (near the budget its favourite family, PRN, differs by a design sd of 0.006 AP, while
-    designs of mixed families differ by 0.027: ``benchmarks/search_rescored.py --union``), so the
-    K trainings compare the paper's strategies at the budget instead of K near-copies of one."""
+    K. Near the budget the cheap score's favourite family, PRN, proposes designs that differ by a
+    design sd of 0.006 AP, while the table's mixed designs there differ by 0.027
+    (``benchmarks/search_rescored.py --union``), so the K trainings compare the paper's strategies
+    at the budget instead of K near-copies of one. On ten searches its winners did not beat the
+    default's (docs/search.md, "Where the picks lie")."""
     families: dict[str, list[Any]] = {}
     for t in sorted(pool, key=lambda t: (-t.values[0], t.values[1], t.number)):
         families.setdefault(family_of(t), []).append(t)
