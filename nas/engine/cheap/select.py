@@ -92,8 +92,8 @@ def select_candidates(
     ``picks="top"``: only candidates of at least :data:`TOP_SHARE` of the budget (every one when
     none is), banded the same way: the K picks compete for ``best.yaml`` instead of spanning the
     front, since the winner of a K = 4 front came from its two largest bands in every headline
-    search (``benchmarks/search_rescored.py``). ``picks="families"``: the same candidates, one
-    pick per block family instead (:func:`family_picks`)."""
+    search (``benchmarks/search_rescored.py``); measured, its winners were no better. ``picks=
+    "families"``: the same candidates, one pick per block family instead (:func:`family_picks`)."""
     pool = [t for t in feasible_pool(trials, budget) if only is None or t.number in only]
     if picks in ("top", "families"):
         pool = [t for t in pool if flops_of(t) >= TOP_SHARE * budget] or pool
