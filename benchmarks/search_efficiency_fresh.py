@@ -21,6 +21,12 @@ what a user would get; ``hypervolume`` of the trained designs at their observed 
 outside the gradient-path table's support (:mod:`nas.engine.scores.support`). Reported: means,
 and search minus each arm paired by seed with a bootstrap 95 % CI over the seeds.
 
+**Known, 2026-12-08:** one task of 15 is trained. The ``optuna-tpe`` arm stalls at K = 8:
+``search_efficiency_live.tpe_run`` tells an over-budget proposal FAIL, from which TPE learns
+nothing, so it keeps proposing over budget while every ``suggest`` rereads the growing list of
+trials (both workers spent 10 min of CPU without a training). Give TPE the budget as a
+constraint (``TPESampler(constraints_func=...)``) as a new registered arm before running on.
+
     .venv/bin/python -m benchmarks.search_efficiency_fresh --shard 0/2 &     # workers
     .venv/bin/python -m benchmarks.search_efficiency_fresh --shard 1/2 &
     wait; .venv/bin/python -m benchmarks.search_efficiency_fresh --data    # the report
