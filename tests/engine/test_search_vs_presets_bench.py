@@ -103,3 +103,18 @@ def test_the_families_confirmation_repeats_the_first_five_searches_and_reports_t
     presets = json.loads(svp.DATA.read_text())["presets"]
     new = [r["AP"] for r in confirm["searches"] if r["search_seed"] in sr.CONFIRM_SEEDS]
     assert len(new) == len(sr.CONFIRM_SEEDS) and confirm["new_searches"] == svp.against_presets(new, presets)
+
+
+def test_search_efficiency_fresh_judges_the_fresh_mean_the_front_and_the_support() -> None:
+    """A task's figures: the mean of its fresh APs, the hypervolume of its trained designs at the
+    budget, and the share outside the table's support (a table design lies inside it)."""
+    from benchmarks import search_efficiency_fresh as sef
+    from benchmarks.pool_sim import hypervolume
+    from search_spaces import from_dict
+
+    designs = [d for d in load_table() if d["AP"] is not None][:3]
+    picks = [{"config": from_dict(d["config"]).to_yaml(), "AP": d["AP"], "flops": d["flops"]} for d in designs]
+    judged = sef.judge({"picks": picks, "reported": picks[0]["config"], "fresh_APs": [0.1, 0.2]})
+    assert judged["fresh_AP"] == pytest.approx(0.15)
+    assert judged["hypervolume"] == hypervolume([(d["AP"], d["flops"]) for d in designs], 150e9)
+    assert judged["outside_support"] == 0.0
