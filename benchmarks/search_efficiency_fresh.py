@@ -45,7 +45,7 @@ from benchmarks.lib.designs import config_flops, random_feasible
 from benchmarks.lib.study import run_once, shard_arg
 from benchmarks.pool_sim import hypervolume
 from benchmarks.search_efficiency_live import DATA_DIR, evolution_run, tpe_run, trained_ap
-from benchmarks.search_vs_presets import BUDGET, DATA, FRESH_SEEDS, RECIPE, SEARCH_SEEDS, arm_dir, retrain
+from benchmarks.search_vs_presets import BUDGET, DATA, FRESH_SEEDS, RECIPE, SEARCH_SEEDS, retrain, run_picks
 from nas.core.cost import parse_flops
 
 #: the compute every arm spends, in full trainings: the default search's 4 picks × 2 seeds
@@ -72,13 +72,9 @@ def search_arm(seed: int, picks: str) -> dict[str, Any]:
         row = next(r for r in json.loads(VARIANTS[picks].read_text())["searches"] if r["search_seed"] == seed)
         trained = [{"config": p["config"], "AP": p["AP"], "flops": p["GFLOPs"] * 1e9} for p in row["picks"]]
         return {"picks": trained, "reported": row["winner"]["config"], "fresh_APs": row["fresh_APs"]}
-    from search_spaces import from_dict
-
-    summary = json.loads((arm_dir("") / "runs" / f"s{seed}" / "summary.json").read_text())
-    done = [t for t in summary["trials"] if t["state"] == "COMPLETE"]
-    trained = [{"config": from_dict(t["config"]).to_yaml(), "AP": t["AP"], "flops": t["flops"]} for t in done]
+    picks_, winner = run_picks(seed)
+    trained = [{k: p[k] for k in ("config", "AP", "flops")} for p in picks_]
     row = next(r for r in json.loads(DATA.read_text())["searches"] if r["search_seed"] == seed)
-    winner = from_dict(summary["trials"][summary["winner"]["trial"]]["config"]).to_yaml()
     return {"picks": trained, "reported": winner, "fresh_APs": row["fresh_APs"]}
 
 

@@ -78,6 +78,7 @@ from benchmarks.search_vs_presets import (
     against_presets,
     arm_dir,
     retrain,
+    run_picks,
 )
 
 PICKS = 4
@@ -187,26 +188,18 @@ def union_winners() -> list[dict[str, Any]]:
     it): would more picks of the same cheap stage help? Per search, every distinct pick of the
     default and of those two variants (10–12, each trained with the search's two seeds), the winner by ``nas search``'s
     rule among them, and its fresh AP (known whenever it is one of the three runs' winners)."""
-    from search_spaces import from_dict, parse_yaml
+    from search_spaces import parse_yaml
 
     headline = json.loads(DATA.read_text())["searches"]
     variants = [json.loads(OUT[v].read_text())["searches"] for v in ("rescored", "top")]  # as it was read
     out = []
     for s in SEARCH_SEEDS:
-        summary = json.loads((arm_dir("") / "runs" / f"s{s}" / "summary.json").read_text())
+        trained, won = run_picks(s)
         picks = {}
-        for t in summary["trials"]:
-            if t["state"] == "COMPLETE":
-                cfg = from_dict(t["config"])
-                picks[cfg.key()] = {
-                    "key": cfg.key(),
-                    "AP": t["AP"],
-                    "AP_seeds": t["AP_seeds"],
-                    "val_loss": t["val_loss"],
-                    "GFLOPs": t["flops"] / 1e9,
-                }
-        won = from_dict(summary["trials"][summary["winner"]["trial"]]["config"]).key()
-        fresh = {won: next(r["AP"] for r in headline if r["search_seed"] == s)}
+        for t in trained:
+            key = parse_yaml(t["config"]).key()
+            picks[key] = {"key": key, **{k: t[k] for k in ("AP", "AP_seeds", "val_loss")}, "GFLOPs": t["flops"] / 1e9}
+        fresh = {parse_yaml(won).key(): next(r["AP"] for r in headline if r["search_seed"] == s)}
         for rows in variants:
             row = next(r for r in rows if r["search_seed"] == s)
             fresh[parse_yaml(row["winner"]["config"]).key()] = row["AP"]

@@ -89,6 +89,21 @@ def table_best(rounds: int = 0) -> list[dict[str, Any]]:
     return sorted(table, key=lambda d: (-d["AP"], d["id"]))[:TABLE_BEST]
 
 
+def run_picks(seed: int) -> tuple[list[dict[str, Any]], str]:
+    """The trained picks of the default search ``seed`` (from its ``summary.json``: config YAML,
+    AP, AP_seeds, val_loss, flops) and its ``best.yaml``'s config YAML."""
+    from search_spaces import from_dict
+
+    summary = json.loads((arm_dir("") / "runs" / f"s{seed}" / "summary.json").read_text())
+    keys = ("AP", "AP_seeds", "val_loss", "flops")
+    picks = [
+        {"config": from_dict(t["config"]).to_yaml(), **{k: t[k] for k in keys}}
+        for t in summary["trials"]
+        if t["state"] == "COMPLETE"
+    ]
+    return picks, from_dict(summary["trials"][summary["winner"]["trial"]]["config"]).to_yaml()
+
+
 def retrain(config_yaml: str | dict[str, Any], seed: int, threads: int) -> float:
     """A design's AP at the recipe and seed (trained once, in this study's folder): a config's
     YAML, a preset's name or a config dict."""
